@@ -1,0 +1,5 @@
+import sys
+
+from fednlp_bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""`fednlp-bench` console script: one subcommand per module in ``fednlp_bench.commands``.
+
+Each command module exposes ``register(subparsers)`` which adds its parser and
+sets ``func``; heavy imports happen inside the command, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+COMMAND_MODULES = ("partition", "run", "compare", "leaderboard", "suite", "datasets")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fednlp-bench",
+        description="Federated learning benchmark for NLP: partition data, run FL vs centralized, publish leaderboards.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"fednlp_bench.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        # Bad input: one clear line, no traceback; exit code 2 like argparse.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"fednlp-bench {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The result record: the only thing a leaderboard is ever built from.
+
+A record must let anyone trace a published number to the exact run that made
+it and re-run it, so it carries the full config, seed, partition identity,
+package versions, git commit and hardware next to the per-round metrics.
+Validation is strict on purpose: a record that would put a NaN, a missing
+field or an old layout into a published table is refused with the file named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+RECORD_FILENAME = "record.json"
+METRICS_FILENAME = "metrics.csv"
+
+
+class RecordError(ValueError):
+    """A record file is malformed; the message names the file and the problem."""
+
+
+@dataclass
+class RoundResult:
+    """What happened in one round (or one centralized 'round' of equal budget)."""
+
+    round: int
+    clients: list[int]
+    train_loss: float | None
+    metrics: dict[str, float]  # empty when the round was not evaluated
+    bytes_up: int
+    bytes_down: int
+    wall_time_s: float
+    rejected_clients: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    created: str
+    task: str
+    algorithm: str
+    seed: int
+    #: Everything needed to re-run: task/model/data, partition, algorithm params, budget.
+    config: dict[str, Any]
+    #: sha256 of the canonical config without the seed; (config_hash, seed) identifies a run.
+    config_hash: str
+    #: scheme, params, num_clients, seed, dataset fingerprint and file content hash.
+    partition: dict[str, Any]
+    primary_metric: str
+    final_metrics: dict[str, float]
+    rounds: list[RoundResult]
+    wall_time_s: float
+    bytes_up: int
+    bytes_down: int
+    versions: dict[str, str]
+    git_commit: str | None
+    hardware: dict[str, Any]
+    schema_version: int = SCHEMA_VERSION
+
+    # ------------------------------------------------------------------ io
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, run_dir: str | os.PathLike[str]) -> Path:
+        """Write ``record.json`` and ``metrics.csv`` atomically (no half-written record on a crash)."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        validate_record_dict(self.to_dict(), source=str(run_dir / RECORD_FILENAME))
+        _atomic_write(run_dir / RECORD_FILENAME, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        _atomic_write(run_dir / METRICS_FILENAME, self.metrics_csv())
+        return run_dir / RECORD_FILENAME
+
+    def metrics_csv(self) -> str:
+        names = sorted({k for r in self.rounds for k in r.metrics})
+        header = ["round", "train_loss", "bytes_up", "bytes_down", "wall_time_s", *names]
+        lines = [",".join(header)]
+        for r in self.rounds:
+            loss = "" if r.train_loss is None else repr(r.train_loss)
+            row = [str(r.round), loss, str(r.bytes_up), str(r.bytes_down), f"{r.wall_time_s:.4f}"]
+            row += ["" if n not in r.metrics else repr(r.metrics[n]) for n in names]
+            lines.append(",".join(row))
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "RunRecord":
+        validate_record_dict(data, source)
+        values = dict(data)
+        values["rounds"] = [RoundResult(**r) for r in data["rounds"]]
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "RunRecord":
+        path = Path(path)
+        if path.is_dir():
+            path = path / RECORD_FILENAME
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as err:
+            raise RecordError(f"{path}: no such record file") from err
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        if not isinstance(data, dict):
+            raise RecordError(f"{path}: a record must be a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Hash of a run config, ignoring the seed, so repeated seeds of one setting share it."""
+    canonical = {k: v for k, v in config.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_REQUIRED = {f.name for f in fields(RunRecord)}
+_ROUND_REQUIRED = {f.name for f in fields(RoundResult) if f.name != "rejected_clients"}
+
+
+def validate_record_dict(data: dict[str, Any], source: str) -> None:
+    """Raise :class:`RecordError` naming ``source`` if the record cannot be published."""
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(
+            f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION}); "
+            "re-run the experiment with this version of fednlp-bench"
+        )
+    missing = sorted(_REQUIRED - data.keys())
+    if missing:
+        raise RecordError(f"{source}: missing field(s) {missing}")
+    unknown = sorted(data.keys() - _REQUIRED)
+    if unknown:
+        raise RecordError(f"{source}: unknown field(s) {unknown}")
+    if not isinstance(data["rounds"], list) or not data["rounds"]:
+        raise RecordError(f"{source}: 'rounds' must be a non-empty list")
+    for i, r in enumerate(data["rounds"]):
+        if not isinstance(r, dict):
+            raise RecordError(f"{source}: rounds[{i}] must be an object")
+        lost = sorted(_ROUND_REQUIRED - r.keys())
+        if lost:
+            raise RecordError(f"{source}: rounds[{i}] is missing field(s) {lost}")
+        _check_finite(r["metrics"], f"{source}: rounds[{i}].metrics")
+    _check_finite(data["final_metrics"], f"{source}: final_metrics")
+    if data["primary_metric"] not in data["final_metrics"]:
+        raise RecordError(
+            f"{source}: primary metric {data['primary_metric']!r} is not in final_metrics "
+            f"{sorted(data['final_metrics'])}"
+        )
+    if data["config_hash"] != config_hash(data["config"]):
+        raise RecordError(f"{source}: config_hash does not match the config (the record was edited)")
+
+
+def _check_finite(metrics: Any, where: str) -> None:
+    if not isinstance(metrics, dict):
+        raise RecordError(f"{where} must be an object of metric -> number")
+    for name, value in metrics.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise RecordError(f"{where}[{name!r}] = {value!r} is not a finite number")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

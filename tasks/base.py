@@ -1,0 +1,103 @@
+"""The contract between a task and everything else.
+
+A task knows its data, tokenizer, model head and metric; it knows nothing of
+federated learning. The engine only ever calls the methods below, so a fifth
+task is one new module that subclasses :class:`Task` and registers itself.
+
+Column contract of ``Task.load()`` (every split):
+  ``id`` (str, stable per example; partitions fingerprint these),
+  ``text`` (str, what a sentence embedder sees for feature clustering),
+  ``partition_key`` (int; -1 where the task has none) plus task columns.
+Column contract of ``Task.preprocess()``: model inputs plus ``example_index``
+(int row of the raw split each feature came from; QA contexts may overflow
+into several features, every other task is 1:1).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Mapping
+
+import torch
+from datasets import Dataset, DatasetDict
+
+from fednlp_bench.paths import DEFAULT_MODEL
+
+
+class Task(ABC):
+    """One NLP task family: data source, preprocessing, model head and metric."""
+
+    #: Registry name (``--task``).
+    name: ClassVar[str]
+    #: Key of the headline metric in :meth:`evaluate`'s result; higher is better.
+    primary_metric: ClassVar[str]
+    #: Hub dataset used when no local source is given and the hub is reachable.
+    hub_default: ClassVar[str]
+    #: Sub-folder of ``FEDNLP_DATA_DIR`` holding the offline copy.
+    local_default: ClassVar[str]
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        data: str | None = None,
+        max_length: int = 128,
+        max_train_examples: int | None = None,
+        max_eval_examples: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if max_length < 8:
+            raise ValueError(f"max_length={max_length} is too short; use at least 8 tokens")
+        for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value} must be >= 1 (or omitted for the whole split)")
+        self.model_name = model
+        self.data = data
+        self.max_length = max_length
+        self.max_train_examples = max_train_examples
+        self.max_eval_examples = max_eval_examples
+        self.seed = seed
+
+    # ----- data -------------------------------------------------------------
+    @abstractmethod
+    def load(self) -> DatasetDict:
+        """Raw splits (``train``, ``test``, maybe ``validation``) following the column contract."""
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Any:
+        """The tokenizer that matches :meth:`build_model` (loaded once, then reused)."""
+
+    @abstractmethod
+    def preprocess(self, split: Dataset, train: bool) -> Dataset:
+        """Tokenize one raw split (cached ``Dataset.map``); keeps ``example_index``."""
+
+    @abstractmethod
+    def collate(self, features: list[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Batch preprocessed rows into model inputs (drops bookkeeping columns)."""
+
+    # ----- model ------------------------------------------------------------
+    @abstractmethod
+    def build_model(self) -> torch.nn.Module:
+        """A fresh model whose ``forward(**batch)`` returns an object with ``.loss``.
+
+        Deterministic under ``torch.manual_seed``; requires :meth:`load` first
+        when the head size depends on the data (e.g. number of labels).
+        """
+
+    @abstractmethod
+    def evaluate(
+        self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32
+    ) -> dict[str, float]:
+        """Standard metric(s) of the field on one split; includes :attr:`primary_metric`."""
+
+    # ----- description ------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What a result record stores about the task configuration."""
+        return {
+            "task": self.name,
+            "model": self.model_name,
+            "data": self.data,
+            "max_length": self.max_length,
+            "max_train_examples": self.max_train_examples,
+            "max_eval_examples": self.max_eval_examples,
+        }
