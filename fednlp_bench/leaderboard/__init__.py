@@ -1,0 +1,8 @@
+"""Leaderboards: result records -> validated, traceable Markdown/CSV tables, curves and a README.
+
+``collect`` finds and validates records (refusing bad ones and duplicates),
+``tables`` groups them into tables (pure data), ``plots`` draws metric-vs-round
+curves, ``render`` writes every file, ``verify`` re-runs one record from its
+config, and ``suite`` runs the grid of experiments that feeds the tables.
+See docs/leaderboard.md.
+"""
