@@ -1,0 +1,146 @@
+"""The server side of federated learning: the ``Strategy`` contract.
+
+Modelled on Flower's ``Strategy`` (configure a round, aggregate results, keep
+server state) so an algorithm from a paper maps onto one small class:
+
+* :meth:`Strategy.configure_round` says what each selected client is told
+  (e.g. FedProx's ``mu``);
+* :meth:`Strategy.aggregate` turns the clients' weight deltas into the next
+  global weights;
+* :meth:`Strategy.state_dict` / :meth:`Strategy.load_state_dict` expose the
+  server state (e.g. FedAdam's moments) so checkpoints resume exactly.
+
+Client sampling, local training, bytes and checkpoint files are the engine's
+job; a strategy never sees a model object, only named tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+
+from fednlp_bench.config import closest_hint
+
+#: Named float tensors: the global model or a client delta.
+Weights = dict[str, torch.Tensor]
+#: What a strategy's state may hold: tensors (saved as safetensors) or JSON values.
+StateValue = Any
+
+#: Instruction keys the local trainer understands; a strategy that sends any
+#: other key fails before training starts instead of being silently ignored.
+CLIENT_INSTRUCTION_KEYS = ("mu",)
+
+
+@dataclass
+class ClientResult:
+    """What one client sends back after local training."""
+
+    client_id: int
+    #: local weights minus the global weights the client started from.
+    delta: Weights
+    #: number of training examples (features) the client holds; FedAvg's weight.
+    num_examples: int
+    #: optimizer steps the client took (FedNova-style normalisation needs it).
+    num_steps: int
+    #: mean training loss over the client's local steps.
+    loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """Base class of every FL algorithm (and of the centralized baseline).
+
+    Subclasses set :attr:`name` and :attr:`defaults` (hyperparameter -> default)
+    and implement :meth:`aggregate`. Parameters arrive as keyword arguments from
+    ``config.algorithm_params``; unknown names are rejected with a suggestion.
+    """
+
+    #: Registry name (``--algorithm``).
+    name: ClassVar[str]
+    #: Hyperparameters with their defaults; ``self.params`` holds the merged values.
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: True only for the centralized baseline: the runner trains one virtual
+    #: client on the union of all client data with the same per-round budget.
+    centralized: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        for key in params:
+            if key not in self.defaults:
+                valid = sorted(self.defaults)
+                raise ValueError(
+                    f"algorithm {self.name!r} has no parameter {key!r}.{closest_hint(key, valid)} "
+                    f"Its parameters: {valid if valid else 'none'}"
+                )
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        for key, value in self.params.items():
+            if isinstance(self.defaults[key], (int, float)) and not isinstance(self.defaults[key], bool):
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    raise ValueError(f"{self.name} parameter {key}={value!r} must be a finite number")
+        self.validate_params()
+
+    # --------------------------------------------------------------- hooks
+    def validate_params(self) -> None:
+        """Raise ``ValueError`` for out-of-range hyperparameters (e.g. ``mu < 0``)."""
+
+    def client_config(self, rnd: int) -> dict[str, Any]:
+        """Instructions sent to every selected client in round ``rnd`` (default: none)."""
+        return {}
+
+    def configure_round(self, rnd: int, client_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per-client instructions for round ``rnd``; override for client-specific ones."""
+        config = self.client_config(rnd)
+        for key in config:
+            if key not in CLIENT_INSTRUCTION_KEYS:
+                raise ValueError(
+                    f"{self.name} sends client instruction {key!r}, which the local trainer does not "
+                    f"understand; supported: {list(CLIENT_INSTRUCTION_KEYS)}"
+                )
+        return {cid: dict(config) for cid in client_ids}
+
+    @abstractmethod
+    def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
+        """New global weights from the accepted client results of round ``rnd``.
+
+        ``results`` is never empty (the engine keeps the old weights when every
+        client dropped out or was rejected). Must not modify ``global_weights``.
+        """
+
+    def state_dict(self) -> dict[str, StateValue]:
+        """Server state for checkpoints: flat ``key -> tensor | JSON value``."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, StateValue]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if state:
+            raise ValueError(f"{self.name} keeps no server state but the checkpoint has {sorted(state)}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"algorithm": self.name, **self.params}
+
+
+# ---------------------------------------------------------------- helpers
+def weighted_mean_delta(results: Sequence[ClientResult], weights: Sequence[float] | None = None) -> Weights:
+    """Sum_i w_i * delta_i / Sum_i w_i (w_i = num_examples unless given): FedAvg's average."""
+    if not results:
+        raise ValueError("cannot average zero client results")
+    if weights is None:
+        weights = [float(r.num_examples) for r in results]
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError(f"client weights must sum to a positive number, got {list(weights)}")
+    mean: Weights = {}
+    for name in results[0].delta:
+        acc = torch.zeros_like(results[0].delta[name])
+        for r, w in zip(results, weights):
+            acc.add_(r.delta[name], alpha=w / total)
+        mean[name] = acc
+    return mean
+
+
+def add_scaled(base: Weights, update: Weights, scale: float = 1.0) -> Weights:
+    """base + scale * update as new tensors (base is left untouched)."""
+    return {name: base[name] + update[name] * scale if scale != 1.0 else base[name] + update[name] for name in base}

@@ -1,0 +1,146 @@
+"""Server optimizers on the averaged client delta (Reddi et al. 2021, "Adaptive Federated Optimization").
+
+The averaged delta Delta_t = sum_i p_i (w_i - w_t) is a pseudo-gradient step
+(Delta_t = -g_t). Algorithm 2 of the paper, implemented literally:
+
+    m_t = beta1 * m_{t-1} + (1 - beta1) * Delta_t
+    FedAdagrad: v_t = v_{t-1} + Delta_t^2
+    FedYogi:    v_t = v_{t-1} - (1 - beta2) * Delta_t^2 * sign(v_{t-1} - Delta_t^2)
+    FedAdam:    v_t = beta2 * v_{t-1} + (1 - beta2) * Delta_t^2
+    w_{t+1} = w_t + server_lr * m_t / (sqrt(v_t) + tau)
+
+with m_{-1} = 0 and v_{-1} = tau^2 (the paper requires v_{-1} >= tau^2) and no
+bias correction. FedAvgM (Hsu et al. 2019) is server momentum:
+v_t = momentum * v_{t-1} + Delta_t; w_{t+1} = w_t + server_lr * v_t.
+The moments are server state, so checkpoints carry them.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights, weighted_mean_delta
+
+
+def _check_range(algo: str, params: Mapping[str, Any], name: str, low: float, high: float | None, closed_high: bool = False) -> None:
+    value = params[name]
+    ok = value >= low if high is None else (low <= value <= high if closed_high else low <= value < high)
+    if not ok:
+        bound = f">= {low}" if high is None else f"in [{low}, {high}{']' if closed_high else ')'}"
+        raise ValueError(f"{algo} {name}={value} must be {bound}")
+
+
+def _moments_state(prefix: str, moments: Weights | None) -> dict[str, Any]:
+    return {} if moments is None else {f"{prefix}/{k}": v for k, v in moments.items()}
+
+
+def _moments_from_state(prefix: str, state: Mapping[str, Any]) -> Weights | None:
+    found = {k[len(prefix) + 1 :]: v.clone() for k, v in state.items() if k.startswith(prefix + "/")}
+    return found or None
+
+
+class FedOpt(Strategy):
+    """Shared body of FedAdam / FedYogi / FedAdagrad; subclasses define the second moment."""
+
+    defaults = {"server_lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.m: Weights | None = None
+        self.v: Weights | None = None
+        self.steps = 0
+
+    def validate_params(self) -> None:
+        _check_range(self.name, self.params, "server_lr", 0.0, None)
+        if self.params["server_lr"] == 0:
+            raise ValueError(f"{self.name} server_lr must be > 0")
+        _check_range(self.name, self.params, "beta1", 0.0, 1.0)
+        if "beta2" in self.params:
+            _check_range(self.name, self.params, "beta2", 0.0, 1.0)
+        if self.params["tau"] <= 0:
+            raise ValueError(f"{self.name} tau={self.params['tau']} must be > 0 (it bounds the adaptive step)")
+
+    @abstractmethod
+    def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        """v_t from v_{t-1} and Delta_t^2."""
+
+    def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
+        delta = weighted_mean_delta(results)
+        beta1, tau, lr = self.params["beta1"], self.params["tau"], self.params["server_lr"]
+        if self.m is None or self.v is None:
+            self.m = {k: torch.zeros_like(t) for k, t in delta.items()}
+            self.v = {k: torch.full_like(t, tau * tau) for k, t in delta.items()}
+        new: Weights = {}
+        for k, d in delta.items():
+            self.m[k] = beta1 * self.m[k] + (1.0 - beta1) * d
+            self.v[k] = self.second_moment(self.v[k], d * d)
+            new[k] = global_weights[k] + lr * self.m[k] / (self.v[k].sqrt() + tau)
+        self.steps += 1
+        return new
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, **_moments_state("m", self.m), **_moments_state("v", self.v)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = int(state.get("steps", 0))
+        self.m = _moments_from_state("m", state)
+        self.v = _moments_from_state("v", state)
+
+
+class FedAdam(FedOpt):
+    name = "fedadam"
+
+    def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        beta2 = self.params["beta2"]
+        return beta2 * v + (1.0 - beta2) * delta_sq
+
+
+class FedYogi(FedOpt):
+    name = "fedyogi"
+
+    def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        return v - (1.0 - self.params["beta2"]) * delta_sq * torch.sign(v - delta_sq)
+
+
+class FedAdagrad(FedOpt):
+    name = "fedadagrad"
+    defaults = {"server_lr": 1e-2, "beta1": 0.9, "tau": 1e-3}
+
+    def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        return v + delta_sq
+
+
+class FedAvgM(Strategy):
+    """FedAvg with server momentum (Hsu et al. 2019): a heavy-ball step on the averaged delta."""
+
+    name = "fedavgm"
+    defaults = {"server_lr": 1.0, "momentum": 0.9}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.velocity: Weights | None = None
+
+    def validate_params(self) -> None:
+        if self.params["server_lr"] <= 0:
+            raise ValueError(f"fedavgm server_lr={self.params['server_lr']} must be > 0")
+        _check_range(self.name, self.params, "momentum", 0.0, 1.0)
+
+    def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
+        delta = weighted_mean_delta(results)
+        mom, lr = self.params["momentum"], self.params["server_lr"]
+        if self.velocity is None:
+            self.velocity = {k: torch.zeros_like(t) for k, t in delta.items()}
+        new: Weights = {}
+        for k, d in delta.items():
+            self.velocity[k] = mom * self.velocity[k] + d
+            new[k] = global_weights[k] + lr * self.velocity[k]
+        return new
+
+    def state_dict(self) -> dict[str, Any]:
+        return _moments_state("velocity", self.velocity)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.velocity = _moments_from_state("velocity", state)

@@ -1,0 +1,224 @@
+"""`fednlp-bench run`: one federated (or centralized) training run -> runs/<id>/record.json.
+
+Settings come from a YAML file (``--config``) and/or flags; a flag given on
+the command line overrides the file. Everything is validated before data is
+loaded. ``--partition part.json`` uses a saved partition (checked against the
+data's fingerprint; its spec is copied into the config so the record can be
+re-run); otherwise the partition is regenerated from --scheme/--alpha/--clients.
+
+Examples:
+  fednlp-bench run --task classification --scheme dirichlet_label --alpha 0.5 --clients 10 \\
+      --algorithm fedprox --mu 0.01 --rounds 5 --clients-per-round 5 --local-epochs 1
+  fednlp-bench run --config configs/quickstart.yaml --algorithm fedadam --server-lr 1e-3
+  fednlp-bench run --config configs/quickstart.yaml --resume        # continue a killed run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+#: flag dest -> RunConfig field (plain fields copied when given).
+PLAIN_FIELDS = {
+    "task": "task",
+    "data": "data",
+    "model": "model",
+    "max_length": "max_length",
+    "max_train_examples": "max_train_examples",
+    "max_eval_examples": "max_eval_examples",
+    "rounds": "rounds",
+    "clients_per_round": "clients_per_round",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "optimizer": "optimizer",
+    "sampling": "sampling",
+    "dropout": "dropout",
+    "eval_every": "eval_every",
+    "seed": "seed",
+    "backend": "backend",
+}
+#: algorithm hyperparameter flags -> algorithm_params key.
+ALGO_FLAGS = {"mu": "mu", "server_lr": "server_lr", "beta1": "beta1", "beta2": "beta2", "tau": "tau", "momentum": "momentum"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="train one FL algorithm (or the centralized baseline) on a task/partition; write a result record",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_experiment_arguments(p)
+    p.add_argument("--algorithm", help="centralized | fedavg | fedprox | fedadam | fedyogi | fedadagrad | fedavgm | "
+                                       "fednova | package.module:Class (default: fedavg)")
+    p.add_argument("--run-id", help="folder name under --runs-dir (default: <task>-<algorithm>-<config hash>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --runs-dir/--run-id from its last checkpoint")
+    p.set_defaults(func=main)
+
+
+def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``run`` and ``compare`` (all default to None = 'not given')."""
+    p.add_argument("--config", help="YAML file of RunConfig fields (flags override it)")
+    t = p.add_argument_group("task and data")
+    t.add_argument("--task", help="classification | tagging | qa | generation (default: classification)")
+    t.add_argument("--data", help="local folder/file or hub dataset (default: the task's offline copy)")
+    t.add_argument("--model", help="minilm (offline default) | tiny (tests) | HF name or folder")
+    t.add_argument("--max-length", type=int, help="max tokens per example (default: 128)")
+    t.add_argument("--max-train-examples", type=int, help="seeded random subset of the train split")
+    t.add_argument("--max-eval-examples", type=int, help="seeded random subset of the test split")
+    q = p.add_argument_group("partition (either --partition FILE or a scheme)")
+    q.add_argument("--partition", dest="partition_file", help="saved partition (.json/.npz from `fednlp-bench partition`)")
+    q.add_argument("--scheme", help="iid | dirichlet_label | quantity_skew | feature_cluster | shard | natural_id")
+    q.add_argument("--alpha", type=float, help="Dirichlet concentration (dirichlet_label, feature_cluster)")
+    q.add_argument("--clients", type=int, help="number of clients")
+    q.add_argument("--partition-seed", type=int, help="seed of the partition draw (default: 0)")
+    q.add_argument("--min-size", type=int, help="minimum examples per client")
+    q.add_argument("--partition-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other scheme parameter, e.g. classes_per_client=2 (repeatable)")
+    a = p.add_argument_group("algorithm")
+    a.add_argument("--mu", type=float, help="FedProx proximal weight")
+    a.add_argument("--server-lr", type=float, help="server learning rate (FedOpt family, FedAvgM)")
+    a.add_argument("--beta1", type=float, help="FedOpt first-moment decay")
+    a.add_argument("--beta2", type=float, help="FedAdam/FedYogi second-moment decay")
+    a.add_argument("--tau", type=float, help="FedOpt adaptivity (epsilon)")
+    a.add_argument("--momentum", type=float, help="FedAvgM server momentum")
+    a.add_argument("--algo-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other algorithm parameter (repeatable)")
+    b = p.add_argument_group("training budget")
+    b.add_argument("--rounds", type=int, help="communication rounds (default: 10)")
+    b.add_argument("--clients-per-round", type=int, help="clients sampled per round, K (default: 5)")
+    b.add_argument("--local-epochs", type=int, help="local epochs per round (default: 1)")
+    b.add_argument("--local-steps", type=int, help="local optimizer steps per round instead of epochs")
+    b.add_argument("--batch-size", type=int, help="batch size (default: 16)")
+    b.add_argument("--lr", type=float, help="client learning rate (default: 5e-5)")
+    b.add_argument("--optimizer", choices=("sgd", "adamw"), help="client optimizer (default: adamw)")
+    b.add_argument("--sampling", choices=("uniform", "weighted"), help="client sampling (weighted: by data size)")
+    b.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round (default: 0)")
+    b.add_argument("--eval-every", type=int, help="evaluate every N rounds and at the end (default: 1)")
+    b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
+    b.add_argument("--backend", choices=("inprocess",), help="execution backend (default: inprocess)")
+    o = p.add_argument_group("output")
+    o.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("--threads", type=int,
+                   help="torch CPU threads (default: torch's choice; 1 is faster on an oversubscribed machine)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set torch's thread count before any work (recorded in the record's hardware.torch_threads)."""
+    if args.threads is None:
+        return
+    if args.threads < 1:
+        raise ValueError(f"--threads {args.threads} must be >= 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+
+def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merge ``--config`` and explicit flags into RunConfig fields; return (fields, compare section)."""
+    from fednlp_bench.config import load_yaml_config
+
+    data: dict[str, Any] = {}
+    compare: dict[str, Any] = {}
+    if args.config:
+        data, compare = load_yaml_config(args.config)
+    for dest, name in PLAIN_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            data[name] = value
+    if args.local_steps is not None:
+        data["local_steps"] = args.local_steps
+        data["local_epochs"] = args.local_epochs  # None unless both given (then validation complains)
+    elif args.local_epochs is not None:
+        data["local_epochs"] = args.local_epochs
+        data["local_steps"] = None
+
+    scheme_flags = {"scheme": args.scheme, "alpha": args.alpha, "clients": args.clients,
+                    "partition_seed": args.partition_seed, "min_size": args.min_size}
+    extra_part = parse_key_values(args.partition_param, "--partition-param")
+    if args.partition_file:
+        given = [f"--{k.replace('_', '-')}" for k, v in scheme_flags.items() if v is not None]
+        given += ["--partition-param"] if extra_part else []
+        if given:
+            raise ValueError(f"--partition FILE already fixes the partition; drop {', '.join(given)}")
+    else:
+        part = dict(data.get("partition") or {})
+        if args.scheme is not None and args.scheme != part.get("scheme"):
+            part["scheme"] = args.scheme
+            part["params"] = {}  # another scheme's params (e.g. alpha) do not carry over
+        if args.clients is not None:
+            part["num_clients"] = args.clients
+        if args.partition_seed is not None:
+            part["seed"] = args.partition_seed
+        if args.min_size is not None:
+            part["min_size"] = args.min_size
+        params = dict(part.get("params") or {}) if "params" in part or args.alpha is not None or extra_part else None
+        if params is not None:
+            if args.alpha is not None:
+                params["alpha"] = args.alpha
+            params.update(extra_part)
+            part["params"] = params
+        if part:
+            data["partition"] = part
+
+    algo_params = {ALGO_FLAGS[k]: getattr(args, k) for k in ALGO_FLAGS if getattr(args, k, None) is not None}
+    algo_params.update(parse_key_values(args.algo_param, "--algo-param"))
+    algorithm = getattr(args, "algorithm", None)
+    if algorithm is not None and algorithm != data.get("algorithm"):
+        data["algorithm"] = algorithm
+        data["algorithm_params"] = {}
+    if algo_params:
+        data["algorithm_params"] = {**dict(data.get("algorithm_params") or {}), **algo_params}
+    return data, compare
+
+
+def progress_flag(args: argparse.Namespace) -> bool | None:
+    return False if args.no_progress else None
+
+
+def main(args: argparse.Namespace) -> int:
+    from fednlp_bench.config import RunConfig
+    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
+
+    data, _ = config_dict_from_args(args)
+    config = RunConfig.from_dict(data)
+    apply_threads(args)
+    if args.partition_file and not Path(args.partition_file).is_file():
+        raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
+    try:
+        record = run_experiment(
+            config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
+            partition_file=args.partition_file, progress=progress_flag(args),
+        )
+    except NonFiniteModelError as err:
+        print(f"fednlp-bench run: stopped: {err}", file=sys.stderr)
+        return 1
+    print(summarize_record(record, Path(args.runs_dir)))
+    return 0
+
+
+def summarize_record(record: Any, runs_dir: Path) -> str:
+    metric = record.primary_metric
+    others = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record.final_metrics.items()) if k != metric)
+    return (
+        f"{record.algorithm} on {record.task}: {metric}={record.final_metrics[metric]:.4f}"
+        f"{' (' + others + ')' if others else ''}\n"
+        f"  {len(record.rounds)} rounds in {record.wall_time_s:.1f} s; "
+        f"communication {record.bytes_up / 2**20:.1f} MiB up, {record.bytes_down / 2**20:.1f} MiB down\n"
+        f"  record: {runs_dir / record.run_id / 'record.json'}"
+    )

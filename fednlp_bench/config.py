@@ -1,0 +1,226 @@
+"""The run configuration: one flat, validated description of an experiment.
+
+A run is reproducible only if *everything* that shapes it is in one place that
+is stored with the result. ``RunConfig`` is that place: the CLI flags, a YAML
+file and a leaderboard's ``--verify`` all become a ``RunConfig``; the record
+stores ``config.to_dict()``. Validation is strict and happens at construction,
+before any data is loaded, so a typo costs seconds, not a half-finished run.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+OPTIMIZERS = ("sgd", "adamw")
+SAMPLING_METHODS = ("uniform", "weighted")
+BACKENDS = ("inprocess",)
+PARTITION_KEYS = ("scheme", "num_clients", "seed", "min_size", "params")
+#: Top-level YAML section read only by ``fednlp-bench compare`` (ignored by ``run``).
+COMPARE_SECTION = "compare"
+
+
+def _default_partition() -> dict[str, Any]:
+    return {"scheme": "dirichlet_label", "num_clients": 10, "seed": 0, "min_size": 10, "params": {"alpha": 0.5}}
+
+
+def closest_hint(name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """' Did you mean 'x'?' for the closest valid name, or '' (shared by every 'unknown key' error)."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one benchmark run (see CONTRACTS.md for the field list)."""
+
+    task: str = "classification"
+    data: str | None = None
+    model: str = "minilm"
+    max_length: int = 128
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    partition: dict[str, Any] = field(default_factory=_default_partition)
+    algorithm: str = "fedavg"
+    algorithm_params: dict[str, Any] = field(default_factory=dict)
+    rounds: int = 10
+    clients_per_round: int = 5
+    local_epochs: int | None = 1
+    local_steps: int | None = None
+    batch_size: int = 16
+    lr: float = 5e-5
+    optimizer: str = "adamw"
+    sampling: str = "uniform"
+    dropout: float = 0.0
+    eval_every: int = 1
+    seed: int = 0
+    backend: str = "inprocess"
+
+    def __post_init__(self) -> None:
+        given = dict(self.partition or {})
+        defaults = _default_partition()
+        if given.get("scheme", defaults["scheme"]) != defaults["scheme"] and "params" not in given:
+            # The default params (alpha) belong to the default scheme; another scheme starts empty.
+            defaults["params"] = {}
+        self.partition = {**defaults, **given}
+        if "params" in self.partition and self.partition["params"] is None:
+            self.partition["params"] = {}
+        self.algorithm_params = dict(self.algorithm_params or {})
+        self.validate()
+
+    # ------------------------------------------------------------------ io
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        """Build from a plain dict (YAML, JSON, record); unknown keys are errors with a suggestion."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a run config must be a mapping of field -> value, got {type(data).__name__}")
+        names = cls.field_names()
+        for key in data:
+            if key not in names:
+                raise ValueError(
+                    f"unknown config key {key!r}.{closest_hint(key, names)} Valid keys: {', '.join(names)}"
+                )
+        values = copy.deepcopy(dict(data))
+        # Giving only `local_steps` means "steps instead of epochs", not "both".
+        if values.get("local_steps") is not None and "local_epochs" not in values:
+            values["local_epochs"] = None
+        if "partition" in values:
+            part = values["partition"]
+            if not isinstance(part, Mapping):
+                raise ValueError(f"config 'partition' must be a mapping with keys {list(PARTITION_KEYS)}, got {part!r}")
+            for key in part:
+                if key not in PARTITION_KEYS:
+                    raise ValueError(
+                        f"unknown partition key {key!r}.{closest_hint(key, PARTITION_KEYS)} "
+                        f"Valid keys: {', '.join(PARTITION_KEYS)} (scheme parameters such as alpha go in 'params')"
+                    )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(asdict(self))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        run_dict, _ = load_yaml_config(path)
+        return cls.from_dict(run_dict)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A validated copy with some fields changed (``compare`` builds one per algorithm)."""
+        data = self.to_dict()
+        data.update(copy.deepcopy(changes))
+        return RunConfig.from_dict(data)
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad value and the fix; called on every construction."""
+        _check_int("rounds", self.rounds, minimum=1)
+        _check_int("clients_per_round", self.clients_per_round, minimum=1)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("eval_every", self.eval_every, minimum=1)
+        _check_int("max_length", self.max_length, minimum=8)
+        _check_int("seed", self.seed, minimum=0)
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        if (self.local_epochs is None) == (self.local_steps is None):
+            raise ValueError(
+                f"set exactly one of local_epochs and local_steps (got local_epochs={self.local_epochs}, "
+                f"local_steps={self.local_steps}); e.g. local_epochs: 1 and local_steps: null"
+            )
+        if self.local_epochs is not None:
+            _check_int("local_epochs", self.local_epochs, minimum=1)
+        if self.local_steps is not None:
+            _check_int("local_steps", self.local_steps, minimum=1)
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr={self.lr!r} must be a positive finite number, e.g. 5e-5")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout={self.dropout!r} must be in [0, 1): the probability a sampled client fails")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("sampling", self.sampling, SAMPLING_METHODS)
+        _check_choice("backend", self.backend, BACKENDS)
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"task={self.task!r} must be a task name such as 'classification'")
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model={self.model!r} must be 'minilm', 'tiny', a hub name or a local path")
+        self._validate_partition()
+        self._validate_algorithm()
+
+    def _validate_partition(self) -> None:
+        part = self.partition
+        for key in part:
+            if key not in PARTITION_KEYS:
+                raise ValueError(f"unknown partition key {key!r}.{closest_hint(key, PARTITION_KEYS)}")
+        if not isinstance(part.get("scheme"), str) or not part["scheme"]:
+            raise ValueError(f"partition.scheme={part.get('scheme')!r} must be a scheme name such as 'dirichlet_label'")
+        # None is allowed for schemes whose clients come from the data (natural_id: one per group).
+        if part.get("num_clients") is not None:
+            _check_int("partition.num_clients", part.get("num_clients"), minimum=1)
+        _check_int("partition.seed", part.get("seed"), minimum=0)
+        _check_int("partition.min_size", part.get("min_size"), minimum=0)
+        if not isinstance(part.get("params", {}), Mapping):
+            raise ValueError(f"partition.params must be a mapping such as {{alpha: 0.5}}, got {part['params']!r}")
+        known = _partition_schemes()
+        if known is not None and part["scheme"] not in known:
+            raise ValueError(
+                f"unknown partition scheme {part['scheme']!r}.{closest_hint(part['scheme'], known)} "
+                f"Choose one of {sorted(known)}"
+            )
+        if part["num_clients"] is not None and self.clients_per_round > part["num_clients"]:
+            raise ValueError(
+                f"clients_per_round={self.clients_per_round} is larger than the number of clients "
+                f"({part['num_clients']}); lower clients_per_round or raise partition.num_clients"
+            )
+
+    def _validate_algorithm(self) -> None:
+        from fednlp_bench.algorithms.registry import get_algorithm_class
+
+        cls = get_algorithm_class(self.algorithm)  # unknown name -> ValueError with suggestion
+        cls(**self.algorithm_params)  # unknown / out-of-range parameter -> ValueError
+
+
+def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a YAML config; return (run fields, optional ``compare:`` section)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of field -> value, got {type(data).__name__}")
+    compare = data.pop(COMPARE_SECTION, None) or {}
+    if not isinstance(compare, dict):
+        raise ValueError(f"config file {path}: '{COMPARE_SECTION}' must be a mapping (algorithms, params)")
+    return data, compare
+
+
+def _partition_schemes() -> list[str] | None:
+    """Known scheme names, or None while the partitioners package is unavailable."""
+    try:
+        from fednlp_bench.partitioners import PARTITIONERS
+    except ImportError:
+        return None
+    return list(PARTITIONERS)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be >= {minimum}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported.{closest_hint(str(value), choices)} Choose one of {list(choices)}")

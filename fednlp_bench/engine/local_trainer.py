@@ -1,0 +1,234 @@
+"""The client side: E local epochs (or S local steps) of the task's model on one client's rows.
+
+One model object serves every client: the trainer copies the global weights
+into it, trains, and returns ``local - global``. Nothing per client outlives
+its turn except the returned delta, so memory does not grow with the number
+of clients (only with clients *per round*, whose deltas the server averages).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from fednlp_bench.algorithms.base import CLIENT_INSTRUCTION_KEYS, ClientResult, Weights
+from fednlp_bench.tasks.base import Task
+
+log = logging.getLogger("fednlp_bench.engine")
+
+BYTES_PER_VALUE = 4  # float32 on the wire
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """True when no tensor holds NaN/inf; cheap enough to run for every client and round.
+
+    Fast path: one float32 sum per tensor and a single host sync (a NaN/inf
+    anywhere makes the total non-finite). Only when that total is non-finite
+    (NaN/inf, or a float32 overflow of huge but finite values) is each tensor
+    checked element-wise, so the answer is exact.
+    """
+    tensors = list(tensors)
+    if not tensors or bool(torch.isfinite(torch.stack([t.sum() for t in tensors]).sum())):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def non_finite_names(weights: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the tensors that hold NaN/inf (for error messages)."""
+    return [name for name, t in weights.items() if not bool(torch.isfinite(t).all())]
+
+
+class ClientUpdateRejected(RuntimeError):
+    """A client's update is unusable (non-finite loss or weights); the round goes on without it."""
+
+
+class ModelState:
+    """The named float tensors that make up "the global model" of a torch module.
+
+    Parameters (tied ones once) plus persistent floating buffers (e.g. norm
+    statistics): exactly what a client receives and sends back.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        persistent = set(model.state_dict(keep_vars=True).keys())
+        slots: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in model.named_parameters()]
+        slots += [
+            (n, b) for n, b in model.named_buffers() if n in persistent and torch.is_floating_point(b)
+        ]
+        self.slots = slots
+        self.param_names = [n for n, p in model.named_parameters() if p.requires_grad]
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.slots]
+
+    @property
+    def num_bytes(self) -> int:
+        """float32 bytes of one full model transfer (what one client downloads or uploads)."""
+        return sum(t.numel() for _, t in self.slots) * BYTES_PER_VALUE
+
+    def get(self) -> Weights:
+        """A detached copy of the model's current weights."""
+        return {n: t.detach().clone() for n, t in self.slots}
+
+    @torch.no_grad()
+    def load(self, weights: Mapping[str, torch.Tensor]) -> None:
+        missing = [n for n, _ in self.slots if n not in weights]
+        if missing:
+            raise ValueError(f"weights lack {len(missing)} tensor(s) of the model, e.g. {missing[:3]}")
+        for n, t in self.slots:
+            t.copy_(weights[n])
+
+    @torch.no_grad()
+    def delta_from(self, weights: Mapping[str, torch.Tensor]) -> Weights:
+        return {n: t.detach() - weights[n] for n, t in self.slots}
+
+
+class LocalTrainer:
+    """Runs local training for any client on a shared model object."""
+
+    def __init__(
+        self,
+        task: Task,
+        model: torch.nn.Module,
+        features: Dataset,
+        *,
+        batch_size: int,
+        lr: float,
+        optimizer: str = "adamw",
+        local_epochs: int | None = 1,
+        local_steps: int | None = None,
+    ) -> None:
+        if (local_epochs is None) == (local_steps is None):
+            raise ValueError("give exactly one of local_epochs and local_steps")
+        if "example_index" not in features.column_names:
+            raise ValueError(
+                f"task {task.name!r}: preprocessed features lack the 'example_index' column "
+                f"(columns: {features.column_names}); see tasks/base.py"
+            )
+        if optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer={optimizer!r}; choose 'sgd' or 'adamw'")
+        self.task = task
+        self.model = model
+        self.state = ModelState(model)
+        self.features = features
+        self.columns = [c for c in features.column_names]
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer_name = optimizer
+        self.local_epochs = local_epochs
+        self.local_steps = local_steps
+        example_index = np.asarray(features["example_index"], dtype=np.int64)
+        self._order = np.argsort(example_index, kind="stable")
+        self._sorted_examples = example_index[self._order]
+        self.device = next(model.parameters()).device
+
+    # ------------------------------------------------------------- data
+    def rows_for(self, example_indices: np.ndarray) -> np.ndarray:
+        """Feature rows that came from the given raw-split rows (QA contexts may give several)."""
+        idx = np.asarray(example_indices, dtype=np.int64)
+        mask = np.isin(self._sorted_examples, idx)
+        return np.sort(self._order[mask])
+
+    def _collate(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        cols = self.features[rows.tolist()]
+        names = list(cols)
+        batch = self.task.collate([dict(zip(names, values)) for values in zip(*(cols[n] for n in names))])
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def _batches(self, rows: np.ndarray, rng: np.random.Generator, epochs: int | None, steps: int | None) -> Iterator[np.ndarray]:
+        bs = self.batch_size
+        if epochs is not None:
+            for _ in range(epochs):
+                perm = rng.permutation(rows)
+                for i in range(0, len(perm), bs):
+                    yield perm[i : i + bs]
+            return
+        assert steps is not None
+        done = 0
+        while done < steps:
+            perm = rng.permutation(rows)
+            for i in range(0, len(perm), bs):
+                yield perm[i : i + bs]
+                done += 1
+                if done == steps:
+                    return
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr)
+        return torch.optim.AdamW(params, lr=self.lr)
+
+    # ------------------------------------------------------------ train
+    def train(
+        self,
+        client_id: int,
+        rows: np.ndarray,
+        global_weights: Weights,
+        instructions: Mapping[str, Any] | None,
+        seed: int,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        num_steps: int | None = None,
+        load_weights: bool = True,
+    ) -> ClientResult:
+        """Train from ``global_weights`` on ``rows`` and return the delta.
+
+        ``optimizer``/``num_steps`` let the centralized baseline keep one
+        optimizer across rounds and fix its per-round step budget.
+        Raises :class:`ClientUpdateRejected` on a non-finite loss or update.
+        """
+        instructions = dict(instructions or {})
+        unknown = [k for k in instructions if k not in CLIENT_INSTRUCTION_KEYS]
+        if unknown:
+            raise ValueError(f"unknown client instruction(s) {unknown}; supported: {list(CLIENT_INSTRUCTION_KEYS)}")
+        if len(rows) == 0:
+            raise ClientUpdateRejected(f"client {client_id} has no training rows")
+        mu = float(instructions.get("mu", 0.0))
+        if load_weights:
+            self.state.load(global_weights)
+        model = self.model
+        model.train()
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        opt = optimizer if optimizer is not None else self.make_optimizer()
+        named = dict(model.named_parameters())
+        prox = [(named[n], global_weights[n]) for n in self.state.param_names] if mu > 0 else []
+        epochs, steps = (None, num_steps) if num_steps is not None else (self.local_epochs, self.local_steps)
+        loss_sum, seen, taken = 0.0, 0, 0
+        for batch_rows in self._batches(rows, rng, epochs, steps):
+            batch = self._collate(batch_rows)
+            opt.zero_grad(set_to_none=True)
+            loss = model(**batch).loss
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ClientUpdateRejected(f"client {client_id}: non-finite training loss {value} at local step {taken + 1}")
+            loss.backward()
+            if prox:
+                # Gradient of mu/2 * ||w - w_global||^2 is mu * (w - w_global).
+                with torch.no_grad():
+                    for p, g in prox:
+                        if p.grad is not None:
+                            p.grad.add_(p.detach() - g, alpha=mu)
+            opt.step()
+            loss_sum += value * len(batch_rows)
+            seen += len(batch_rows)
+            taken += 1
+        delta = self.state.delta_from(global_weights)
+        if not all_finite(delta.values()):
+            bad = non_finite_names(delta)
+            raise ClientUpdateRejected(f"client {client_id}: update of {bad[0]!r} is non-finite")
+        return ClientResult(
+            client_id=client_id,
+            delta=delta,
+            num_examples=int(len(rows)),
+            num_steps=taken,
+            loss=loss_sum / max(seen, 1),
+        )

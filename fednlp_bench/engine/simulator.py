@@ -1,0 +1,73 @@
+"""Backends run a round's clients; the in-process simulator runs them one after another.
+
+A backend takes the selected clients and their instructions, runs local
+training for each and hands back the results. The in-process backend is
+sequential and reuses one model object, so a run is deterministic for a seed
+and its memory does not depend on how many clients exist. A multi-process
+backend (e.g. FedML) would implement the same ``run_round``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fednlp_bench.algorithms.base import ClientResult, Weights
+from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
+from fednlp_bench.engine.sampling import client_seed
+
+log = logging.getLogger("fednlp_bench.engine")
+
+
+@dataclass
+class RoundOutcome:
+    results: list[ClientResult]
+    rejected: dict[int, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def run_round(
+        self, rnd: int, instructions: Mapping[int, Mapping[str, Any]], global_weights: Weights, seed: int
+    ) -> RoundOutcome: ...
+
+
+class InProcessBackend:
+    """Sequential, deterministic clients in this process on one shared model."""
+
+    name = "inprocess"
+
+    def __init__(self, trainer: LocalTrainer, client_rows: Callable[[int], np.ndarray], progress: bool | None = None) -> None:
+        self.trainer = trainer
+        self.client_rows = client_rows
+        self.progress = progress
+
+    def run_round(
+        self, rnd: int, instructions: Mapping[int, Mapping[str, Any]], global_weights: Weights, seed: int
+    ) -> RoundOutcome:
+        outcome = RoundOutcome(results=[])
+        bar = tqdm(
+            list(instructions), desc=f"round {rnd} clients", unit="client", leave=False,
+            disable=_disable(self.progress),
+        )
+        for cid in bar:
+            try:
+                result = self.trainer.train(
+                    cid, self.client_rows(cid), global_weights, instructions[cid], client_seed(seed, rnd, cid)
+                )
+            except ClientUpdateRejected as err:
+                log.warning("round %d: rejected update of client %d: %s", rnd, cid, err)
+                outcome.rejected[cid] = str(err)
+                continue
+            outcome.results.append(result)
+        return outcome
+
+
+def _disable(progress: bool | None) -> bool | None:
+    # None lets tqdm decide (off when stderr is not a terminal).
+    return None if progress is None else not progress

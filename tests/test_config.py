@@ -1,0 +1,104 @@
+"""RunConfig: round trips, YAML, and every bad input failing with a helpful message before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fednlp_bench.config import RunConfig, load_yaml_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_round_trip_through_dict() -> None:
+    cfg = RunConfig()
+    again = RunConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    assert set(cfg.to_dict()) == {
+        "task", "data", "model", "max_length", "max_train_examples", "max_eval_examples", "partition", "algorithm",
+        "algorithm_params", "rounds", "clients_per_round", "local_epochs", "local_steps", "batch_size", "lr",
+        "optimizer", "sampling", "dropout", "eval_every", "seed", "backend",
+    }
+    assert set(cfg.partition) == {"scheme", "num_clients", "seed", "min_size", "params"}
+
+
+def test_local_steps_alone_replaces_epochs() -> None:
+    cfg = RunConfig.from_dict({"local_steps": 5})
+    assert cfg.local_steps == 5 and cfg.local_epochs is None
+    with pytest.raises(ValueError, match="set exactly one of local_epochs and local_steps"):
+        RunConfig.from_dict({"local_steps": 5, "local_epochs": 2})
+
+
+def test_partial_partition_fills_defaults() -> None:
+    cfg = RunConfig.from_dict({"partition": {"scheme": "iid", "num_clients": 20}, "clients_per_round": 20})
+    assert cfg.partition["scheme"] == "iid" and cfg.partition["num_clients"] == 20 and "min_size" in cfg.partition
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"rounds": 0}, "rounds=0 must be >= 1"),
+        ({"roundz": 3}, "unknown config key 'roundz'. Did you mean 'rounds'?"),
+        ({"clients_per_rnd": 3}, "Did you mean 'clients_per_round'?"),
+        ({"clients_per_round": 11}, r"clients_per_round=11 is larger than the number of clients \(10\)"),
+        ({"algorithm": "fedprox", "algorithm_params": {"mu": -1}}, "mu=-1 must be >= 0"),
+        ({"algorithm": "fedavgg"}, "unknown algorithm 'fedavgg'. Did you mean 'fedavg'?"),
+        ({"algorithm": "fedadam", "algorithm_params": {"server_rl": 0.1}}, "Did you mean 'server_lr'?"),
+        ({"partition": {"scheme": "dirichlet_label", "num_clients": 10, "alpha": 0.5}}, "unknown partition key 'alpha'"),
+        ({"partition": {"scheme": "dirichlet_labels", "num_clients": 10}}, "Did you mean 'dirichlet_label'?"),
+        ({"optimizer": "adam"}, "optimizer='adam' is not supported. Did you mean 'adamw'?"),
+        ({"sampling": "random"}, "sampling='random' is not supported"),
+        ({"backend": "fedml"}, r"backend='fedml' is not supported.*\['inprocess'\]"),
+        ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
+        ({"lr": -0.1}, "lr=-0.1 must be a positive finite number"),
+        ({"lr": float("nan")}, "must be a positive finite number"),
+        ({"batch_size": 0}, "batch_size=0 must be >= 1"),
+        ({"rounds": 2.5}, "rounds=2.5 must be an integer"),
+        ({"eval_every": 0}, "eval_every=0 must be >= 1"),
+        ({"max_length": 4}, "max_length=4 must be >= 8"),
+        ({"max_train_examples": 0}, "max_train_examples=0 must be >= 1"),
+    ],
+)
+def test_bad_configs_name_the_problem(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(changes)
+
+
+def test_replace_validates() -> None:
+    cfg = RunConfig()
+    assert cfg.replace(algorithm="fedprox", algorithm_params={"mu": 0.1}).algorithm_params == {"mu": 0.1}
+    with pytest.raises(ValueError, match="rounds=-1"):
+        cfg.replace(rounds=-1)
+
+
+def test_yaml_with_compare_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("task: classification\nrounds: 2\ncompare:\n  algorithms: [centralized, fedavg]\n")
+    run_dict, compare = load_yaml_config(path)
+    assert run_dict == {"task": "classification", "rounds": 2}
+    assert compare == {"algorithms": ["centralized", "fedavg"]}
+    assert RunConfig.from_yaml(path).rounds == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rounds: [1\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_yaml_config(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_yaml_config(tmp_path / "missing.yaml")
+
+
+#: Run/compare configs shipped for users (configs/suite.yaml is a suite file, tested with the leaderboard).
+RUN_CONFIGS = ("quickstart.yaml", "tagging_wnut17.yaml")
+
+
+@pytest.mark.parametrize("name", RUN_CONFIGS)
+def test_shipped_configs_are_valid(name: str) -> None:
+    run_dict, compare = load_yaml_config(ROOT / "configs" / name)
+    cfg = RunConfig.from_dict(run_dict)
+    for algorithm in compare.get("algorithms", []):
+        cfg.replace(algorithm=algorithm, algorithm_params=(compare.get("params") or {}).get(algorithm, {}))
+
+
+def test_default_scheme_params_do_not_leak_into_other_schemes() -> None:
+    assert RunConfig.from_dict({"partition": {"scheme": "iid"}}).partition["params"] == {}
+    assert RunConfig.from_dict({"partition": {"num_clients": 12}}).partition["params"] == {"alpha": 0.5}
