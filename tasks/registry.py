@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from fednlp_bench.tasks.base import Task
 

@@ -1,0 +1,134 @@
+"""Text classification (FedNLP's 20News): message body -> newsgroup.
+
+Offline data: ``$FEDNLP_DATA_DIR/20news/{train,test}.jsonl`` with
+``{"id", "text", "label"}`` where ``text`` is the raw message. Headers (up to
+the first blank line) are stripped as is usual for 20News, because the
+``Newsgroups:``/``Path:`` lines would give the label away; ``From:`` and
+``Organization:`` survive as the ``author``/``organization`` columns for
+natural-id partitions. Hub: ``SetFit/20_newsgroups`` (or ``ag_news`` etc.:
+any dataset with ``text`` and ``label``/``label_text``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification
+
+from fednlp_bench.tasks.common import HFTask, evaluating, model_device
+from fednlp_bench.tasks.metrics import classification_metrics
+from fednlp_bench.tasks.models import build_auto_model
+from fednlp_bench.tasks.registry import register_task
+from fednlp_bench.tasks.sources import RawSplits, author_id, load_raw, log_skipped, read_csv, read_jsonl, split_message
+
+log = logging.getLogger(__name__)
+
+
+def _label_sort_key(name: str) -> tuple[int, Any]:
+    """Numeric labels sort as numbers ("2" < "10"), names alphabetically."""
+    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
+
+
+@register_task
+class ClassificationTask(HFTask):
+    name = "classification"
+    primary_metric = "accuracy"
+    hub_default = "SetFit/20_newsgroups"
+    local_default = "20news"
+    local_formats = ("jsonl", "csv")
+    partition_key_meaning = "label id (index into sorted label names)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Sorted label names; ``label`` column holds indices into this list (set by :meth:`load`).
+        self.label_names: list[str] = []
+
+    # ----- data -------------------------------------------------------------
+    def _read_raw(self) -> RawSplits:
+        readers = {"jsonl": lambda p: read_jsonl(p, ("text", "label")), "csv": lambda p: read_csv(p, ("text", "label"))}
+        return load_raw(self.data, self.local_default, self.hub_default, readers)
+
+    def _build_splits(self, raw: RawSplits) -> dict[str, Dataset]:
+        if "train" not in raw.splits:
+            raise ValueError(f"{raw.origin} has no train split (found {sorted(raw.splits)})")
+        for rows in raw.splits.values():  # hub copies may carry the name in label_text
+            for record, _ in rows:
+                if "label_text" in record and record["label_text"] not in (None, ""):
+                    record["label"] = record["label_text"]
+        self.label_names = sorted({str(r["label"]) for r, _ in raw.splits["train"]}, key=_label_sort_key)
+        index = {name: i for i, name in enumerate(self.label_names)}
+        out: dict[str, Dataset] = {}
+        skipped: dict[str, int] = {}
+        for split, rows in raw.splits.items():
+            cols: dict[str, list[Any]] = {k: [] for k in ("id", "text", "label", "partition_key", "author", "organization")}
+            skipped[split] = 0
+            for n, (record, where) in enumerate(rows):
+                label = str(record["label"])
+                if label not in index:
+                    raise ValueError(
+                        f"{where}: label {label!r} does not occur in the training split; "
+                        f"known labels: {self.label_names}"
+                    )
+                if not isinstance(record["text"], str):
+                    raise ValueError(f"{where}: 'text' must be a string, got {type(record['text']).__name__}")
+                headers, body = split_message(record["text"])
+                if not body:
+                    skipped[split] += 1
+                    continue
+                cols["id"].append(str(record.get("id", f"{split}-{n}")))
+                cols["text"].append(body)
+                cols["label"].append(index[label])
+                cols["partition_key"].append(index[label])
+                cols["author"].append(author_id(headers.get("from", "")))
+                cols["organization"].append(headers.get("organization", "").strip().lower())
+            if not cols["id"]:
+                raise ValueError(f"{raw.origin}: split {split!r} has no non-empty texts")
+            out[split] = Dataset.from_dict(cols)
+        self.skipped = skipped
+        log_skipped(self.name, skipped, "an empty body after header stripping")
+        return out
+
+    # ----- tokenization -----------------------------------------------------
+    def preprocess(self, split: Dataset, train: bool) -> Dataset:
+        tok, max_length = self.tokenizer, self.max_length
+
+        def fn(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+            enc = tok(batch["text"], truncation=True, max_length=max_length)
+            return {**enc, "labels": batch["label"], "example_index": indices}
+
+        return self._cached_map(split, fn, train, with_indices=True)
+
+    def collate(self, features: list[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        return self._pad(features, {})
+
+    # ----- model ------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        if not self.label_names:
+            self.load()
+        n = len(self.label_names)
+        return build_auto_model(
+            AutoModelForSequenceClassification,
+            self.model_name,
+            num_labels=n,
+            id2label=dict(enumerate(self.label_names)),
+            label2id={name: i for i, name in enumerate(self.label_names)},
+        )
+
+    def evaluate(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> dict[str, float]:
+        preds = np.zeros(len(features), dtype=np.int64)
+        device = model_device(model)
+        loss_sum = 0.0
+        with evaluating(model):
+            for rows, batch in self.iter_batches(features, batch_size):
+                out = model(**{k: v.to(device) for k, v in batch.items()})
+                loss_sum += float(out.loss) * len(rows)
+                preds[rows.start : rows.stop] = out.logits.argmax(-1).cpu().numpy()
+        gold = np.asarray(features["labels"])
+        result = classification_metrics(gold.tolist(), preds.tolist())
+        result["loss"] = loss_sum / max(len(features), 1)
+        result["num_examples"] = float(len(features))
+        return result

@@ -1,0 +1,100 @@
+"""The standard metric of each field, as thin wrappers around the reference libraries.
+
+All scores are fractions in [0, 1] (the official SQuAD script prints them x100;
+we keep one scale across tasks so leaderboards compare like with like).
+SQuAD EM/F1 follow the official v1.1 evaluation script exactly (the HF
+``evaluate`` package is not a dependency): lower-case, drop punctuation and
+the articles a/an/the, collapse whitespace, then max over the gold answers.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- classification
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int | None = None) -> dict[str, float]:
+    """Accuracy and macro-F1 (sklearn; classes absent from both lists are ignored by macro-F1)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+# ----------------------------------------------------------------------------- tagging
+def span_f1(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+    """Entity-level (exact span and type) precision/recall/F1, seqeval's default CoNLL mode."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
+        raise ValueError("span_f1: gold and predicted tag sequences must have the same lengths")
+    return {
+        "precision": float(precision_score(gold, pred, zero_division=0)),
+        "recall": float(recall_score(gold, pred, zero_division=0)),
+        "f1": float(f1_score(gold, pred, zero_division=0)),
+    }
+
+
+# ----------------------------------------------------------------------------- SQuAD v1.1
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(s: str) -> str:
+    """Official SQuAD v1.1 normalisation: lower, strip punctuation and articles, squash spaces."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def squad_exact(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_tokens)
+    recall = same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Mean over questions of the max EM/F1 against any gold answer."""
+    if len(predictions) != len(golds):
+        raise ValueError(f"squad_metrics: {len(predictions)} predictions for {len(golds)} questions")
+    if not predictions:
+        return {"exact_match": 0.0, "f1": 0.0}
+    em = [max(squad_exact(p, g) for g in gs) if gs else 0.0 for p, gs in zip(predictions, golds)]
+    f1 = [max(squad_f1(p, g) for g in gs) if gs else 0.0 for p, gs in zip(predictions, golds)]
+    return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1))}
+
+
+# ----------------------------------------------------------------------------- ROUGE
+def rouge(predictions: Sequence[str], references: Sequence[str], use_stemmer: bool = True) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F-measure (Google's ``rouge-score``, Porter stemming as in the papers)."""
+    from rouge_score import rouge_scorer
+
+    if len(predictions) != len(references):
+        raise ValueError(f"rouge: {len(predictions)} predictions for {len(references)} references")
+    kinds = ("rouge1", "rouge2", "rougeL")
+    scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=use_stemmer)
+    totals = {k: 0.0 for k in kinds}
+    for pred, ref in zip(predictions, references):
+        scores = scorer.score(ref, pred)  # (target, prediction)
+        for k in kinds:
+            totals[k] += scores[k].fmeasure
+    n = max(len(predictions), 1)
+    return {k: totals[k] / n for k in kinds}

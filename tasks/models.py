@@ -1,0 +1,66 @@
+"""Model and tokenizer construction shared by the tasks.
+
+``"minilm"`` is the offline MiniLM folder (found through the installed
+package), ``"tiny"`` a 2-layer, 32-wide random BERT that uses the MiniLM
+tokenizer (unit tests only: its numbers mean nothing), anything else an HF
+hub name or local folder. All builders are deterministic under
+``torch.manual_seed`` because the only randomness is torch's initialisation.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
+
+from fednlp_bench.paths import TINY_MODEL, default_model_path, resolve_model_name
+
+
+def _source(name: str) -> str:
+    """The folder/hub name holding the tokenizer (and weights) for ``name``."""
+    return str(default_model_path()) if name == TINY_MODEL else resolve_model_name(name)
+
+
+def _unknown(name: str, err: Exception) -> ValueError:
+    return ValueError(
+        f"unknown model {name!r}: not 'minilm' (offline default), 'tiny' (tests), an existing model folder, "
+        f"or a reachable Hugging Face hub model ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    )
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """Fast tokenizer for ``name`` (cached: tokenizers are immutable and slow to build)."""
+    try:
+        tok = AutoTokenizer.from_pretrained(_source(name), use_fast=True)
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise _unknown(name, err) from err
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"model {name!r} has no fast tokenizer; offsets/word ids need one (tokenizer.json)")
+    return tok
+
+
+def tiny_bert_config(vocab_size: int, **overrides: Any) -> BertConfig:
+    """A 2-layer, hidden-32 BERT: enough to exercise every code path in seconds."""
+    cfg = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    cfg.update(overrides)
+    return BertConfig(**cfg)
+
+
+def build_auto_model(auto_cls: Any, name: str, **config_kwargs: Any) -> Any:
+    """``auto_cls`` model for ``name``: tiny random BERT, offline MiniLM, or any HF model."""
+    if name == TINY_MODEL:
+        vocab = len(load_tokenizer(name))
+        return auto_cls.from_config(tiny_bert_config(vocab, **config_kwargs))
+    try:
+        return auto_cls.from_pretrained(_source(name), **config_kwargs)
+    except (OSError, EnvironmentError) as err:
+        raise _unknown(name, err) from err

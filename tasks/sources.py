@@ -1,0 +1,268 @@
+"""Where a task's raw rows come from: a local folder of files or a Hugging Face hub dataset.
+
+Every reader returns ``(record, where)`` pairs, ``where`` being ``"path:line"``
+(or ``"hub <name> <split> row <n>"``), so that a task can name the exact place
+of a bad value in its error message instead of failing somewhere in tokenization.
+Readers validate required fields themselves; they never half-load a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from fednlp_bench.paths import DATA_DIR_ENV, DataSourceError, data_root, resolve_local_dir
+
+log = logging.getLogger(__name__)
+
+Row = tuple[dict[str, Any], str]
+#: File names (without extension) accepted for each canonical split.
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test",),
+}
+
+
+@dataclass
+class RawSplits:
+    """Rows per split plus where they came from (for messages and ``fednlp-bench datasets``)."""
+
+    splits: dict[str, list[Row]]
+    origin: str  # "local <dir>" or "hub <name>"
+    files: dict[str, str] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- resolution
+def resolve_source(data: str | None, local_default: str, hub_default: str) -> tuple[str, str | Path, list[str]]:
+    """Decide between a local folder and a hub name; also return what was looked for.
+
+    ``data`` may be an existing directory, a sub-folder of ``$FEDNLP_DATA_DIR``
+    or a hub dataset name; ``None`` means ``$FEDNLP_DATA_DIR/<local_default>``,
+    else ``hub_default``.
+    """
+    root = data_root()
+    looked: list[str] = []
+    if data is not None:
+        looked.append(f"directory {data!r}")
+        if root is not None:
+            looked.append(f"{root / data} (${DATA_DIR_ENV}/{data})")
+    else:
+        looked.append(f"${DATA_DIR_ENV}/{local_default}" + (f" = {root / local_default}" if root else f" (${DATA_DIR_ENV} is not set)"))
+    local = resolve_local_dir(data, local_default)
+    if local is not None:
+        if not local.is_dir():
+            raise DataSourceError(f"--data {data!r} is a file; give the directory holding train/test files")
+        return "local", local, looked
+    looks_like_path = data is not None and (data.startswith((".", "/", "~")) or data.endswith((".json", ".jsonl", ".csv")))
+    if looks_like_path:
+        raise DataSourceError(f"no such data directory: {data!r}; looked for " + ", ".join(looked))
+    return "hub", data or hub_default, looked
+
+
+def find_split_files(directory: Path, extensions: Sequence[str]) -> dict[str, Path]:
+    """Map canonical split names to files in ``directory`` (``train.jsonl``, ``dev-v1.1.json`` ...)."""
+    found: dict[str, Path] = {}
+    for split, aliases in SPLIT_ALIASES.items():
+        for alias in aliases:
+            for ext in extensions:
+                candidates = [directory / f"{alias}.{ext}", *sorted(directory.glob(f"{alias}-*.{ext}"))]
+                hit = next((c for c in candidates if c.is_file()), None)
+                if hit is not None:
+                    found[split] = hit
+                    break
+            if split in found:
+                break
+    if "train" not in found:
+        wanted = ", ".join(f"train.{ext}" for ext in extensions)
+        raise DataSourceError(
+            f"no training file in {directory}: looked for {wanted} (and train-*.<ext>); "
+            f"evaluation files may be named test/validation/dev with the same extensions"
+        )
+    if len(found) == 1:
+        raise DataSourceError(f"{directory} has {found['train'].name} but no test/validation/dev file to evaluate on")
+    return found
+
+
+def load_hub(name: str, looked: list[str]) -> RawSplits:
+    """Load a hub dataset; on failure list every place that was tried."""
+    from datasets import load_dataset
+
+    try:
+        dsd = load_dataset(name)
+    except Exception as err:  # network, offline mode, unknown name: all mean "not available"
+        raise DataSourceError(
+            f"could not load data: looked for {', '.join(looked)} and the Hugging Face hub dataset {name!r} "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            f"Pass --data DIR (or set ${DATA_DIR_ENV}) for offline files, or check the hub name/connection."
+        ) from err
+    splits: dict[str, list[Row]] = {}
+    for split, ds in dsd.items():
+        canonical = next((c for c, aliases in SPLIT_ALIASES.items() if split in aliases), split)
+        rows = ds.to_list()
+        for column, feature in ds.features.items():  # ClassLabel ints -> names; tasks work with strings
+            names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
+            if names:
+                for row in rows:
+                    value = row[column]
+                    row[column] = [names[v] for v in value] if isinstance(value, list) else names[value]
+        splits[canonical] = [(row, f"hub {name} {split} row {i}") for i, row in enumerate(rows)]
+    return RawSplits(splits=splits, origin=f"hub {name}")
+
+
+# ----------------------------------------------------------------------------- readers
+def _check_fields(record: dict[str, Any], required: Sequence[str], where: str) -> None:
+    missing = [f for f in required if f not in record or record[f] is None]
+    if missing:
+        raise ValueError(
+            f"{where}: missing field(s) {', '.join(repr(m) for m in missing)}; each row needs {', '.join(required)}"
+        )
+
+
+def read_jsonl(path: Path, required: Sequence[str]) -> list[Row]:
+    rows: list[Row] = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from err
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            _check_fields(record, required, where)
+            rows.append((record, where))
+    return rows
+
+
+def read_csv(path: Path, required: Sequence[str]) -> list[Row]:
+    rows: list[Row] = []
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [f for f in required if f not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}:1: header lacks column(s) {missing}; it needs {list(required)}")
+        for record in reader:
+            rows.append((dict(record), f"{path}:{reader.line_num}"))
+    return rows
+
+
+def read_conll(path: Path) -> list[Row]:
+    """CoNLL columns (token first, tag last; tab or space separated), blank line between sentences."""
+    rows: list[Row] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+
+    def flush() -> None:
+        if tokens:
+            rows.append(({"id": f"{path.stem}-{len(rows)}", "tokens": list(tokens), "tags": list(tags)}, f"{path}:{start}"))
+        tokens.clear()
+        tags.clear()
+
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("-DOCSTART-"):
+                flush()
+                continue
+            parts = line.split("\t") if "\t" in line else line.split()
+            if len(parts) < 2:
+                raise ValueError(f"{path}:{lineno}: expected '<token> ... <tag>' columns, got {line!r}")
+            if not tokens:
+                start = lineno
+            tokens.append(parts[0])
+            tags.append(parts[-1].strip())
+    flush()
+    return rows
+
+
+def read_squad_json(path: Path) -> list[Row]:
+    """Official SQuAD layout: ``{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}``."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise ValueError(f"{path}: expected the SQuAD layout {{'data': [{{'paragraphs': [...]}}]}}")
+    rows: list[Row] = []
+    for a, article in enumerate(doc["data"]):
+        for p, para in enumerate(article.get("paragraphs", [])):
+            where_p = f"{path} (data[{a}].paragraphs[{p}])"
+            _check_fields(para, ("context", "qas"), where_p)
+            for q, qa in enumerate(para["qas"]):
+                where = f"{path} (question id {qa.get('id', f'data[{a}].paragraphs[{p}].qas[{q}]')})"
+                _check_fields(qa, ("id", "question", "answers"), where)
+                answers = {"text": [x.get("text") for x in qa["answers"]], "answer_start": [x.get("answer_start") for x in qa["answers"]]}
+                record = {"id": str(qa["id"]), "title": article.get("title", ""), "context": para["context"],
+                          "question": qa["question"], "answers": answers}
+                rows.append((record, where))
+    return rows
+
+
+def read_local(directory: Path, readers: dict[str, Any]) -> RawSplits:
+    """Read every split file in ``directory`` with the reader registered for its extension."""
+    files = find_split_files(directory, list(readers))
+    splits: dict[str, list[Row]] = {}
+    for split, path in files.items():
+        ext = next(e for e in readers if path.name.endswith(f".{e}"))
+        splits[split] = readers[ext](path)
+        if not splits[split]:
+            raise ValueError(f"{path}: file has no rows")
+    return RawSplits(splits=splits, origin=f"local {directory}", files={s: str(p) for s, p in files.items()})
+
+
+def load_raw(data: str | None, local_default: str, hub_default: str, readers: dict[str, Any]) -> RawSplits:
+    """Local folder if one resolves, else the hub (see :func:`resolve_source`)."""
+    kind, where, looked = resolve_source(data, local_default, hub_default)
+    if kind == "local":
+        return read_local(Path(where), readers)
+    return load_hub(str(where), looked)
+
+
+# ----------------------------------------------------------------------------- email messages
+_HEADER = re.compile(r"^([A-Za-z][^\s:]*):[ \t]*(.*)$")
+_BLANK = re.compile(r"\n[ \t]*\n")
+_EMAIL = re.compile(r"[\w.+-]+@[\w.-]+")
+
+
+def split_message(raw: str) -> tuple[dict[str, str], str]:
+    """Email/netnews message -> (lower-cased headers, body).
+
+    Headers are everything up to the first blank line, but only when that block
+    is all ``Name: value`` lines (or folded continuations); plain texts (hub copies with headers already
+    removed) come back unchanged as the body.
+    """
+    raw = raw.replace("\r\n", "\n")
+    parts = _BLANK.split(raw, maxsplit=1)
+    head, body = parts[0], (parts[1] if len(parts) > 1 else "")
+    lines = head.split("\n")
+    # A header block: every line a "Name: value" header or a folded continuation (leading space).
+    is_header = any(_HEADER.match(x) for x in lines) and all(_HEADER.match(x) or x[:1] in (" ", "\t") for x in lines)
+    if not is_header:
+        return {}, raw.strip()
+    headers: dict[str, str] = {}
+    for line in head.split("\n"):
+        m = _HEADER.match(line)
+        if m:
+            headers.setdefault(m.group(1).lower(), m.group(2).strip())
+    return headers, body.strip()
+
+
+def author_id(from_header: str) -> str:
+    """The e-mail address in a From: header (lower-cased), else the header itself."""
+    m = _EMAIL.search(from_header)
+    return (m.group(0) if m else from_header).strip().lower()
+
+
+def log_skipped(task: str, counts: dict[str, int], reason: str) -> None:
+    for split, n in counts.items():
+        if n:
+            log.warning("%s: skipped %d %s row(s) with %s", task, n, split, reason)

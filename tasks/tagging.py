@@ -1,0 +1,176 @@
+"""Sequence tagging / NER (FedNLP's W-NUT 2017): tokens -> BIO tags, scored by entity span F1.
+
+Offline data: ``$FEDNLP_DATA_DIR/wnut17/{train,validation,test}.jsonl`` with
+``{"id", "tokens", "tags"}`` (string BIO tags), or CoNLL files
+(``train.conll``/``train.txt``: token first, tag last column). Hub: ``wnut_17``
+(integer ``ner_tags`` become their names). The label set comes from the
+training split; a tag outside it in another split is an error, since the
+model head cannot predict it and the score would silently be capped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Mapping
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForTokenClassification
+
+from fednlp_bench.tasks.common import HFTask, evaluating, model_device
+from fednlp_bench.tasks.metrics import span_f1
+from fednlp_bench.tasks.models import build_auto_model
+from fednlp_bench.tasks.registry import register_task
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_conll, read_jsonl
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+def entity_type(tag: str) -> str | None:
+    """``B-person``/``I-person`` -> ``person``; ``O`` -> None."""
+    return tag.split("-", 1)[1] if "-" in tag and tag[:2] in ("B-", "I-", "E-", "S-", "U-", "L-") else None
+
+
+def dominant_type(tags: list[str], types: list[str]) -> int:
+    """Index of the sentence's most frequent entity type (counted in spans); ``len(types)`` when all ``O``.
+
+    Ties go to the type first in sorted order so the key is deterministic.
+    """
+    counts = Counter(entity_type(t) for t in tags if t.startswith(("B-", "S-", "U-")))
+    if not counts:
+        return len(types)
+    best = max(counts.values())
+    return min(types.index(t) for t, c in counts.items() if c == best)
+
+
+@register_task
+class TaggingTask(HFTask):
+    name = "tagging"
+    primary_metric = "f1"
+    hub_default = "wnut_17"
+    local_default = "wnut17"
+    local_formats = ("jsonl", "conll", "txt")
+    partition_key_meaning = "index of the sentence's most frequent entity type (sorted types); len(types) = no entity"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: ``O`` first, then the B-/I- tags sorted; ``labels`` index into this list.
+        self.label_names: list[str] = []
+        #: Sorted entity types; ``partition_key`` indexes into this list (``len`` = "O only").
+        self.entity_types: list[str] = []
+
+    # ----- data -------------------------------------------------------------
+    def _read_raw(self) -> RawSplits:
+        readers = {
+            "jsonl": lambda p: read_jsonl(p, ("tokens", "tags")),
+            "conll": read_conll,
+            "txt": read_conll,
+        }
+        raw = load_raw(self.data, self.local_default, self.hub_default, readers)
+        for rows in raw.splits.values():  # hub wnut_17 / conll2003 call the column ner_tags
+            for record, where in rows:
+                if "tags" not in record and "ner_tags" in record:
+                    record["tags"] = record["ner_tags"]
+                if "tags" not in record or "tokens" not in record:
+                    raise ValueError(f"{where}: missing field 'tokens' or 'tags' (or 'ner_tags')")
+        return raw
+
+    def _build_splits(self, raw: RawSplits) -> dict[str, Dataset]:
+        if "train" not in raw.splits:
+            raise ValueError(f"{raw.origin} has no train split (found {sorted(raw.splits)})")
+        seen = {str(t) for r, _ in raw.splits["train"] for t in r["tags"]}
+        self.label_names = ["O"] + sorted(seen - {"O"})
+        self.entity_types = sorted({e for e in (entity_type(t) for t in seen) if e})
+        index = {t: i for i, t in enumerate(self.label_names)}
+        out: dict[str, Dataset] = {}
+        skipped: dict[str, int] = {}
+        for split, rows in raw.splits.items():
+            cols: dict[str, list[Any]] = {k: [] for k in ("id", "text", "tokens", "tags", "labels_word", "partition_key")}
+            skipped[split] = 0
+            for n, (record, where) in enumerate(rows):
+                tokens, tags = [str(t) for t in record["tokens"]], [str(t) for t in record["tags"]]
+                if len(tokens) != len(tags):
+                    raise ValueError(f"{where}: {len(tokens)} tokens but {len(tags)} tags")
+                if not tokens:
+                    skipped[split] += 1
+                    continue
+                bad = [t for t in tags if t not in index]
+                if bad:
+                    raise ValueError(
+                        f"{where}: tag {bad[0]!r} is not in the label set of the training split "
+                        f"{self.label_names}; fix the tag or add it to the training data"
+                    )
+                cols["id"].append(str(record.get("id", f"{split}-{n}")))
+                cols["text"].append(" ".join(tokens))
+                cols["tokens"].append(tokens)
+                cols["tags"].append(tags)
+                cols["labels_word"].append([index[t] for t in tags])
+                cols["partition_key"].append(dominant_type(tags, self.entity_types))
+            out[split] = Dataset.from_dict(cols)
+        self.skipped = skipped
+        log_skipped(self.name, skipped, "no tokens")
+        return out
+
+    # ----- tokenization -----------------------------------------------------
+    def preprocess(self, split: Dataset, train: bool) -> Dataset:
+        tok, max_length = self.tokenizer, self.max_length
+
+        def fn(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+            enc = tok(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+            labels, word_index = [], []
+            for i, word_labels in enumerate(batch["labels_word"]):
+                lab, widx, previous = [], [], None
+                for w in enc.word_ids(i):
+                    first = w is not None and w != previous
+                    lab.append(word_labels[w] if first else IGNORE)
+                    widx.append(w if first else -1)
+                    previous = w
+                labels.append(lab)
+                word_index.append(widx)
+            return {**enc, "labels": labels, "word_index": word_index, "example_index": indices}
+
+        return self._cached_map(split, fn, train, with_indices=True)
+
+    def collate(self, features: list[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        return self._pad(features, {"labels": IGNORE})
+
+    # ----- model ------------------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        if not self.label_names:
+            self.load()
+        return build_auto_model(
+            AutoModelForTokenClassification,
+            self.model_name,
+            num_labels=len(self.label_names),
+            id2label=dict(enumerate(self.label_names)),
+            label2id={t: i for i, t in enumerate(self.label_names)},
+        )
+
+    def evaluate(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> dict[str, float]:
+        """Word-level predictions from each word's first sub-token; words cut by ``max_length`` count as ``O``."""
+        device = model_device(model)
+        preds_by_example: dict[int, list[str]] = {}
+        loss_sum = 0.0
+        example_index, word_index = features["example_index"], features["word_index"]
+        gold_tags = raw["tags"]
+        with evaluating(model):
+            for rows, batch in self.iter_batches(features, batch_size):
+                out = model(**{k: v.to(device) for k, v in batch.items()})
+                loss_sum += float(out.loss) * len(rows)
+                argmax = out.logits.argmax(-1).cpu().numpy()
+                for j, row in enumerate(rows):
+                    ex = example_index[row]
+                    words = ["O"] * len(gold_tags[ex])
+                    for pos, w in enumerate(word_index[row]):
+                        if w >= 0:
+                            words[w] = self.label_names[int(argmax[j, pos])]
+                    preds_by_example[ex] = words
+        order = sorted(preds_by_example)
+        gold = [gold_tags[i] for i in order]
+        pred = [preds_by_example[i] for i in order]
+        result = span_f1(gold, pred)
+        result["loss"] = loss_sum / max(len(features), 1)
+        result["num_examples"] = float(len(order))
+        return result

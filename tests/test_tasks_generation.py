@@ -1,0 +1,122 @@
+"""Generation on real 20News messages: body -> Subject line with a bert2bert EncoderDecoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fednlp_bench.tasks import get_task
+from fednlp_bench.tasks.base import Task
+
+DATA = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _env(tmp_path_factory: pytest.TempPathFactory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEDNLP_DATA_DIR", str(DATA))
+        mp.setenv("FEDNLP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny_task() -> Task:
+    task = get_task("generation", model="tiny", max_length=48, max_target_length=16,
+                    max_train_examples=200, max_eval_examples=40)
+    task.load()
+    return task
+
+
+def train_steps(task: Task, feats, steps: int, lr: float, batch_size: int = 16, seed: int = 0):
+    """Plain AdamW loop (the engine's trainer is tested elsewhere); returns model and per-step losses."""
+    torch.manual_seed(seed)
+    model = task.build_model()
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    order = np.random.default_rng(seed).permutation(len(feats))
+    losses = []
+    for step in range(steps):
+        idx = [int(order[(step * batch_size + k) % len(order)]) for k in range(batch_size)]
+        loss = model(**task.collate([feats[i] for i in idx])).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    return model, losses
+
+
+def test_subject_lines_from_real_messages(tiny_task: Task) -> None:
+    task = tiny_task
+    train = task.load()["train"]
+    assert {"id", "text", "document", "summary", "partition_key"} <= set(train.column_names)
+    assert set(train["partition_key"]) == {-1}
+    assert not any(s.lower().startswith("re:") for s in train["summary"])
+    assert all(s.strip() and d.strip() for s, d in zip(train["summary"], train["document"]))
+    assert task.skipped["train"] == 16  # 20News train messages with an empty body
+    assert not any(d.startswith("Subject:") for d in train["document"])
+
+
+def test_labels_drop_cls_and_end_with_sep(tiny_task: Task) -> None:
+    task = tiny_task
+    tok = task.tokenizer
+    split = task.load()["train"]
+    feats = task.preprocess(split, train=True)
+    for i in range(20):
+        labels = feats[i]["labels"]
+        assert labels[0] != tok.cls_token_id and labels[-1] == tok.sep_token_id
+        assert len(labels) <= task.max_target_length
+        if len(labels) < task.max_target_length:
+            assert tok.decode(labels, skip_special_tokens=True) == tok.decode(tok(split[i]["summary"])["input_ids"], skip_special_tokens=True)
+    batch = task.collate([feats[0], feats[1]])
+    assert (batch["labels"] == -100).any() or len(feats[0]["labels"]) == len(feats[1]["labels"])
+
+
+def test_tiny_bert2bert_config_and_determinism(tiny_task: Task) -> None:
+    task = tiny_task
+    torch.manual_seed(0)
+    a = task.build_model()
+    torch.manual_seed(0)
+    b = task.build_model()
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a.config.decoder_start_token_id == task.tokenizer.cls_token_id
+    assert a.generation_config.eos_token_id == task.tokenizer.sep_token_id
+    assert a.config.decoder.add_cross_attention and a.config.decoder.is_decoder
+
+
+def test_tiny_model_memorises_subjects_and_generates_them(tiny_task: Task) -> None:
+    """Overfitting 8 real examples checks the whole loop: shifted labels, decoder start, generate, ROUGE."""
+    task = tiny_task
+    split = task.load()["train"].select(range(8))
+    feats = task.preprocess(split, train=True)
+    model, losses = train_steps(task, feats, steps=60, lr=1e-2, batch_size=8)
+    assert losses[-1] < 0.3 * losses[0]
+    model.train()
+    result = task.evaluate(model, split, task.preprocess(split, train=False), batch_size=8)
+    assert model.training
+    assert result["rougeL"] > 0.5, result
+    assert result["rouge1"] >= result["rouge2"]
+
+
+@pytest.mark.slow
+def test_minilm_bert2bert_improves_on_held_out_subjects() -> None:
+    """Held-out token loss (the perplexity ROUGE follows) must fall well; ROUGE itself needs far
+    more steps than CI affords (a freshly joined bert2bert first emits one frequent subject for
+    every input), so ROUGE is checked for shape here and for correctness in the memorisation test."""
+    task = get_task("generation", max_length=48, max_target_length=12, max_train_examples=400, max_eval_examples=24)
+    splits = task.load()
+    feats = task.preprocess(splits["train"], train=True)
+    test_feats = task.preprocess(splits["test"], train=False)
+    torch.manual_seed(0)
+    before = task.evaluate(task.build_model(), splits["test"], test_feats, batch_size=24)
+    model, losses = train_steps(task, feats, steps=25, lr=2e-4, batch_size=8)
+    after = task.evaluate(model, splits["test"], test_feats, batch_size=24)
+    print("slow:", before, after, losses[:5], losses[-5:])
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 2.0
+    assert after["loss"] < before["loss"] - 2.0  # ~10.9 -> ~7.0 nats per token
+    assert all(0.0 <= after[k] <= 1.0 for k in ("rouge1", "rouge2", "rougeL"))
+    outputs = task.generate(model, test_feats.select(range(4)), batch_size=4)
+    assert len(outputs) == 4 and all(isinstance(o, str) for o in outputs)
