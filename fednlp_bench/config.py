@@ -18,7 +18,10 @@ from typing import Any, Mapping
 
 OPTIMIZERS = ("sgd", "adamw")
 SAMPLING_METHODS = ("uniform", "weighted")
-BACKENDS = ("inprocess",)
+#: "fedml": one server + P client processes on FedML (needs its own venv, see docs/fedml.md). How many
+#: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
+#: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
+BACKENDS = ("inprocess", "fedml")
 PARTITION_KEYS = ("scheme", "num_clients", "seed", "min_size", "params")
 #: Top-level YAML section read only by ``fednlp-bench compare`` (ignored by ``run``).
 COMPARE_SECTION = "compare"

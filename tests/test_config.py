@@ -49,7 +49,7 @@ def test_partial_partition_fills_defaults() -> None:
         ({"partition": {"scheme": "dirichlet_labels", "num_clients": 10}}, "Did you mean 'dirichlet_label'?"),
         ({"optimizer": "adam"}, "optimizer='adam' is not supported. Did you mean 'adamw'?"),
         ({"sampling": "random"}, "sampling='random' is not supported"),
-        ({"backend": "fedml"}, r"backend='fedml' is not supported.*\['inprocess'\]"),
+        ({"backend": "fedmll"}, r"backend='fedmll' is not supported. Did you mean 'fedml'\?.*\['inprocess', 'fedml'\]"),
         ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
         ({"lr": -0.1}, "lr=-0.1 must be a positive finite number"),
         ({"lr": float("nan")}, "must be a positive finite number"),

@@ -11,6 +11,7 @@ Examples:
       --algorithm fedprox --mu 0.01 --rounds 5 --clients-per-round 5 --local-epochs 1
   fednlp-bench run --config configs/quickstart.yaml --algorithm fedadam --server-lr 1e-3
   fednlp-bench run --config configs/quickstart.yaml --resume        # continue a killed run
+  fednlp-bench run --config configs/quickstart.yaml --backend fedml --processes 4   # FedML, 4 client processes
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "fednova | package.module:Class (default: fedavg)")
     p.add_argument("--run-id", help="folder name under --runs-dir (default: <task>-<algorithm>-<config hash>-s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --runs-dir/--run-id from its last checkpoint")
+    f = p.add_argument_group("FedML backend (--backend fedml; see docs/fedml.md)")
+    f.add_argument("--processes", type=int, help="client processes P, 1..clients-per-round (default: clients-per-round)")
+    f.add_argument("--comm", choices=("MPI", "GRPC"), help="FedML transport: mpirun (default) or gRPC on 127.0.0.1")
+    f.add_argument("--round-timeout", type=float,
+                   help="seconds a round may take before the run stops, resumable (default: 600)")
     p.set_defaults(func=main)
 
 
@@ -98,7 +104,8 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round (default: 0)")
     b.add_argument("--eval-every", type=int, help="evaluate every N rounds and at the end (default: 1)")
     b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
-    b.add_argument("--backend", choices=("inprocess",), help="execution backend (default: inprocess)")
+    b.add_argument("--backend", choices=("inprocess", "fedml"),
+                   help="execution backend: inprocess (default) | fedml (multi-process, own venv: docs/fedml.md)")
     o = p.add_argument_group("output")
     o.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -192,6 +199,7 @@ def progress_flag(args: argparse.Namespace) -> bool | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
 
@@ -204,12 +212,30 @@ def main(args: argparse.Namespace) -> int:
         record = run_experiment(
             config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
             partition_file=args.partition_file, progress=progress_flag(args),
+            backend_options=backend_options(args, config.backend),
         )
     except NonFiniteModelError as err:
         print(f"fednlp-bench run: stopped: {err}", file=sys.stderr)
         return 1
+    except (FedMLUnavailable, FedMLRunError) as err:
+        print(f"fednlp-bench run: {err}", file=sys.stderr)
+        return 2 if isinstance(err, FedMLUnavailable) else 1
     print(summarize_record(record, Path(args.runs_dir)))
     return 0
+
+
+def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any] | None:
+    """The FedML launcher's run options from --processes/--comm/--round-timeout (--threads: per process)."""
+    given = {"processes": args.processes, "comm": args.comm, "round_timeout_s": args.round_timeout}
+    given = {k: v for k, v in given.items() if v is not None}
+    if backend != "fedml":
+        if given:
+            flags = {"processes": "--processes", "comm": "--comm", "round_timeout_s": "--round-timeout"}
+            raise ValueError(f"{', '.join(flags[k] for k in given)}: only for --backend fedml (backend is {backend!r})")
+        return None
+    if args.threads is not None:
+        given["torch_threads"] = args.threads
+    return given
 
 
 def summarize_record(record: Any, runs_dir: Path) -> str:

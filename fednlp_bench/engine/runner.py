@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 
 from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import create_strategy
-from fednlp_bench.config import PARTITION_KEYS, RunConfig
+from fednlp_bench.config import PARTITION_KEYS, RunConfig, closest_hint
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.environment import git_commit, hardware_info, package_versions
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer, all_finite, non_finite_names
 from fednlp_bench.engine.sampling import apply_dropout, central_seed, sample_clients
-from fednlp_bench.engine.simulator import InProcessBackend
+from fednlp_bench.engine.simulator import Backend, InProcessBackend
 from fednlp_bench.results.record import RECORD_FILENAME, RoundResult, RunRecord, config_hash
 from fednlp_bench.tasks.base import Task
 
@@ -58,6 +58,8 @@ class PartitionLike(Protocol):
 
 
 RoundCallback = Callable[[RoundResult], None]
+#: ``factory(trainer, client_rows, progress=...) -> Backend``; ``InProcessBackend`` is the default.
+BackendFactory = Callable[..., Backend]
 
 
 # ------------------------------------------------------------------ seams
@@ -143,15 +145,29 @@ def run_experiment(
     partition_file: str | Path | None = None,
     on_round_end: RoundCallback | None = None,
     progress: bool | None = None,
+    backend_factory: BackendFactory | None = None,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """Run (or resume) one experiment and write ``runs_dir/<run_id>/record.json`` + ``metrics.csv``.
 
     ``task`` injects a ready task object (custom tasks, tests); ``partition_file``
     uses a saved partition (its spec is copied into the config);
     ``on_round_end`` is called after each round's checkpoint is written.
+    ``backend_factory`` builds the object that runs each round's clients
+    (default ``InProcessBackend``). With ``config.backend == "fedml"`` and no
+    factory, the run goes to the FedML launcher, which starts the processes;
+    its rank 0 calls this function again with a factory. ``backend_options``
+    are that launcher's run options (processes, comm, round_timeout_s, ...).
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
+    if config.backend == "fedml" and backend_factory is None:
+        return _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
+    if backend_options:
+        raise ValueError(
+            f"backend options {sorted(backend_options)} apply only to backend 'fedml' (this run's backend is "
+            f"{config.backend!r}); drop them or set backend: fedml"
+        )
     if task is not None and task.name != config.task:
         raise ValueError(f"the given task object is {task.name!r} but config.task is {config.task!r}")
     part_from_file = None
@@ -222,7 +238,8 @@ def run_experiment(
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
     central_opt = trainer.make_optimizer() if strategy.centralized else None
     central_steps = centralized_steps_per_round(config, len(union_rows), part.num_clients)
-    backend = InProcessBackend(trainer, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress)
+    make_backend = backend_factory or InProcessBackend
+    backend = make_backend(trainer, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -309,6 +326,35 @@ def run_experiment(
     return record
 
 
+def _run_on_fedml(
+    config: RunConfig,
+    runs_dir: str | Path,
+    run_id: str | None,
+    resume: bool,
+    task: Task | None,
+    partition_file: str | Path | None,
+    on_round_end: RoundCallback | None,
+    options: Mapping[str, Any] | None,
+) -> RunRecord:
+    """Hand a ``backend: fedml`` run to the FedML launcher, which starts the FedML venv's processes."""
+    import inspect
+
+    from fednlp_bench.backends.fedml_backend import run_fedml_experiment
+
+    if task is not None or on_round_end is not None:
+        raise ValueError(
+            "backend 'fedml' trains in other processes, so it takes no task object or on_round_end callback: "
+            "pass backend_options={'task_factory': 'module:callable'} instead, and read metrics.csv for progress"
+        )
+    sig = inspect.signature(run_fedml_experiment).parameters
+    valid = [n for n, p in sig.items() if p.kind is p.KEYWORD_ONLY and n != "partition_file"]
+    options = dict(options or {})
+    for key in options:
+        if key not in valid:
+            raise ValueError(f"unknown fedml backend option {key!r}.{closest_hint(key, valid)} Valid: {', '.join(valid)}")
+    return run_fedml_experiment(config, runs_dir, run_id, resume, partition_file=partition_file, **options)
+
+
 # ------------------------------------------------------------------ one round
 @dataclass
 class RoundWork:
@@ -328,7 +374,7 @@ def _federated_round(
     part: PartitionLike,
     sizes: np.ndarray,
     strategy: Strategy,
-    backend: InProcessBackend,
+    backend: Backend,
     global_weights: Weights,
     model_bytes: int,
 ) -> RoundWork:

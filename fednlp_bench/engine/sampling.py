@@ -22,12 +22,13 @@ def round_rng(seed: int, rnd: int, stream: int) -> np.random.Generator:
 def client_seed(seed: int, rnd: int, client_id: int) -> int:
     """Seed of one client's local training in one round (shuffling, dropout layers)."""
     seq = np.random.SeedSequence([int(seed), int(rnd), _CLIENT_STREAM, int(client_id)])
-    return int(seq.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
+    # int() before %: NumPy 1.x turns ``uint64 % int`` into float64 and rounds the seed (NumPy 2 keeps it exact).
+    return int(seq.generate_state(1, dtype=np.uint64)[0]) % (2**63 - 1)
 
 
 def central_seed(seed: int, rnd: int) -> int:
     seq = np.random.SeedSequence([int(seed), int(rnd), _CENTRAL_STREAM])
-    return int(seq.generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
+    return int(seq.generate_state(1, dtype=np.uint64)[0]) % (2**63 - 1)
 
 
 def sample_clients(

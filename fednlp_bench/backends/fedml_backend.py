@@ -1,0 +1,291 @@
+"""``--backend fedml``: run one experiment on FedML, one server + P client processes, from the core environment.
+
+FedML 0.9.6 pins numpy<2, protobuf<4, requests<2.32 and more, so it lives in
+its own virtualenv (``scripts/setup_fedml_env.sh`` -> ``.fedml-venv``). This
+module imports nothing from FedML: it checks the environment, writes a spec
+file, starts ``mpirun -np P+1 <fedml python> -m fednlp_bench.backends.fedml_adapter``
+(or P+1 gRPC processes on loopback), waits with a bounded timeout and returns
+the :class:`~fednlp_bench.results.record.RunRecord` that rank 0 wrote with the
+project's own runner. Same config -> same record as the in-process backend,
+up to float tolerance (tests/test_fedml_equivalence.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from fednlp_bench.config import RunConfig
+from fednlp_bench.results.record import RECORD_FILENAME, RunRecord
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Where scripts/setup_fedml_env.sh builds the FedML virtualenv by default.
+DEFAULT_FEDML_VENV = REPO_ROOT / ".fedml-venv"
+FEDML_PYTHON_ENV = "FEDNLP_FEDML_PYTHON"
+COMMS = ("MPI", "GRPC")
+GRPC_BASE_PORT = 18890
+
+INSTALL_FEDML = (
+    "FedML is not installed. It needs its own virtualenv (it pins numpy<2, protobuf<4):\n"
+    "    bash scripts/setup_fedml_env.sh            # builds .fedml-venv (~4 min, ~6 GB)\n"
+    f"or point {FEDML_PYTHON_ENV} at a python that has fedml==0.9.6, mpi4py and this project installed."
+)
+INSTALL_MPI = (
+    "MPI is missing (no `mpirun` on PATH). Install Open MPI and mpi4py:\n"
+    "    apt-get install -y openmpi-bin libopenmpi-dev\n"
+    "    .fedml-venv/bin/pip install mpi4py"
+)
+INSTALL_GRPC = "gRPC is missing in the FedML environment:\n    .fedml-venv/bin/pip install grpcio"
+
+
+class FedMLUnavailable(RuntimeError):
+    """The FedML environment or MPI is missing; the message says how to install it."""
+
+
+class FedMLRunError(RuntimeError):
+    """A FedML run failed or timed out; the message names the log and the checkpoint to resume from."""
+
+
+@dataclass
+class FedMLRunStats:
+    """Where a FedML run's time went (seconds), for the benchmark and the docs."""
+
+    total_s: float
+    runner_s: float | None = None
+    fedml_server_s: float | None = None
+    round_seconds: list[float] = field(default_factory=list)
+    log_path: str = ""
+
+
+# ------------------------------------------------------------------ environment
+def find_fedml_python(python: str | os.PathLike[str] | None = None) -> Path:
+    """The interpreter of the FedML virtualenv: argument, $FEDNLP_FEDML_PYTHON, or <repo>/.fedml-venv."""
+    for given, what in ((python, "python="), (os.environ.get(FEDML_PYTHON_ENV), f"${FEDML_PYTHON_ENV}=")):
+        if given:  # named explicitly: never fall back to another interpreter behind the user's back
+            if not Path(given).is_file():
+                raise FedMLUnavailable(f"{what}{given} does not exist.\n{INSTALL_FEDML}")
+            return Path(given)
+    default = DEFAULT_FEDML_VENV / "bin" / "python"
+    if default.is_file():
+        return default
+    raise FedMLUnavailable(INSTALL_FEDML)
+
+
+def check_fedml_environment(python: str | os.PathLike[str] | None = None, comm: str = "MPI") -> Path:
+    """Fail early with the install command when FedML, mpi4py, mpirun or grpcio is missing."""
+    if comm not in COMMS:
+        raise ValueError(f"comm={comm!r}; choose one of {list(COMMS)}")
+    py = find_fedml_python(python)
+    if comm == "MPI" and shutil.which("mpirun") is None:
+        raise FedMLUnavailable(INSTALL_MPI)
+    modules = ["fedml", "fednlp_bench", "mpi4py" if comm == "MPI" else "grpc"]
+    probe = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
+    try:
+        done = subprocess.run([str(py), "-c", probe, *modules], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise FedMLUnavailable(f"{py} does not run ({err}).\n{INSTALL_FEDML}") from err
+    missing = done.stdout.split() if done.returncode == 0 else modules
+    if "fedml" in missing or "fednlp_bench" in missing:
+        raise FedMLUnavailable(f"{py} lacks {missing}.\n{INSTALL_FEDML}")
+    if "mpi4py" in missing:
+        raise FedMLUnavailable(INSTALL_MPI)
+    if "grpc" in missing:
+        raise FedMLUnavailable(INSTALL_GRPC)
+    return py
+
+
+# ------------------------------------------------------------------ launcher
+def run_fedml_experiment(
+    config: RunConfig,
+    runs_dir: str | Path,
+    run_id: str | None = None,
+    resume: bool = False,
+    *,
+    processes: int | None = None,
+    comm: str = "MPI",
+    task_factory: str | None = None,
+    task_kwargs: Mapping[str, Any] | None = None,
+    partition_factory: str | None = None,
+    partition_file: str | Path | None = None,
+    round_timeout_s: float = 600.0,
+    python: str | os.PathLike[str] | None = None,
+    torch_threads: int = 1,
+    stats: list[FedMLRunStats] | None = None,
+) -> RunRecord:
+    """Run ``config`` on FedML cross-silo with P client processes and return rank 0's record.
+
+    ``processes`` (P, default ``clients_per_round``) client processes each
+    train ``clients_per_round / P`` sampled clients per round. ``task_factory``
+    / ``partition_factory`` ("module:callable") stand in for the registry
+    task and the partitioner, as ``run_experiment(task=...)`` does in-process.
+    A dead or stuck process ends the run within ``round_timeout_s`` with the
+    last round checkpointed; ``resume=True`` continues it.
+    """
+    from fednlp_bench.algorithms.registry import get_algorithm_class
+    from fednlp_bench.engine.runner import default_run_id
+
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    if config.backend != "fedml":
+        config = config.replace(backend="fedml")  # the record says where it ran
+    if get_algorithm_class(config.algorithm).centralized:
+        raise ValueError("the centralized baseline has no clients to distribute; run it with --backend inprocess")
+    p = config.clients_per_round if processes is None else int(processes)
+    if not 1 <= p <= config.clients_per_round:
+        raise ValueError(f"processes={processes} must be between 1 and clients_per_round ({config.clients_per_round})")
+    if round_timeout_s <= 0:
+        raise ValueError(f"round_timeout_s={round_timeout_s} must be > 0")
+    py = check_fedml_environment(python, comm)
+
+    run_id = run_id or default_run_id(config)
+    run_dir = Path(runs_dir) / run_id
+    done_rounds = 0
+    if resume:
+        if (run_dir / RECORD_FILENAME).is_file():
+            return RunRecord.load(run_dir)
+        done_rounds = _checkpoint_round(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"run directory {run_dir} already exists; pass --resume to continue it, or choose another --run-id")
+    remaining = config.rounds - done_rounds
+    if remaining < 1:
+        raise ValueError(f"{run_dir}: checkpoint is at round {done_rounds} of {config.rounds}, nothing left to run")
+
+    work = Path(tempfile.mkdtemp(prefix="fednlp-fedml-"))
+    spec = {
+        "config": config.to_dict(), "runs_dir": str(Path(runs_dir).resolve()), "run_id": run_id,
+        "run_dir": str(run_dir.resolve()), "resume": bool(resume), "fedml_rounds": remaining, "processes": p,
+        "comm": comm, "task_factory": task_factory, "task_kwargs": dict(task_kwargs or {}),
+        "partition_factory": partition_factory,
+        "partition_file": None if partition_file is None else str(Path(partition_file).resolve()),
+        "round_timeout_s": float(round_timeout_s), "torch_threads": int(torch_threads), "work_dir": str(work),
+        "error_file": str(work / "error.txt"), "stats_file": str(work / "stats.json"),
+        "grpc_ipconfig": str(work / "grpc_ipconfig.csv"), "grpc_base_port": GRPC_BASE_PORT,
+    }
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    log_path = work / "fedml.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": str(torch_threads), "WANDB_MODE": "disabled"}
+    # Overall bound: startup (imports ~20 s/process on 2 cores) + every round, each within its own timeout.
+    overall = 300.0 + round_timeout_s * (remaining + 1)
+    t0 = time.perf_counter()
+    with open(log_path, "wb") as log:
+        if comm == "MPI":
+            rc = _run_mpi(py, spec_path, p, env, log, overall)
+        else:
+            rc = _run_grpc(py, spec_path, p, env, log, overall, work)
+    total = time.perf_counter() - t0
+    if rc != 0 or not (run_dir / RECORD_FILENAME).is_file():
+        raise FedMLRunError(_failure_message(rc, work, log_path, run_dir))
+    shutil.copyfile(log_path, run_dir / "fedml.log")
+    if stats is not None:
+        extra = json.loads((work / "stats.json").read_text()) if (work / "stats.json").is_file() else {}
+        stats.append(FedMLRunStats(total_s=total, log_path=str(run_dir / "fedml.log"), **extra))
+    shutil.rmtree(work, ignore_errors=True)
+    return RunRecord.load(run_dir)
+
+
+def _run_mpi(py: Path, spec_path: Path, p: int, env: dict[str, str], log: Any, overall: float) -> int:
+    cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(p + 1)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.insert(1, "--allow-run-as-root")
+    cmd += [str(py), "-m", "fednlp_bench.backends.fedml_adapter", str(spec_path)]
+    log.write((" ".join(cmd) + "\n").encode())
+    log.flush()
+    try:
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=overall).returncode
+    except subprocess.TimeoutExpired:
+        return 124
+
+
+def _run_grpc(py: Path, spec_path: Path, p: int, env: dict[str, str], log: Any, overall: float, work: Path) -> int:
+    with open(work / "grpc_ipconfig.csv", "w") as f:
+        f.write("eid,rank,grpc_server_ip,grpc_server_port\n")
+        for r in range(p + 1):
+            f.write(f"{r},{r},127.0.0.1,{GRPC_BASE_PORT + r}\n")
+    procs = []
+    for rank in range(p + 1):
+        cmd = [str(py), "-m", "fednlp_bench.backends.fedml_adapter", str(spec_path), "--rank", str(rank)]
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    deadline = time.monotonic() + overall
+    rc = 0
+    try:
+        while any(proc.poll() is None for proc in procs):
+            failed = [proc.returncode for proc in procs if proc.returncode not in (None, 0)]
+            if failed or time.monotonic() > deadline:
+                rc = failed[0] if failed else 124
+                break
+            time.sleep(0.5)
+        else:
+            rc = next((proc.returncode for proc in procs if proc.returncode), 0)
+    finally:
+        for proc in procs:  # our own children only
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return rc
+
+
+def _checkpoint_round(run_dir: Path) -> int:
+    from fednlp_bench.engine import checkpoint as ckpt
+
+    state = ckpt.checkpoint_dir(run_dir) / ckpt.STATE_FILENAME
+    if not state.is_file():
+        raise FileNotFoundError(f"no checkpoint to resume in {state.parent}")
+    return int(json.loads(state.read_text())["round"])
+
+
+def _failure_message(rc: int, work: Path, log_path: Path, run_dir: Path) -> str:
+    error = work / "error.txt"
+    reason = error.read_text().strip().splitlines()[0] if error.is_file() else ""
+    if not reason:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:] if log_path.is_file() else []
+        reason = "\n    ".join(tail) or "no output"
+    what = "timed out" if rc == 124 else f"failed (exit {rc})"
+    resume = ""
+    try:
+        resume = f"; the last finished round ({_checkpoint_round(run_dir)}) is checkpointed, rerun with --resume"
+    except (FileNotFoundError, ValueError, KeyError):
+        pass
+    return f"FedML run {what}: {reason}\n(full log: {log_path}{resume})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fednlp_bench.backends.fedml_backend CONFIG.yaml RUNS_DIR [--processes P] [--comm GRPC]`."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description="run one fednlp-bench config on FedML")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("runs_dir", type=Path)
+    parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--comm", choices=COMMS, default="MPI")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--round-timeout", type=float, default=600.0)
+    ns = parser.parse_args(argv)
+    config = RunConfig.from_dict(yaml.safe_load(ns.config.read_text()))
+    try:
+        record = run_fedml_experiment(config, ns.runs_dir, resume=ns.resume, processes=ns.processes, comm=ns.comm,
+                                      round_timeout_s=ns.round_timeout)
+    except (FedMLUnavailable, FedMLRunError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{record.run_id}: {record.primary_metric}={record.final_metrics.get(record.primary_metric)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
