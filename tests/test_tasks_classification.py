@@ -31,24 +31,6 @@ def tiny_task() -> Task:
     return task
 
 
-def train_steps(task: Task, feats, steps: int, lr: float, batch_size: int = 16, seed: int = 0):
-    """Plain AdamW loop (the engine's trainer is tested elsewhere); returns model and per-step losses."""
-    torch.manual_seed(seed)
-    model = task.build_model()
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    order = np.random.default_rng(seed).permutation(len(feats))
-    losses = []
-    for step in range(steps):
-        idx = [int(order[(step * batch_size + k) % len(order)]) for k in range(batch_size)]
-        loss = model(**task.collate([feats[i] for i in idx])).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(float(loss.detach()))
-    return model, losses
-
-
 def test_columns_and_partition_key(tiny_task: Task) -> None:
     task = tiny_task
     splits = task.load()
@@ -92,7 +74,7 @@ def test_build_model_is_deterministic(tiny_task: Task) -> None:
     assert a.config.num_labels == 20
 
 
-def test_tiny_model_trains_and_evaluate_restores_mode(tiny_task: Task) -> None:
+def test_tiny_model_trains_and_evaluate_restores_mode(tiny_task: Task, train_steps) -> None:
     task = tiny_task
     train = task.load()["train"].select(range(32))
     feats = task.preprocess(train, train=True)
@@ -106,7 +88,7 @@ def test_tiny_model_trains_and_evaluate_restores_mode(tiny_task: Task) -> None:
 
 
 @pytest.mark.slow
-def test_minilm_learns_20news_above_chance() -> None:
+def test_minilm_learns_20news_above_chance(train_steps) -> None:
     task = get_task("classification", max_train_examples=480, max_eval_examples=150, max_length=48)
     splits = task.load()
     feats = task.preprocess(splits["train"], train=True)

@@ -31,24 +31,6 @@ def tiny_task() -> Task:
     return task
 
 
-def train_steps(task: Task, feats, steps: int, lr: float, batch_size: int = 16, seed: int = 0):
-    """Plain AdamW loop (the engine's trainer is tested elsewhere); returns model and per-step losses."""
-    torch.manual_seed(seed)
-    model = task.build_model()
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    order = np.random.default_rng(seed).permutation(len(feats))
-    losses = []
-    for step in range(steps):
-        idx = [int(order[(step * batch_size + k) % len(order)]) for k in range(batch_size)]
-        loss = model(**task.collate([feats[i] for i in idx])).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(float(loss.detach()))
-    return model, losses
-
-
 def test_subject_lines_from_real_messages(tiny_task: Task) -> None:
     task = tiny_task
     train = task.load()["train"]
@@ -87,7 +69,7 @@ def test_tiny_bert2bert_config_and_determinism(tiny_task: Task) -> None:
     assert a.config.decoder.add_cross_attention and a.config.decoder.is_decoder
 
 
-def test_tiny_model_memorises_subjects_and_generates_them(tiny_task: Task) -> None:
+def test_tiny_model_memorises_subjects_and_generates_them(tiny_task: Task, train_steps) -> None:
     """Overfitting 8 real examples checks the whole loop: shifted labels, decoder start, generate, ROUGE."""
     task = tiny_task
     split = task.load()["train"].select(range(8))
@@ -102,7 +84,7 @@ def test_tiny_model_memorises_subjects_and_generates_them(tiny_task: Task) -> No
 
 
 @pytest.mark.slow
-def test_minilm_bert2bert_improves_on_held_out_subjects() -> None:
+def test_minilm_bert2bert_improves_on_held_out_subjects(train_steps) -> None:
     """Held-out token loss (the perplexity ROUGE follows) must fall well; ROUGE itself needs far
     more steps than CI affords (a freshly joined bert2bert first emits one frequent subject for
     every input), so ROUGE is checked for shape here and for correctness in the memorisation test."""

@@ -45,24 +45,6 @@ def tiny_task(qa_dir: Path) -> Task:
     return task
 
 
-def train_steps(task: Task, feats, steps: int, lr: float, batch_size: int = 16, seed: int = 0):
-    """Plain AdamW loop (the engine's trainer is tested elsewhere); returns model and per-step losses."""
-    torch.manual_seed(seed)
-    model = task.build_model()
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    order = np.random.default_rng(seed).permutation(len(feats))
-    losses = []
-    for step in range(steps):
-        idx = [int(order[(step * batch_size + k) % len(order)]) for k in range(batch_size)]
-        loss = model(**task.collate([feats[i] for i in idx])).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(float(loss.detach()))
-    return model, losses
-
-
 class SpanOracle(torch.nn.Module):
     """Peaks the start/end logits at known positions, looked up by the feature's token ids."""
 
@@ -131,7 +113,7 @@ def test_post_processing_recovers_gold_text_across_windows(tiny_task: Task) -> N
     assert result["exact_match"] == 1.0 and result["f1"] == 1.0
 
 
-def test_tiny_model_loss_falls_and_evaluates(tiny_task: Task) -> None:
+def test_tiny_model_loss_falls_and_evaluates(tiny_task: Task, train_steps) -> None:
     task = tiny_task
     feats = task.preprocess(task.load()["train"], train=True)
     model, losses = train_steps(task, feats, steps=25, lr=5e-3)
@@ -157,7 +139,7 @@ def test_flat_jsonl_pipeline(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_minilm_learns_entity_qa(qa_dir: Path) -> None:
+def test_minilm_learns_entity_qa(qa_dir: Path, train_steps) -> None:
     task = get_task("qa", data=str(qa_dir), max_length=64, max_train_examples=800, max_eval_examples=150)
     splits = task.load()
     feats = task.preprocess(splits["train"], train=True)

@@ -32,24 +32,6 @@ def tiny_task() -> Task:
     return task
 
 
-def train_steps(task: Task, feats, steps: int, lr: float, batch_size: int = 16, seed: int = 0):
-    """Plain AdamW loop (the engine's trainer is tested elsewhere); returns model and per-step losses."""
-    torch.manual_seed(seed)
-    model = task.build_model()
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    order = np.random.default_rng(seed).permutation(len(feats))
-    losses = []
-    for step in range(steps):
-        idx = [int(order[(step * batch_size + k) % len(order)]) for k in range(batch_size)]
-        loss = model(**task.collate([feats[i] for i in idx])).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(float(loss.detach()))
-    return model, losses
-
-
 class GoldTagger(torch.nn.Module):
     """Returns one-hot logits of the gold labels: evaluate() must then score span F1 = 1."""
 
@@ -116,7 +98,7 @@ def test_evaluate_scores_gold_predictions_as_perfect(tiny_task: Task) -> None:
     assert task.evaluate(gold, split, feats, batch_size=16)["precision"] == pytest.approx(1.0)
 
 
-def test_tiny_model_loss_falls(tiny_task: Task) -> None:
+def test_tiny_model_loss_falls(tiny_task: Task, train_steps) -> None:
     task = tiny_task
     feats = task.preprocess(task.load()["train"], train=True)
     model, losses = train_steps(task, feats, steps=25, lr=5e-3)
@@ -128,7 +110,7 @@ def test_tiny_model_loss_falls(tiny_task: Task) -> None:
 
 
 @pytest.mark.slow
-def test_minilm_learns_entities_on_held_out_slice() -> None:
+def test_minilm_learns_entities_on_held_out_slice(train_steps) -> None:
     task = get_task("tagging", max_train_examples=800, max_eval_examples=200, max_length=48)
     splits = task.load()
     # Only sentences with an entity (W-NUT is ~90% "O" tokens): a few steps then learn spans, not just "O".

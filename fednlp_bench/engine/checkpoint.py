@@ -23,6 +23,8 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 
+from fednlp_bench.atomic import atomic_write_text
+
 CHECKPOINT_DIRNAME = "checkpoint"
 STATE_FILENAME = "state.json"
 FORMAT_VERSION = 1
@@ -81,7 +83,7 @@ def save_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     state = {"format": FORMAT_VERSION, "round": rnd, "tensors_file": name, "server_state": server_plain, **meta}
-    _atomic_write_text(directory / STATE_FILENAME, json.dumps(state, indent=1, sort_keys=True))
+    atomic_write_text(directory / STATE_FILENAME, json.dumps(state, indent=1, sort_keys=True))
     for old in directory.glob("round_*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -139,14 +141,3 @@ def optimizer_state_from_flat(
         idx, name = key.split("/", 1)
         state.setdefault(int(idx), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": plain["param_groups"]})
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -12,11 +12,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
 from fednlp_bench.leaderboard.plots import plot_filename, write_plot
 from fednlp_bench.leaderboard.tables import (
@@ -47,20 +47,6 @@ class LeaderboardOutput:
     tables: list[Table]
     records: list[LoadedRecord]
     files: list[Path] = field(default_factory=list)
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    """Write through a temp file + ``os.replace`` so a crash never leaves half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _link(path: Path, out_dir: Path) -> str:
@@ -358,16 +344,16 @@ def write_leaderboard(
                 stale.unlink()
 
     for task, task_tables in by_task.items():
-        result.files.append(atomic_write(out / f"{task}.md", task_markdown(task, task_tables, out,
+        result.files.append(atomic_write_text(out / f"{task}.md", task_markdown(task, task_tables, out,
                                                                           plot_links.get(task, {}))))
-        result.files.append(atomic_write(out / f"{task}.csv", task_csv(task_tables)))
+        result.files.append(atomic_write_text(out / f"{task}.csv", task_csv(task_tables)))
     runs_label = os.path.relpath(Path(runs_dir).resolve()) if Path(runs_dir).exists() else str(runs_dir)
     out_label = os.path.relpath(out.resolve())
-    result.files.append(atomic_write(out / README, readme_markdown(
+    result.files.append(atomic_write_text(out / README, readme_markdown(
         by_task, len(loaded), Path(runs_label).as_posix(), Path(out_label).as_posix(), plot_links,
         load_verification(out), suite_label)))
     return result
 
 
-__all__ = ["write_leaderboard", "LeaderboardOutput", "atomic_write", "algorithm_label", "task_csv",
+__all__ = ["write_leaderboard", "LeaderboardOutput", "algorithm_label", "task_csv",
            "task_markdown", "readme_markdown", "budget_text"]

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fednlp_bench.leaderboard.collect import LoadedRecord
-from fednlp_bench.leaderboard.render import VERIFICATION_FILE, atomic_write
+from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.leaderboard.render import VERIFICATION_FILE
 from fednlp_bench.results.record import RunRecord
 
 DEFAULT_TOLERANCE = 1e-6
@@ -146,4 +147,4 @@ def save_verification(result: VerifyResult, out_dir: str | Path) -> Path:
         except json.JSONDecodeError:
             data = {}
     data[result.run_id] = result.summary()
-    return atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

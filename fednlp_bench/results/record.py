@@ -13,10 +13,11 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from fednlp_bench.atomic import atomic_write_text
 
 SCHEMA_VERSION = 1
 RECORD_FILENAME = "record.json"
@@ -74,8 +75,8 @@ class RunRecord:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         validate_record_dict(self.to_dict(), source=str(run_dir / RECORD_FILENAME))
-        _atomic_write(run_dir / RECORD_FILENAME, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        _atomic_write(run_dir / METRICS_FILENAME, self.metrics_csv())
+        atomic_write_text(run_dir / RECORD_FILENAME, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(run_dir / METRICS_FILENAME, self.metrics_csv())
         return run_dir / RECORD_FILENAME
 
     def metrics_csv(self) -> str:
@@ -161,14 +162,3 @@ def _check_finite(metrics: Any, where: str) -> None:
     for name, value in metrics.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise RecordError(f"{where}[{name!r}] = {value!r} is not a finite number")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
