@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -30,3 +32,16 @@ def _train_steps(task: Any, feats: Any, steps: int, lr: float, batch_size: int =
 @pytest.fixture
 def train_steps() -> Callable[..., tuple[torch.nn.Module, list[float]]]:
     return _train_steps
+
+
+#: The offline data (../shared/data beside the checkout unless FEDNLP_DATA_DIR says otherwise).
+DATA_DIR = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def offline_task_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point tasks at the offline data and a per-module token cache, so tests never share cached maps."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEDNLP_DATA_DIR", str(DATA_DIR))
+        mp.setenv("FEDNLP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield DATA_DIR

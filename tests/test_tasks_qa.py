@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,21 +16,13 @@ from fednlp_bench.tasks.entity_qa import entity_qa_rows, write_entity_qa
 from fednlp_bench.tasks.metrics import normalize_answer
 from fednlp_bench.tasks.qa import WH_TYPES
 
-DATA = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _env(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDNLP_DATA_DIR", str(DATA))
-        mp.setenv("FEDNLP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("offline_task_env")
 
 
 @pytest.fixture(scope="module")
-def qa_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def qa_dir(tmp_path_factory: pytest.TempPathFactory, offline_task_env: Path) -> Path:
     out = tmp_path_factory.mktemp("entity_qa")
-    counts = write_entity_qa(DATA / "wnut17", out)
+    counts = write_entity_qa(offline_task_env / "wnut17", out)
     assert counts["train"] > 1000 and counts["validation"] > 300
     return out
 

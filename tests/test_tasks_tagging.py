@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,15 +12,7 @@ from fednlp_bench.tasks import get_task
 from fednlp_bench.tasks.base import Task
 from fednlp_bench.tasks.tagging import IGNORE, dominant_type
 
-DATA = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _env(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDNLP_DATA_DIR", str(DATA))
-        mp.setenv("FEDNLP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("offline_task_env")
 
 
 @pytest.fixture(scope="module")
