@@ -35,7 +35,9 @@ def train_steps() -> Callable[..., tuple[torch.nn.Module, list[float]]]:
 
 
 #: The offline data (../shared/data beside the checkout unless FEDNLP_DATA_DIR says otherwise).
-DATA_DIR = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+DATA_DIR = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+# The README passes a relative FEDNLP_DATA_DIR; tests that chdir (CLI tests) need it absolute.
+os.environ["FEDNLP_DATA_DIR"] = str(DATA_DIR)
 
 
 @pytest.fixture(scope="module")
