@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 
-from fednlp_bench.config import closest_hint
+from fednlp_bench.hints import closest_hint
 
 #: Named float tensors: the global model or a client delta.
 Weights = dict[str, torch.Tensor]
@@ -61,6 +61,10 @@ class Strategy(ABC):
 
     #: Registry name (``--algorithm``).
     name: ClassVar[str]
+    #: Human name in leaderboard tables (defaults to ``name``).
+    label: ClassVar[str | None] = None
+    #: Group that competes for one "best of family" mark in tables (e.g. ``"fedopt"``).
+    family: ClassVar[str | None] = None
     #: Hyperparameters with their defaults; ``self.params`` holds the merged values.
     defaults: ClassVar[dict[str, Any]] = {}
     #: True only for the centralized baseline: the runner trains one virtual
@@ -117,9 +121,6 @@ class Strategy(ABC):
         """Restore what :meth:`state_dict` returned."""
         if state:
             raise ValueError(f"{self.name} keeps no server state but the checkpoint has {sorted(state)}")
-
-    def describe(self) -> dict[str, Any]:
-        return {"algorithm": self.name, **self.params}
 
 
 # ---------------------------------------------------------------- helpers

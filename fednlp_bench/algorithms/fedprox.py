@@ -14,6 +14,7 @@ from fednlp_bench.algorithms.fedavg import FedAvg
 
 class FedProx(FedAvg):
     name = "fedprox"
+    label = "FedProx"
     defaults = {"mu": 0.01}
 
     def validate_params(self) -> None:
