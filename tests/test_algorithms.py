@@ -159,7 +159,7 @@ def test_unknown_client_instruction_fails_before_training() -> None:
         def aggregate(self, rnd, global_weights, results):  # type: ignore[no-untyped-def]
             return global_weights
 
-    with pytest.raises(ValueError, match="'control_variate', which the local trainer does not understand"):
+    with pytest.raises(ValueError, match="'control_variate', which its client procedure \\(none\\) does not read"):
         Scaffoldish().configure_round(1, [0])
 
 

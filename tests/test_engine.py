@@ -14,6 +14,7 @@ import torch
 
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.algorithms.fedprox import ProximalTerm
 from fednlp_bench.engine import prepare, runner
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
 from fednlp_bench.engine.prepare import centralized_steps_per_round
@@ -101,7 +102,7 @@ def test_fedprox_term_pulls_clients_towards_the_global_model() -> None:
     rows = np.arange(40)
     norms = {}
     for mu in (0.0, 1.0, 4.0):
-        res = trainer.train(0, rows, start, {"mu": mu}, seed=7)
+        res = trainer.train(0, rows, start, {"mu": mu}, seed=7, procedure=ProximalTerm())
         norms[mu] = float(sum((d**2).sum() for d in res.delta.values()) ** 0.5)
     assert norms[0.0] > norms[1.0] > norms[4.0] > 0
 

@@ -283,7 +283,7 @@ def make_server_classes() -> tuple[type, type]:
             for cid, instructions in payload.assignments.get(self.slot, []):
                 try:
                     results.append(self.local.train(cid, self.rows(cid), payload.weights, instructions,
-                                                    client_seed(payload.seed, payload.rnd, cid)))
+                                                    client_seed(payload.seed, payload.rnd, cid), rnd=payload.rnd))
                 except ClientUpdateRejected as err:
                     rejected[cid] = str(err)
                 self.watchdog.touch()
@@ -377,7 +377,10 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     import torch
     from fedml import FedMLRunner
 
+    from fednlp_bench.algorithms.registry import create_strategy
     from fednlp_bench.config import RunConfig
+    from fednlp_bench.engine.client_runner import ClientRunner
+    from fednlp_bench.engine.client_state import ClientStateStore
     from fednlp_bench.engine.local_trainer import LocalTrainer
 
     task, prepare = _prepare(spec)
@@ -392,19 +395,24 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     features = task.preprocess(train_raw, train=True)
     torch.manual_seed(config.seed)
     model = task.build_model()
-    local = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
-                         optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps)
+    trainer = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
+                           optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps)
+    # The algorithm's client procedure and the run's on-disk client states, exactly as in process: the
+    # server (rank 0) commits each round's staged states after its checkpoint.
+    local = ClientRunner(trainer, create_strategy(config.algorithm, config.algorithm_params).make_client(),
+                         ClientStateStore(spec["run_dir"]))
     cache: dict[int, np.ndarray] = {}
 
     def rows(cid: int) -> np.ndarray:
         if cid not in cache:
-            cache[cid] = local.rows_for(part.indices(cid))
+            cache[cid] = trainer.rows_for(part.indices(cid))
         return cache[cid]
 
     watchdog = Watchdog(float(spec["round_timeout_s"]) + 60.0, spec)
     _, SlotTrainer = make_server_classes()
-    trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
-    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model, client_trainer=trainer).run()
+    slot_trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
+    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model,
+                client_trainer=slot_trainer).run()
     watchdog.stop()
 
 

@@ -25,6 +25,8 @@ from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import create_strategy
 from fednlp_bench.config import PARTITION_KEYS, RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.engine.client_runner import ClientRunner
+from fednlp_bench.engine.client_state import ClientStateStore
 from fednlp_bench.engine.local_trainer import LocalTrainer
 from fednlp_bench.engine.run_id import check_run_id, default_run_id
 from fednlp_bench.engine.simulator import Backend, InProcessBackend
@@ -33,7 +35,7 @@ from fednlp_bench.tasks.base import Task
 
 log = logging.getLogger("fednlp_bench.engine")
 
-#: ``factory(trainer, client_rows, progress=...) -> Backend``; ``InProcessBackend`` is the default.
+#: ``factory(client_runner, client_rows, progress=...) -> Backend``; ``InProcessBackend`` is the default.
 BackendFactory = Callable[..., Backend]
 
 
@@ -125,6 +127,7 @@ class PreparedRun:
     partition_info: dict[str, Any]
     strategy: Strategy
     trainer: LocalTrainer
+    client_states: ClientStateStore
     backend: Backend
     global_weights: Weights
     start_round: int
@@ -193,12 +196,15 @@ def prepare_run(
         local_epochs=config.local_epochs, local_steps=config.local_steps,
     )
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
+    strategy.setup(part.num_clients)
+    states = ClientStateStore(run_dir)
+    client = ClientRunner(trainer, strategy.make_client(), states)
     make_backend = backend_factory or InProcessBackend
     prepared = PreparedRun(
         config=config, run_id=run_id, run_dir=run_dir, task=task, eval_raw=eval_raw, eval_features=eval_features,
         partition=part, partition_info={**part.spec.to_dict(), "content_hash": part.content_hash},
-        strategy=strategy, trainer=trainer,
-        backend=make_backend(trainer, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress),
+        strategy=strategy, trainer=trainer, client_states=states,
+        backend=make_backend(client, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress),
         global_weights=trainer.state.get(), start_round=1, rounds=[],
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), union_rows=union_rows,
         central_opt=trainer.make_optimizer() if strategy.centralized else None,
@@ -236,6 +242,7 @@ def restore(prepared: PreparedRun, checkpoint: ckpt.Checkpoint) -> None:
         ckpt.optimizer_state_from_flat(prepared.central_opt, checkpoint.extra_tensors, checkpoint.meta["central_optimizer"])
     if "rng/torch" in checkpoint.extra_tensors:
         torch.set_rng_state(checkpoint.extra_tensors["rng/torch"])
+    prepared.client_states.recover(checkpoint.round)
     prepared.start_round = checkpoint.round + 1
     log.info("resuming %s after round %d", prepared.run_id, checkpoint.round)
 

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fednlp_bench.algorithms.base import Weights
+from fednlp_bench.algorithms.client import payload_bytes
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
 from fednlp_bench.engine.prepare import PreparedRun
@@ -77,6 +78,7 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
         )
         run.rounds.append(row)
         save_checkpoint(run, rnd)
+        run.client_states.commit(rnd)  # per-client states follow the checkpoint (see client_state.py)
         if run.task.primary_metric in metrics:
             bar.set_postfix({run.task.primary_metric: f"{metrics[run.task.primary_metric]:.4f}"})
         if on_round_end is not None:
@@ -91,7 +93,8 @@ def federated_round(run: PreparedRun, rnd: int) -> RoundWork:
     clients, dropped = apply_dropout(sampled, config.dropout, rnd, config.seed)
     if dropped:
         log.info("round %d: clients %s dropped out", rnd, dropped)
-    outcome = run.backend.run_round(rnd, strategy.configure_round(rnd, clients), run.global_weights, config.seed)
+    instructions = strategy.configure_round(rnd, clients)
+    outcome = run.backend.run_round(rnd, instructions, run.global_weights, config.seed)
     rejected = sorted(outcome.rejected)
     if outcome.results:
         weights = strategy.aggregate(rnd, run.global_weights, outcome.results)
@@ -106,8 +109,9 @@ def federated_round(run: PreparedRun, rnd: int) -> RoundWork:
         clients=clients,
         rejected=rejected,
         train_loss=loss,
-        bytes_up=(len(outcome.results) + len(rejected)) * model_bytes,  # rejected clients did upload
-        bytes_down=len(sampled) * model_bytes,  # dropped clients had already downloaded
+        # Rejected clients did upload; dropped clients had already downloaded the model (not their instructions).
+        bytes_up=(len(outcome.results) + len(rejected)) * model_bytes + sum(payload_bytes(r.payload) for r in outcome.results),
+        bytes_down=len(sampled) * model_bytes + sum(payload_bytes(instructions[c]) for c in clients),
     )
 
 
