@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderConfig
 from fednlp_bench.paths import TINY_MODEL
 from fednlp_bench.tasks.common import HFTask, evaluating, model_device
 from fednlp_bench.tasks.metrics import rouge
-from fednlp_bench.tasks.models import _source, _unknown, tiny_bert_config
+from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, quiet_transformers, tiny_bert_config
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, split_message
 
 log = logging.getLogger(__name__)
@@ -148,9 +148,13 @@ class GenerationTask(HFTask):
             model = EncoderDecoderModel(config=config)
         elif self._bert2bert:
             path = _source(self.model_name)
-            model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
+            with quiet_transformers():
+                model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
+            announce_new_weights(self.model_name, "the bert2bert decoder's cross-attention and LM head",
+                                 ["decoder cross-attention", "decoder LM head"])
         else:
-            return AutoModelForSeq2SeqLM.from_pretrained(_source(self.model_name))
+            with quiet_transformers():
+                return AutoModelForSeq2SeqLM.from_pretrained(_source(self.model_name))
         for cfg in (model.config, model.generation_config):
             cfg.decoder_start_token_id = tok.cls_token_id
             cfg.bos_token_id = tok.cls_token_id

@@ -262,7 +262,13 @@ def author_id(from_header: str) -> str:
     return (m.group(0) if m else from_header).strip().lower()
 
 
+_SKIP_REPORTED: set[str] = set()
+
+
 def log_skipped(task: str, counts: dict[str, int], reason: str) -> None:
+    """Warn about skipped rows once per process: a task loaded again (compare, suite) says it once."""
     for split, n in counts.items():
-        if n:
-            log.warning("%s: skipped %d %s row(s) with %s", task, n, split, reason)
+        message = f"{task}: skipped {n} {split} row(s) with {reason}"
+        if n and message not in _SKIP_REPORTED:
+            _SKIP_REPORTED.add(message)
+            log.warning("%s", message)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from fednlp_bench import progress as report
 from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import create_strategy
 from fednlp_bench.config import PARTITION_KEYS, RunConfig
@@ -180,15 +181,19 @@ def prepare_run(
         raise ValueError(f"the given task object is {task.name!r} but config.task is {config.task!r}")
     strategy = create_strategy(config.algorithm, config.algorithm_params)
     task = task if task is not None else build_task(config)
+    report.phase(f"loading {config.task} data ({config.data or 'default source'})")
     splits = task.load()
     train_raw = splits["train"]
     eval_raw = splits[eval_split_name(task, splits)]
+    report.phase(f"partitioning {len(train_raw):,} train rows ({config.partition['scheme']})")
     part = load_partition_file(partition_file, train_raw) if partition_file is not None else build_partition(
         train_raw, config.partition
     )
     check_partition(config, part, checkpoint, run_dir)
+    report.phase(f"tokenizing {len(train_raw):,} train + {len(eval_raw):,} eval rows (max_length {config.max_length})")
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
+    report.phase(f"building model {config.model}")
     torch.manual_seed(config.seed)
     model = task.build_model()
     trainer = LocalTrainer(

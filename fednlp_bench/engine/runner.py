@@ -20,6 +20,7 @@ from fednlp_bench.engine.finish import finish_record
 from fednlp_bench.engine.prepare import BackendFactory, prepare_run, resolve_run
 from fednlp_bench.engine.rounds import NonFiniteModelError, RoundCallback, run_rounds
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.progress import reporting
 from fednlp_bench.results.record import RunRecord
 from fednlp_bench.tasks.base import Task
 
@@ -70,10 +71,11 @@ def run_experiment(
     if isinstance(found, RunRecord):
         log.info("run %s is already complete; returning its record", run_id)
         return found
-    run = prepare_run(config, run_id, run_dir, found, task=task, partition_file=partition_file, progress=progress,
-                      backend_factory=backend_factory)
-    run_rounds(run, on_round_end, progress)
-    return finish_record(run)
+    with reporting(progress, prefix=f"{config.task}/{config.algorithm}: "):
+        run = prepare_run(config, run_id, run_dir, found, task=task, partition_file=partition_file,
+                          progress=progress, backend_factory=backend_factory)
+        run_rounds(run, on_round_end, progress)
+        return finish_record(run)
 
 
 def _run_on_fedml(
