@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
@@ -59,8 +60,16 @@ def announce_new_weights(model_name: str, what: str, keys: Iterable[str]) -> Non
 
 
 def _source(name: str) -> str:
-    """The folder/hub name holding the tokenizer (and weights) for ``name``."""
-    return str(default_model_path()) if name == TINY_MODEL else resolve_model_name(name)
+    """The folder/hub name holding the tokenizer (and weights) for ``name``; a hub name fails at once offline."""
+    source = str(default_model_path()) if name == TINY_MODEL else resolve_model_name(name)
+    if not Path(source).expanduser().exists():
+        from fednlp_bench.hub import unreachable_reason
+
+        why = unreachable_reason()
+        if why:
+            raise ValueError(f"unknown model {name!r}: not 'minilm' (offline default), 'tiny' (tests) or an existing "
+                             f"model folder, and {why}")
+    return source
 
 
 def _unknown(name: str, err: Exception) -> ValueError:

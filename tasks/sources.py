@@ -90,9 +90,18 @@ def find_split_files(directory: Path, extensions: Sequence[str]) -> dict[str, Pa
 
 
 def load_hub(name: str, looked: list[str]) -> RawSplits:
-    """Load a hub dataset; on failure list every place that was tried."""
+    """Load a hub dataset; on failure list every place that was tried (at once when the hub is unreachable)."""
     from datasets import load_dataset
 
+    from fednlp_bench.hub import unreachable_reason
+
+    why = unreachable_reason()
+    if why:
+        raise DataSourceError(
+            f"could not load data: looked for {', '.join(looked)}; the Hugging Face hub dataset {name!r} was not "
+            f"tried: {why}. "
+            f"Pass --data DIR (or set ${DATA_DIR_ENV}) for offline files (docs/tasks.md lists the expected layout)."
+        )
     try:
         dsd = load_dataset(name)
     except Exception as err:  # network, offline mode, unknown name: all mean "not available"

@@ -92,6 +92,11 @@ def load_raw_split(data: str | None, split: str) -> Any:
             raise FileNotFoundError("no --data given and $FEDNLP_DATA_DIR/20news not found; pass --data DIR|FILE|HUB_NAME")
         from datasets import load_dataset
 
+        from fednlp_bench.hub import unreachable_reason
+
+        why = unreachable_reason()
+        if why:
+            raise FileNotFoundError(f"--data {data!r} is not a local path, and {why}; or pass a local folder or file")
         try:
             return load_dataset(data, split=split)
         except Exception as err:  # hub errors come in many types; report them as bad input
