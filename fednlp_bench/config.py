@@ -171,11 +171,20 @@ class RunConfig:
                 f"unknown partition scheme {part['scheme']!r}.{closest_hint(part['scheme'], known)} "
                 f"Choose one of {sorted(known)}"
             )
+        self._validate_scheme_params()
         if part["num_clients"] is not None and self.clients_per_round > part["num_clients"]:
             raise ValueError(
                 f"clients_per_round={self.clients_per_round} is larger than the number of clients "
                 f"({part['num_clients']}); lower clients_per_round or raise partition.num_clients"
             )
+
+    def _validate_scheme_params(self) -> None:
+        """Build the partitioner (no data needed): a bad alpha or a misspelt parameter fails before loading."""
+        from fednlp_bench.partitioners import make_partitioner
+
+        part = self.partition
+        make_partitioner(part["scheme"], part.get("num_clients"), seed=part["seed"], min_size=part["min_size"],
+                         **dict(part.get("params") or {}))
 
     def _validate_algorithm(self) -> None:
         from fednlp_bench.algorithms.registry import get_algorithm_class

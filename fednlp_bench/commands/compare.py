@@ -95,13 +95,13 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
 
 
 def main(args: argparse.Namespace) -> int:
+    algorithms, seeds, data, params = plan(args)  # everything validated before the heavy imports
+    apply_threads(args)
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.checkpoint import has_checkpoint
     from fednlp_bench.engine.run_id import default_run_id
     from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
 
-    algorithms, seeds, data, params = plan(args)
-    apply_threads(args)
     runs_dir = Path(args.runs_dir)
     if args.partition_file and not Path(args.partition_file).is_file():
         raise FileNotFoundError(f"--partition {args.partition_file}: no such file")

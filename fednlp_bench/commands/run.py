@@ -185,14 +185,13 @@ def progress_flag(args: argparse.Namespace) -> bool | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
-    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
-
     data, _ = config_dict_from_args(args)
-    config = RunConfig.from_dict(data)
-    apply_threads(args)
+    config = RunConfig.from_dict(data)  # every field, scheme and algorithm parameter: before any heavy import
     if args.partition_file and not Path(args.partition_file).is_file():
         raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
+    apply_threads(args)
+    from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
+    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
     try:
         record = run_experiment(
             config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
