@@ -23,6 +23,17 @@ SAMPLING_METHODS = ("uniform", "weighted")
 #: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
 #: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
 BACKENDS = ("inprocess", "fedml")
+#: What a run keeps of its model weights (a run option, not a config field: it never changes a result).
+#: last: the newest checkpoint (resume, inspect); none: drop the weights when the run finishes, the record
+#: stays; all: one checkpoint per round.
+KEEP_CHECKPOINTS = ("last", "none", "all")
+
+
+def check_keep_checkpoints(value: object) -> str:
+    if value not in KEEP_CHECKPOINTS:
+        raise ValueError(f"keep_checkpoints={value!r} is not supported.{closest_hint(str(value), KEEP_CHECKPOINTS)} "
+                         f"Choose one of {list(KEEP_CHECKPOINTS)}")
+    return str(value)
 PARTITION_KEYS = ("scheme", "num_clients", "seed", "min_size", "params")
 #: Top-level YAML section read only by ``fednlp-bench compare`` (ignored by ``run``).
 COMPARE_SECTION = "compare"

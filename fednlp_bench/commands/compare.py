@@ -122,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
             try:
                 record = run_experiment(
                     config, runs_dir, run_id=run_id, resume=resume, partition_file=args.partition_file,
-                    progress=progress_flag(args),
+                    progress=progress_flag(args), keep_checkpoints=args.keep_checkpoints or "none",
                 )
             except NonFiniteModelError as err:
                 failed[algo] = str(err)

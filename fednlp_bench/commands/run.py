@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fednlp_bench.commands.registry_help import add_named, algorithm_flags, algorithms, check_flag_params, schemes, tasks
-from fednlp_bench.config import BACKENDS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
+from fednlp_bench.config import BACKENDS, KEEP_CHECKPOINTS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
 #: the others; these are merged by hand below.
@@ -91,7 +91,11 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
                    help="execution backend: inprocess (default) | fedml (multi-process, own venv: docs/fedml.md)")
     o = p.add_argument_group("output")
     o.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
-    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("--keep-checkpoints", choices=KEEP_CHECKPOINTS,
+                   help="model weights kept: last checkpoint (run's default; ~90-260 MB with MiniLM), none (drop "
+                   "them when the run finishes; compare's default; the record stays), all (one per round)")
+    o.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: one line per phase and round instead (the default when not on a terminal)")
     o.add_argument("--threads", type=int,
                    help="torch CPU threads (default: torch's choice; 1 is faster on an oversubscribed machine)")
 
@@ -197,6 +201,7 @@ def main(args: argparse.Namespace) -> int:
             config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
             partition_file=args.partition_file, progress=progress_flag(args),
             backend_options=backend_options(args, config.backend),
+            keep_checkpoints=args.keep_checkpoints or "last",
         )
     except NonFiniteModelError as err:
         print(f"fednlp-bench run: stopped: {err}", file=sys.stderr)

@@ -29,6 +29,7 @@ from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.client_state import ClientStateStore
 from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.resume_help import changed_config_message, no_run_message, saved_config
 from fednlp_bench.engine.run_id import check_run_id, default_run_id
 from fednlp_bench.engine.simulator import Backend, InProcessBackend
 from fednlp_bench.results.record import RECORD_FILENAME, RoundResult, RunRecord
@@ -137,6 +138,7 @@ class PreparedRun:
     union_rows: np.ndarray
     central_opt: torch.optim.Optimizer | None
     central_steps: int
+    keep_all_checkpoints: bool = False
 
 
 def resolve_run(
@@ -146,9 +148,12 @@ def resolve_run(
     if partition_file is not None:
         part_from_file = load_partition_file(partition_file)  # spec only; the data check comes later
         config = config.replace(partition=partition_spec_for_config(part_from_file))
+    explicit_id = run_id is not None
     run_id = check_run_id(run_id or default_run_id(config))
     run_dir = Path(runs_dir) / run_id
     if resume:
+        if saved_config(run_dir) is None:
+            raise FileNotFoundError(no_run_message(Path(runs_dir), run_id, config.to_dict(), explicit_id))
         if (run_dir / RECORD_FILENAME).is_file():
             # A finished run (its checkpoint may have been deleted to save space): nothing to train.
             finished = RunRecord.load(run_dir)
@@ -266,8 +271,4 @@ def check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path
     now = json.loads(json.dumps(config.to_dict()))
     if saved == now:
         return
-    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    raise ValueError(
-        f"cannot resume {run_dir}: its checkpoint was made with a different config "
-        f"(differs in {diff}); resume with the same config or start a new --run-id"
-    )
+    raise ValueError(changed_config_message(run_dir, saved, now))

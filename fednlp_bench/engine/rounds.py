@@ -186,4 +186,5 @@ def save_checkpoint(run: PreparedRun, rnd: int) -> None:
         tensors, plain = ckpt.optimizer_state_to_flat(run.central_opt)
         extra.update(tensors)
         meta["central_optimizer"] = plain
-    ckpt.save_checkpoint(run.run_dir, rnd, run.global_weights, run.strategy.state_dict(), meta, extra)
+    ckpt.save_checkpoint(run.run_dir, rnd, run.global_weights, run.strategy.state_dict(), meta, extra,
+                         keep_all=run.keep_all_checkpoints)

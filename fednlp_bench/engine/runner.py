@@ -15,7 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from fednlp_bench.config import RunConfig
+from fednlp_bench.config import RunConfig, check_keep_checkpoints
+from fednlp_bench.engine.checkpoint import drop_weights
 from fednlp_bench.engine.finish import finish_record
 from fednlp_bench.engine.prepare import BackendFactory, prepare_run, resolve_run
 from fednlp_bench.engine.rounds import NonFiniteModelError, RoundCallback, run_rounds
@@ -46,6 +47,7 @@ def run_experiment(
     progress: bool | None = None,
     backend_factory: BackendFactory | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    keep_checkpoints: str = "last",
 ) -> RunRecord:
     """Run (or resume) one experiment and write ``runs_dir/<run_id>/record.json`` + ``metrics.csv``.
 
@@ -57,11 +59,18 @@ def run_experiment(
     factory, the run goes to the FedML launcher, which starts the processes;
     its rank 0 calls this function again with a factory. ``backend_options``
     are that launcher's run options (processes, comm, round_timeout_s, ...).
+    ``keep_checkpoints`` (:data:`~fednlp_bench.config.KEEP_CHECKPOINTS`):
+    ``last`` keeps the newest checkpoint, ``all`` one per round, ``none``
+    deletes the weights once the record is written.
     """
+    keep_checkpoints = check_keep_checkpoints(keep_checkpoints)
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
     if config.backend == "fedml" and backend_factory is None:
-        return _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
+        record = _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
+        if keep_checkpoints == "none":
+            drop_weights(Path(runs_dir) / record.run_id)
+        return record
     if backend_options:
         raise ValueError(
             f"backend options {sorted(backend_options)} apply only to backend 'fedml' (this run's backend is "
@@ -74,8 +83,12 @@ def run_experiment(
     with reporting(progress, prefix=f"{config.task}/{config.algorithm}: "):
         run = prepare_run(config, run_id, run_dir, found, task=task, partition_file=partition_file,
                           progress=progress, backend_factory=backend_factory)
+        run.keep_all_checkpoints = keep_checkpoints == "all"
         run_rounds(run, on_round_end, progress)
-        return finish_record(run)
+        record = finish_record(run)
+    if keep_checkpoints == "none":
+        drop_weights(run_dir)
+    return record
 
 
 def _run_on_fedml(
