@@ -40,6 +40,9 @@ class ClassificationTask(HFTask):
     local_formats = ("jsonl", "csv")
     partition_key_meaning = "label id (index into sorted label names)"
 
+    def partition_key_names(self) -> list[str] | None:
+        return list(self.label_names) or None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Sorted label names; ``label`` column holds indices into this list (set by :meth:`load`).

@@ -76,6 +76,9 @@ class QATask(HFTask):
     local_formats = ("json", "jsonl")
     partition_key_meaning = "question type: index into " + "/".join(WH_TYPES)
 
+    def partition_key_names(self) -> list[str] | None:
+        return list(WH_TYPES)
+
     def __init__(
         self,
         *args: Any,

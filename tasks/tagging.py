@@ -52,6 +52,9 @@ class TaggingTask(HFTask):
     local_formats = ("jsonl", "conll", "txt")
     partition_key_meaning = "index of the sentence's most frequent entity type (sorted types); len(types) = no entity"
 
+    def partition_key_names(self) -> list[str] | None:
+        return [*self.entity_types, "(no entity)"] if self.entity_types else None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: ``O`` first, then the B-/I- tags sorted; ``labels`` index into this list.

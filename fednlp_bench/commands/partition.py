@@ -123,16 +123,19 @@ def load_raw_split(data: str | None, split: str) -> Any:
     return load_dataset(builder, data_files=str(file), split="train")
 
 
-def load_split(args: argparse.Namespace) -> tuple[Any, str]:
-    """The split to partition and the label column to use."""
+def load_split(args: argparse.Namespace) -> tuple[Any, str, list[str] | None]:
+    """The split to partition, the label column to use, and the names of its integer values (if known)."""
     if args.task:
         from fednlp_bench.tasks import get_task
 
-        splits = get_task(args.task, data=args.data).load()
+        task = get_task(args.task, data=args.data)
+        splits = task.load()
         if args.split not in splits:
             raise ValueError(f"task {args.task!r} has no split {args.split!r}; it has {sorted(splits)}")
-        return splits[args.split], args.label_column or "partition_key"
-    return load_raw_split(args.data, args.split), args.label_column or "label"
+        column = args.label_column or "partition_key"
+        names = task.partition_key_names() if column == "partition_key" else None
+        return splits[args.split], column, names
+    return load_raw_split(args.data, args.split), args.label_column or "label", None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     # 2. Data, then the partition (data-dependent checks run before any drawing).
-    dataset, label_column = load_split(args)
+    dataset, label_column, key_names = load_split(args)
     start = time.perf_counter()
     partition = partition_with(partitioner, dataset, label_column=label_column, text_column=args.text_column)
     elapsed = time.perf_counter() - start
@@ -170,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         labels, names = encode_values(arrow_column(dataset, label_column), f"label column {label_column!r}:")
         if names == ("-1",):
             labels = names = None
+        elif key_names is not None and names is not None:
+            names = tuple(key_names[int(n)] if n.lstrip("-").isdigit() and 0 <= int(n) < len(key_names) else n
+                          for n in names)
     stats = partition_stats(partition, labels, names or ())
 
     partition.save(out)
