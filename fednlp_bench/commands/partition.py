@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--data", help="local folder/file or hub dataset name (default: $FEDNLP_DATA_DIR/20news)")
     src.add_argument("--task", help="load through a registered task and partition by its partition_key column")
     src.add_argument("--split", default="train", help="split to partition (default: train)")
+    src.add_argument("--max-train-examples", type=int,
+                     help="with --task: the seeded subset (by --seed) that `run --max-train-examples N` trains on, "
+                     "so `run --partition FILE` accepts the file")
     src.add_argument("--label-column", help="label column (default: 'label'; with --task: 'partition_key')")
     src.add_argument("--text-column", default="text", help="text column for feature_cluster (default: text)")
     src.add_argument("--group-column", help="column whose values are the clients (natural_id)")
@@ -128,7 +131,8 @@ def load_split(args: argparse.Namespace) -> tuple[Any, str, list[str] | None]:
     if args.task:
         from fednlp_bench.tasks import get_task
 
-        task = get_task(args.task, data=args.data)
+        # A run draws its training subset with the partition seed; the same (N, seed) gives the same rows here.
+        task = get_task(args.task, data=args.data, max_train_examples=args.max_train_examples, seed=args.seed)
         splits = task.load()
         if args.split not in splits:
             raise ValueError(f"task {args.task!r} has no split {args.split!r}; it has {sorted(splits)}")
@@ -149,6 +153,13 @@ def run(args: argparse.Namespace) -> int:
     plot = check_plot_path(args.plot) if args.plot else None
     if args.show_clients < 0:
         raise ValueError(f"--show-clients={args.show_clients} must be >= 0")
+    if args.max_train_examples is not None:
+        if not args.task:
+            raise ValueError("--max-train-examples needs --task: it selects the subset a task's `run` trains on")
+        if args.max_train_examples < 1:
+            raise ValueError(f"--max-train-examples={args.max_train_examples} must be >= 1")
+        if args.split != "train":
+            raise ValueError(f"--max-train-examples subsets the train split, not --split {args.split}")
     cls = get_partitioner_class(args.scheme)
     params = scheme_params(args, set(cls.param_specs), args.scheme)
     if args.group_column is not None and "group_column" not in cls.param_specs:

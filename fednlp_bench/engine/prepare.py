@@ -85,13 +85,32 @@ def build_partition(train: Any, spec: Mapping[str, Any]) -> PartitionLike:
     )
 
 
-def load_partition_file(path: str | Path, train: Any | None = None) -> PartitionLike:
-    """A saved partition; with ``train`` given it must have been made from exactly that data."""
+def load_partition_file(path: str | Path, train: Any | None = None, config: RunConfig | None = None) -> PartitionLike:
+    """A saved partition; with ``train`` given it must have been made from exactly that data.
+
+    On a mismatch the error gives the ``fednlp-bench partition`` command that makes the partition of this
+    run's training rows (the same task, subset size and seed: a run's subset follows the partition seed).
+    """
     from fednlp_bench.partitioners import Partition, dataset_fingerprint
+    from fednlp_bench.partitioners.errors import PartitionMismatchError
 
     if train is None:
         return Partition.load(path)
-    return Partition.load(path, fingerprint=dataset_fingerprint(train))
+    try:
+        return Partition.load(path, fingerprint=dataset_fingerprint(train))
+    except PartitionMismatchError as err:
+        if config is None:
+            raise
+        saved = Partition.load(path).spec
+        subset = f" --max-train-examples {config.max_train_examples}" if config.max_train_examples else ""
+        data = f" --data {config.data}" if config.data else ""
+        raise PartitionMismatchError(
+            f"{path} was made from {saved.num_rows} rows (fingerprint {saved.fingerprint[:12]}), but this run "
+            f"trains on {len(train)} rows of task {config.task!r}{' (max_train_examples=' + str(config.max_train_examples) + ')' if config.max_train_examples else ''} "
+            f"(fingerprint {dataset_fingerprint(train)[:12]}). Make the partition of exactly these rows with: "
+            f"fednlp-bench partition --task {config.task}{data}{subset} --seed {saved.seed} --scheme {saved.scheme} "
+            f"... --out {path}"
+        ) from err
 
 
 def partition_spec_for_config(part: Any) -> dict[str, Any]:
@@ -191,7 +210,7 @@ def prepare_run(
     train_raw = splits["train"]
     eval_raw = splits[eval_split_name(task, splits)]
     report.phase(f"partitioning {len(train_raw):,} train rows ({config.partition['scheme']})")
-    part = load_partition_file(partition_file, train_raw) if partition_file is not None else build_partition(
+    part = load_partition_file(partition_file, train_raw, config) if partition_file is not None else build_partition(
         train_raw, config.partition
     )
     check_partition(config, part, checkpoint, run_dir)
