@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from typing import Any, Mapping
 
 import torch
@@ -31,6 +32,9 @@ from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, q
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, split_message
 
 log = logging.getLogger(__name__)
+# EncoderDecoderModel warns on every training forward that since v4.12 it computes the loss itself; we pass
+# labels the v4.12 way, so the warning describes nothing wrong here and would repeat once per run.
+warnings.filterwarnings("ignore", message=r"Version v4\.12\.0 introduces a better way", category=FutureWarning)
 IGNORE = -100
 _REPLY = re.compile(r"^\s*((re|fwd?|fw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 

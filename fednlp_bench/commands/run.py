@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from fednlp_bench.commands.registry_help import add_named, algorithm_flags, algorithms, check_flag_params, schemes, tasks
-from fednlp_bench.config import BACKENDS, KEEP_CHECKPOINTS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
+from fednlp_bench.config import (
+    BACKENDS, KEEP_CHECKPOINTS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config, select_task,
+)
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
 #: the others; these are merged by hand below.
@@ -129,6 +131,7 @@ def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dic
     compare: dict[str, Any] = {}
     if args.config:
         data, compare = load_yaml_config(args.config)
+        data = select_task(data, args.task, args.config)  # a multi-task config: the entry of --task
     for name in RunConfig.field_names():
         value = getattr(args, name, None)
         if name not in _MERGED_BY_HAND and value is not None:
