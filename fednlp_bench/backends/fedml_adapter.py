@@ -167,7 +167,10 @@ class RoundBridge:
         assignments = {s: [(cid, dict(instructions[cid])) for cid in order[s :: self.slots]] for s in range(self.slots)}
         t0 = time.perf_counter()
         self.last_round = rnd
-        self._payloads.put(RoundPayload(rnd=rnd, weights=dict(global_weights), assignments=assignments, seed=int(seed)))
+        # CPU tensors on the wire: every process may compute on a different device.
+        device = next(iter(global_weights.values())).device if global_weights else None
+        wire = {k: v.detach().cpu() for k, v in global_weights.items()}
+        self._payloads.put(RoundPayload(rnd=rnd, weights=wire, assignments=assignments, seed=int(seed)))
         try:
             uploads = self._uploads.get(timeout=self.timeout_s)
         except queue.Empty:
@@ -177,6 +180,7 @@ class RoundBridge:
         outcome = RoundOutcome(results=[])
         for upload in uploads:
             for result in upload["results"]:
+                result.delta = {k: v.to(device) for k, v in result.delta.items()}
                 by_client[result.client_id] = result
             outcome.rejected.update({int(k): v for k, v in upload["rejected"].items()})
         # Same order as the in-process backend, so float sums in Strategy.aggregate match.
@@ -280,10 +284,13 @@ def make_server_classes() -> tuple[type, type]:
                 os._exit(9)  # failure drill: this client process dies mid-round
             t0 = time.perf_counter()
             results, rejected = [], {}
+            weights = {k: v.to(self.local.device) for k, v in payload.weights.items()}
             for cid, instructions in payload.assignments.get(self.slot, []):
                 try:
-                    results.append(self.local.train(cid, self.rows(cid), payload.weights, instructions,
-                                                    client_seed(payload.seed, payload.rnd, cid)))
+                    result = self.local.train(cid, self.rows(cid), weights, instructions,
+                                              client_seed(payload.seed, payload.rnd, cid))
+                    result.delta = {k: v.cpu() for k, v in result.delta.items()}
+                    results.append(result)
                 except ClientUpdateRejected as err:
                     rejected[cid] = str(err)
                 self.watchdog.touch()
@@ -333,6 +340,7 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
     import torch
     from fedml import FedMLRunner
 
+    from fednlp_bench.compute.device import device_for_rank
     from fednlp_bench.config import RunConfig
 
     task, runner = _prepare(spec)
@@ -350,7 +358,8 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
             # backend_factory: the runner's rounds go to the bridge (and the "fedml" config is not relaunched).
             record = runner.run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
                                            resume=bool(spec["resume"]), task=task, progress=False,
-                                           partition_file=spec.get("partition_file"), backend_factory=factory)
+                                           partition_file=spec.get("partition_file"), backend_factory=factory,
+                                           device=device_for_rank(spec.get("device"), 0))
             outcome["record"] = record
             outcome["runner_s"] = time.perf_counter() - t0
         except BaseException as err:  # noqa: BLE001 - reported to the launcher, then the process ends
@@ -375,6 +384,8 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     import torch
     from fedml import FedMLRunner
 
+    from fednlp_bench.compute.device import device_for_rank
+    from fednlp_bench.compute.setup import attach_frozen_cache, build_compute, check_run_options
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.local_trainer import LocalTrainer
 
@@ -387,11 +398,15 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
         part = runner.load_partition_file(spec["partition_file"], train_raw)
     else:
         part = runner.build_partition(train_raw, config.partition)
+    # One GPU per client process, round-robin over the visible ones (``--device cuda``).
+    device, precision = check_run_options(config.precision, device_for_rank(spec.get("device"), rank))
+    compute = build_compute(task, config, device, precision)
+    model = compute.model
     features = task.preprocess(train_raw, train=True)
-    torch.manual_seed(config.seed)
-    model = task.build_model()
+    attach_frozen_cache(compute, task, [features])
     local = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
-                         optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps)
+                         optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps,
+                         precision=precision)
     cache: dict[int, np.ndarray] = {}
 
     def rows(cid: int) -> np.ndarray:

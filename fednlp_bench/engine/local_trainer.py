@@ -17,6 +17,7 @@ import torch
 from datasets import Dataset
 
 from fednlp_bench.algorithms.base import CLIENT_INSTRUCTION_KEYS, ClientResult, Weights
+from fednlp_bench.compute.precision import Precision
 from fednlp_bench.tasks.base import Task
 
 log = logging.getLogger("fednlp_bench.engine")
@@ -50,16 +51,23 @@ class ClientUpdateRejected(RuntimeError):
 class ModelState:
     """The named float tensors that make up "the global model" of a torch module.
 
-    Parameters (tied ones once) plus persistent floating buffers (e.g. norm
-    statistics): exactly what a client receives and sends back.
+    Trainable parameters (tied ones once) plus persistent floating buffers
+    (e.g. norm statistics) of modules that train: exactly what a client
+    receives and sends back. Frozen tensors (``requires_grad=False``, see
+    ``fednlp_bench.compute.trainable``) never leave the model, so deltas,
+    bytes, aggregation, server moments and checkpoints cover only what trains.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         persistent = set(model.state_dict(keep_vars=True).keys())
-        slots: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in model.named_parameters()]
+        params = list(model.named_parameters())
+        slots: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in params if p.requires_grad]
+        all_train = len(slots) == len(params)
+        owners = {n.rpartition(".")[0] for n, _ in slots}
         slots += [
-            (n, b) for n, b in model.named_buffers() if n in persistent and torch.is_floating_point(b)
+            (n, b) for n, b in model.named_buffers()
+            if n in persistent and torch.is_floating_point(b) and (all_train or n.rpartition(".")[0] in owners)
         ]
         self.slots = slots
         self.param_names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -70,7 +78,7 @@ class ModelState:
 
     @property
     def num_bytes(self) -> int:
-        """float32 bytes of one full model transfer (what one client downloads or uploads)."""
+        """float32 bytes of one model transfer, trainable tensors only (what one client downloads or uploads)."""
         return sum(t.numel() for _, t in self.slots) * BYTES_PER_VALUE
 
     def get(self) -> Weights:
@@ -104,6 +112,7 @@ class LocalTrainer:
         optimizer: str = "adamw",
         local_epochs: int | None = 1,
         local_steps: int | None = None,
+        precision: Precision | None = None,
     ) -> None:
         if (local_epochs is None) == (local_steps is None):
             raise ValueError("give exactly one of local_epochs and local_steps")
@@ -128,6 +137,7 @@ class LocalTrainer:
         self._order = np.argsort(example_index, kind="stable")
         self._sorted_examples = example_index[self._order]
         self.device = next(model.parameters()).device
+        self.precision = precision if precision is not None else Precision("fp32", self.device)
 
     # ------------------------------------------------------------- data
     def rows_for(self, example_indices: np.ndarray) -> np.ndarray:
@@ -206,18 +216,19 @@ class LocalTrainer:
         for batch_rows in self._batches(rows, rng, epochs, steps):
             batch = self._collate(batch_rows)
             opt.zero_grad(set_to_none=True)
-            loss = model(**batch).loss
+            with self.precision.autocast():
+                loss = model(**batch).loss
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise ClientUpdateRejected(f"client {client_id}: non-finite training loss {value} at local step {taken + 1}")
-            loss.backward()
+            self.precision.backward(loss, opt)
             if prox:
                 # Gradient of mu/2 * ||w - w_global||^2 is mu * (w - w_global).
                 with torch.no_grad():
                     for p, g in prox:
                         if p.grad is not None:
                             p.grad.add_(p.detach() - g, alpha=mu)
-            opt.step()
+            self.precision.step(opt)
             loss_sum += value * len(batch_rows)
             seen += len(batch_rows)
             taken += 1

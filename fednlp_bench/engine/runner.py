@@ -27,7 +27,9 @@ from tqdm.auto import tqdm
 
 from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import create_strategy
-from fednlp_bench.config import PARTITION_KEYS, RunConfig, closest_hint
+from fednlp_bench.compute.device import cuda_rng_states, set_cuda_rng_states
+from fednlp_bench.compute.setup import attach_frozen_cache, build_compute, check_run_options
+from fednlp_bench.config import FIELDS_ADDED_LATER, PARTITION_KEYS, RunConfig, closest_hint
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.environment import git_commit, hardware_info, package_versions
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer, all_finite, non_finite_names
@@ -147,6 +149,8 @@ def run_experiment(
     progress: bool | None = None,
     backend_factory: BackendFactory | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    frozen_cache_dir: str | Path | None = None,
 ) -> RunRecord:
     """Run (or resume) one experiment and write ``runs_dir/<run_id>/record.json`` + ``metrics.csv``.
 
@@ -158,10 +162,15 @@ def run_experiment(
     factory, the run goes to the FedML launcher, which starts the processes;
     its rank 0 calls this function again with a factory. ``backend_options``
     are that launcher's run options (processes, comm, round_timeout_s, ...).
+    ``device`` (auto|cpu|cuda|cuda:N|mps) and ``frozen_cache_dir`` are run
+    options: they change where and how fast a run computes, not its config.
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
+    run_device, precision = check_run_options(config.precision, device)  # bad device/precision: before any work
     if config.backend == "fedml" and backend_factory is None:
+        if device is not None:
+            backend_options = {**dict(backend_options or {}), "device": device}
         return _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
     if backend_options:
         raise ValueError(
@@ -197,6 +206,9 @@ def run_experiment(
     strategy = create_strategy(config.algorithm, config.algorithm_params)
     task = task if task is not None else build_task(config)
     splits = task.load()
+    # The model comes first so that a bad trainable setting (depth, LoRA module) fails before tokenizing.
+    compute = build_compute(task, config, run_device, precision)
+    model = compute.model
     train_raw = splits["train"]
     eval_name = _eval_split_name(task, splits)
     eval_raw = splits[eval_name]
@@ -221,8 +233,7 @@ def run_experiment(
 
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
-    torch.manual_seed(config.seed)
-    model = task.build_model()
+    attach_frozen_cache(compute, task, [train_features, eval_features], frozen_cache_dir)
     trainer = LocalTrainer(
         task,
         model,
@@ -232,6 +243,7 @@ def run_experiment(
         optimizer=config.optimizer,
         local_epochs=config.local_epochs,
         local_steps=config.local_steps,
+        precision=precision,
     )
     model_bytes = trainer.state.num_bytes
     sizes = np.asarray(part.sizes(), dtype=np.int64)
@@ -249,15 +261,17 @@ def run_experiment(
         start = 1
         _save(run_dir, 0, global_weights, strategy, config, partition_info, rounds, created, central_opt)
     else:
-        global_weights = checkpoint.weights
+        # Checkpoints hold CPU tensors, so a run started on a GPU resumes on a CPU and the reverse.
+        global_weights = to_device(checkpoint.weights, run_device)
         trainer.state.load(global_weights)
-        strategy.load_state_dict(checkpoint.server_state)
+        strategy.load_state_dict(to_device(checkpoint.server_state, run_device))
         rounds = [RoundResult(**r) for r in checkpoint.meta["rounds"]]
         created = checkpoint.meta.get("created", created)
         if central_opt is not None and "central_optimizer" in checkpoint.meta:
             ckpt.optimizer_state_from_flat(central_opt, checkpoint.extra_tensors, checkpoint.meta["central_optimizer"])
         if "rng/torch" in checkpoint.extra_tensors:
             torch.set_rng_state(checkpoint.extra_tensors["rng/torch"])
+        set_cuda_rng_states(checkpoint.extra_tensors.get("rng/cuda"))
         start = checkpoint.round + 1
         log.info("resuming %s after round %d", run_id, checkpoint.round)
 
@@ -283,7 +297,9 @@ def run_experiment(
         metrics: dict[str, float] = {}
         if rnd % config.eval_every == 0 or rnd == config.rounds:
             trainer.state.load(global_weights)
-            metrics = _finite_metrics(task.evaluate(model, eval_raw, eval_features, batch_size=EVAL_BATCH_SIZE), rnd)
+            with precision.autocast():
+                evaluated = task.evaluate(model, eval_raw, eval_features, batch_size=EVAL_BATCH_SIZE)
+            metrics = _finite_metrics(evaluated, rnd)
         result_row = RoundResult(
             round=rnd,
             clients=[int(c) for c in step.clients],
@@ -320,7 +336,7 @@ def run_experiment(
         bytes_down=int(sum(r.bytes_down for r in rounds)),
         versions=package_versions(),
         git_commit=git_commit(),
-        hardware=hardware_info(trainer.device),
+        hardware={**hardware_info(trainer.device), **compute.describe()},
     )
     record.save(run_dir)
     return record
@@ -423,6 +439,11 @@ def _centralized_round(
 
 
 # ------------------------------------------------------------------ helpers
+def to_device(tensors: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors of a (checkpoint) dict moved to ``device``; other values unchanged."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tensors.items()}
+
+
 def _eval_split_name(task: Task, splits: Mapping[str, Any]) -> str:
     getter = getattr(task, "eval_split_name", None)
     if callable(getter):
@@ -455,6 +476,8 @@ def _nonfinite_message(run_dir: Path, rnd: int, config: RunConfig, detail: str) 
 
 def _check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path) -> None:
     now = json.loads(json.dumps(config.to_dict()))
+    # A checkpoint or record from before a field existed implicitly had its default value.
+    saved = {**{k: v for k, v in FIELDS_ADDED_LATER.items() if k not in saved}, **saved}
     if saved == now:
         return
     diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
@@ -476,6 +499,9 @@ def _save(
     central_opt: torch.optim.Optimizer | None,
 ) -> None:
     extra = {"rng/torch": torch.get_rng_state()}
+    cuda_states = cuda_rng_states()
+    if cuda_states is not None:
+        extra["rng/cuda"] = cuda_states
     meta: dict[str, Any] = {
         "config": config.to_dict(),
         "partition": dict(partition_info),
