@@ -293,3 +293,24 @@ def test_lora_fedavg_one_client_equals_centralized_lora_step_for_step(env: Path)
             moved += int(not torch.equal(value, init[name]))
         assert moved > 0
     assert any("lora_B" in n and not torch.equal(weights[n], init[n]) for n in weights)  # the adapters trained
+
+
+def test_reused_client_optimizer_equals_a_fresh_one() -> None:
+    """The trainer zeroes one AdamW's buffers per client instead of allocating new ones: same numbers."""
+    from fednlp_bench.engine.toy import ToyTask
+
+    task = ToyTask(n_train=40, hidden=8)
+    feats = task.preprocess(task.load()["train"], train=True)
+
+    def trainer() -> LocalTrainer:
+        torch.manual_seed(0)
+        return LocalTrainer(task, task.build_model(), feats, batch_size=8, lr=0.05, optimizer="adamw",
+                            local_epochs=None, local_steps=3)
+
+    reused = trainer()
+    start = reused.state.get()
+    reused.train(0, np.arange(0, 20), start, {}, seed=1)
+    second = reused.train(1, np.arange(20, 40), start, {}, seed=2)
+    fresh = trainer().train(1, np.arange(20, 40), start, {}, seed=2)
+    for name in fresh.delta:
+        assert torch.equal(second.delta[name], fresh.delta[name]), name
