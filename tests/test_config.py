@@ -89,7 +89,7 @@ def test_yaml_with_compare_section(tmp_path: Path) -> None:
 
 
 #: Run/compare configs shipped for users (configs/suite.yaml is a suite file, tested with the leaderboard).
-RUN_CONFIGS = ("quickstart.yaml", "tagging_wnut17.yaml")
+RUN_CONFIGS = ("quickstart.yaml", "quickstart_fast.yaml", "tagging_wnut17.yaml")
 
 
 @pytest.mark.parametrize("name", RUN_CONFIGS)
