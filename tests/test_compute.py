@@ -314,3 +314,27 @@ def test_reused_client_optimizer_equals_a_fresh_one() -> None:
     fresh = trainer().train(1, np.arange(20, 40), start, {}, seed=2)
     for name in fresh.delta:
         assert torch.equal(second.delta[name], fresh.delta[name]), name
+
+
+def test_lora_run_with_trainable_only_checkpoints_resumes_exactly(env: Path, tmp_path: Path) -> None:
+    """The checkpoint holds only LoRA + head tensors (and FedAdam moments); a resumed run rebuilds the rest."""
+    changes = dict(trainable="lora", trainable_params={"r": 2}, algorithm="fedadam",
+                   algorithm_params={"server_lr": 1e-2}, rounds=2)
+    full = run_slice(tmp_path, "full", **changes)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_one(result: Any) -> None:
+        if result.round == 1:
+            raise Killed
+
+    cfg = RunConfig.from_dict({**SLICE, **changes})
+    with pytest.raises(Killed):
+        run_experiment(cfg, tmp_path / "cut", progress=False, on_round_end=kill_after_one)
+    resumed = run_experiment(cfg, tmp_path / "cut", progress=False, resume=True, device="cpu")
+    assert [r.metrics for r in resumed.rounds] == [r.metrics for r in full.rounds]
+    assert [r.train_loss for r in resumed.rounds] == [r.train_loss for r in full.rounds]
+    wf = ckpt.load_checkpoint(tmp_path / "full" / full.run_id).weights
+    wr = ckpt.load_checkpoint(tmp_path / "cut" / resumed.run_id).weights
+    assert wf.keys() == wr.keys() and all(torch.equal(wf[k], wr[k]) for k in wf)

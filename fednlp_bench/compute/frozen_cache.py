@@ -66,9 +66,8 @@ def frozen_digest(setup: TrainableSetup) -> str:
 
 
 def _row_key(ids: np.ndarray, types: np.ndarray | None, pad_id: int) -> bytes:
-    n = len(ids)
-    while n > 0 and ids[n - 1] == pad_id:
-        n -= 1
+    real = np.flatnonzero(np.asarray(ids) != pad_id)
+    n = int(real[-1]) + 1 if len(real) else 0
     key = np.asarray(ids[:n], dtype=np.int64).tobytes()
     # Absent token types mean all zeros to BERT's embeddings (``generate`` passes none).
     if types is not None and np.any(np.asarray(types[:n]) != 0):
