@@ -359,7 +359,8 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
             record = runner.run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
                                            resume=bool(spec["resume"]), task=task, progress=False,
                                            partition_file=spec.get("partition_file"), backend_factory=factory,
-                                           device=device_for_rank(spec.get("device"), 0))
+                                           device=device_for_rank(spec.get("device"), 0),
+                                           frozen_cache_dir=spec.get("frozen_cache_dir"))
             outcome["record"] = record
             outcome["runner_s"] = time.perf_counter() - t0
         except BaseException as err:  # noqa: BLE001 - reported to the launcher, then the process ends
@@ -403,7 +404,7 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     compute = build_compute(task, config, device, precision)
     model = compute.model
     features = task.preprocess(train_raw, train=True)
-    attach_frozen_cache(compute, task, [features])
+    attach_frozen_cache(compute, task, [features], spec.get("frozen_cache_dir"))
     local = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
                          optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps,
                          precision=precision)

@@ -169,8 +169,8 @@ def run_experiment(
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
     run_device, precision = check_run_options(config.precision, device)  # bad device/precision: before any work
     if config.backend == "fedml" and backend_factory is None:
-        if device is not None:
-            backend_options = {**dict(backend_options or {}), "device": device}
+        extra = {"device": device, "frozen_cache_dir": None if frozen_cache_dir is None else str(frozen_cache_dir)}
+        backend_options = {**dict(backend_options or {}), **{k: v for k, v in extra.items() if v is not None}}
         return _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
     if backend_options:
         raise ValueError(
