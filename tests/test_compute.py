@@ -338,3 +338,22 @@ def test_lora_run_with_trainable_only_checkpoints_resumes_exactly(env: Path, tmp
     wf = ckpt.load_checkpoint(tmp_path / "full" / full.run_id).weights
     wr = ckpt.load_checkpoint(tmp_path / "cut" / resumed.run_id).weights
     assert wf.keys() == wr.keys() and all(torch.equal(wf[k], wr[k]) for k in wf)
+
+
+def test_cli_flags_fill_the_config_and_run_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fednlp_bench.commands.run import compute_options, config_dict_from_args
+
+    args = cli.build_parser().parse_args([
+        "run", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"),
+        "--precision", "bf16", "--trainable", "top_layers", "--trainable-param", "layers=2",
+        "--trainable-param", "cache=true", "--device", "cpu", "--frozen-cache-dir", str(tmp_path),
+    ])
+    data, _ = config_dict_from_args(args)
+    cfg = RunConfig.from_dict(data)
+    assert (cfg.precision, cfg.trainable, cfg.trainable_params) == ("bf16", "top_layers", {"layers": 2, "cache": True})
+    assert compute_options(args) == {"device": "cpu", "frozen_cache_dir": str(tmp_path)}
+    # A mode's missing parameter is refused before any work, with the fix.
+    code = cli.main(["run", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"),
+                     "--trainable", "top_layers", "--runs-dir", str(tmp_path / "runs")])
+    assert code == 2 and "needs trainable_params ['layers']" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
