@@ -179,7 +179,7 @@ def run_slice(tmp_path: Path, name: str, **changes: Any) -> Any:
 
 
 def prepared(config: RunConfig) -> tuple[Any, Any, Any]:
-    from fednlp_bench.engine.runner import build_task
+    from fednlp_bench.engine.prepare import build_task
 
     task = build_task(config)
     splits = task.load()
@@ -297,7 +297,7 @@ def test_lora_fedavg_one_client_equals_centralized_lora_step_for_step(env: Path)
 
 def test_reused_client_optimizer_equals_a_fresh_one() -> None:
     """The trainer zeroes one AdamW's buffers per client instead of allocating new ones: same numbers."""
-    from fednlp_bench.engine.toy import ToyTask
+    from fednlp_bench.testing.toy import ToyTask
 
     task = ToyTask(n_train=40, hidden=8)
     feats = task.preprocess(task.load()["train"], train=True)

@@ -11,6 +11,7 @@ this module exists to prevent).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import torch
 
@@ -100,3 +101,18 @@ def set_cuda_rng_states(states: torch.Tensor | None) -> None:
     if states.shape[0] != torch.cuda.device_count():
         return
     torch.cuda.set_rng_state_all(list(states.cpu()))
+
+
+def to_device(tree: Any, device: torch.device | str) -> Any:
+    """``tree`` (tensors in nested dicts/lists/tuples) with every tensor moved to ``device``.
+
+    Used wherever tensors cross a device boundary: checkpoints (saved on the
+    CPU), per-client state on disk, and FedML messages between processes.
+    """
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_device(v, device) for v in tree)
+    return tree

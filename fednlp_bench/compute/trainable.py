@@ -62,7 +62,7 @@ def resolve_params(mode: str, params: Mapping[str, Any] | None) -> dict[str, Any
     Checks what can be checked without a model (names, types, ranges); the
     model-dependent checks (depth, module names) are in :func:`apply_trainable`.
     """
-    from fednlp_bench.config import closest_hint
+    from fednlp_bench.hints import closest_hint
 
     if mode not in MODES:
         raise ValueError(f"trainable={mode!r} is not a mode.{closest_hint(str(mode), list(MODES))} Choose one of {list(MODES)}")

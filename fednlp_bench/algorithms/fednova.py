@@ -20,12 +20,11 @@ from __future__ import annotations
 from typing import Sequence
 
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights, add_scaled, weighted_mean_delta
-from fednlp_bench.algorithms.registry import register_algorithm
 
 
-@register_algorithm
 class FedNova(Strategy):
     name = "fednova"
+    label = "FedNova"
     defaults: dict = {}
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
