@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
+from fednlp_bench.commands.run import (
+    add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
+)
 from fednlp_bench.progress import format_seconds
-from fednlp_bench.commands.run import add_experiment_arguments, apply_threads, config_dict_from_args, parse_key_values, progress_flag
 
 DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
 
@@ -211,8 +213,8 @@ def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter)
             try:
                 record = run_experiment(
                     config, runs_dir, run_id=run_id, resume=resume, partition_file=args.partition_file,
-                    task=shared_task,
-                    progress=progress_flag(args), keep_checkpoints=args.keep_checkpoints or "none",
+                    task=shared_task, progress=progress_flag(args), **compute_options(args),
+                    keep_checkpoints=args.keep_checkpoints or "none",
                 )
             except NonFiniteModelError as err:
                 failed[algo] = str(err)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+from fednlp_bench.compute.setup import check_run_options
 from fednlp_bench.config import RunConfig, check_keep_checkpoints
 from fednlp_bench.engine.checkpoint import drop_weights
 from fednlp_bench.engine.finish import finish_record
@@ -47,6 +48,8 @@ def run_experiment(
     progress: bool | None = None,
     backend_factory: BackendFactory | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    frozen_cache_dir: str | Path | None = None,
     keep_checkpoints: str = "last",
 ) -> RunRecord:
     """Run (or resume) one experiment and write ``runs_dir/<run_id>/record.json`` + ``metrics.csv``.
@@ -59,6 +62,8 @@ def run_experiment(
     factory, the run goes to the FedML launcher, which starts the processes;
     its rank 0 calls this function again with a factory. ``backend_options``
     are that launcher's run options (processes, comm, round_timeout_s, ...).
+    ``device`` (auto|cpu|cuda|cuda:N|mps) and ``frozen_cache_dir`` are run
+    options: they change where and how fast a run computes, not its config.
     ``keep_checkpoints`` (:data:`~fednlp_bench.config.KEEP_CHECKPOINTS`):
     ``last`` keeps the newest checkpoint, ``all`` one per round, ``none``
     deletes the weights once the record is written.
@@ -66,7 +71,10 @@ def run_experiment(
     keep_checkpoints = check_keep_checkpoints(keep_checkpoints)
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
+    run_device, precision = check_run_options(config.precision, device)  # bad device/precision: before any work
     if config.backend == "fedml" and backend_factory is None:
+        extra = {"device": device, "frozen_cache_dir": None if frozen_cache_dir is None else str(frozen_cache_dir)}
+        backend_options = {**dict(backend_options or {}), **{k: v for k, v in extra.items() if v is not None}}
         record = _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
         if keep_checkpoints == "none":
             drop_weights(Path(runs_dir) / record.run_id)
@@ -82,7 +90,8 @@ def run_experiment(
         return found
     with reporting(progress, prefix=f"{config.task}/{config.algorithm}: "):
         run = prepare_run(config, run_id, run_dir, found, task=task, partition_file=partition_file,
-                          progress=progress, backend_factory=backend_factory)
+                          progress=progress, backend_factory=backend_factory, device=run_device,
+                          precision=precision, frozen_cache_dir=frozen_cache_dir)
         run.keep_all_checkpoints = keep_checkpoints == "all"
         run_rounds(run, on_round_end, progress)
         record = finish_record(run)
