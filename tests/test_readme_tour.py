@@ -26,10 +26,8 @@ README = ROOT / "README.md"
 
 #: Appended to every training command (unless the command sets the flag itself).
 TRAIN_BUDGET = {
-    "--model": "tiny", "--rounds": "1", "--max-train-examples": "120", "--max-eval-examples": "24",
+    "--model": "tiny", "--rounds": "1", "--max-train-examples": "80", "--max-eval-examples": "16",
     "--clients-per-round": "2", "--threads": "1",  # max_length stays: QA needs room for question + context
-    # The quickstart's fast path on the 2-layer tiny model: freeze 1, train 1.
-    "--trainable-param": "layers=1",
 }
 #: Only for commands that partition from a config/scheme (a --partition FILE fixes these).
 PARTITION_BUDGET = {"--clients": "4", "--min-size": "1"}
