@@ -28,7 +28,8 @@ from fednlp_bench.config import BACKENDS, OPTIMIZERS, SAMPLING_METHODS, RunConfi
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
 #: the others; these are merged by hand below.
-_MERGED_BY_HAND = {"partition", "algorithm", "algorithm_params", "local_epochs", "local_steps"}
+_MERGED_BY_HAND = {"partition", "algorithm", "algorithm_params", "local_epochs", "local_steps", "trainable",
+                   "trainable_params"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,6 +92,18 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
     b.add_argument("--backend", choices=BACKENDS,
                    help="execution backend: inprocess (default) | fedml (multi-process, own venv: docs/fedml.md)")
+    from fednlp_bench.compute.device import DEVICE_CHOICES
+    from fednlp_bench.compute.precision import PRECISIONS
+    from fednlp_bench.compute.trainable import MODES, mode_help
+
+    c = p.add_argument_group("compute (precision and trainable enter the config; device and cache folder do not)")
+    c.add_argument("--precision", choices=tuple(PRECISIONS), help="autocast precision (default: fp32; fp16 needs a GPU)")
+    c.add_argument("--trainable", choices=tuple(MODES), help=f"which weights train and travel: {mode_help()}")
+    c.add_argument("--trainable-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a trainable_params entry, e.g. layers=2, cache=true, r=8 (repeatable)")
+    c.add_argument("--device", help=f"where to compute: {' | '.join(DEVICE_CHOICES)} (default: auto)")
+    c.add_argument("--frozen-cache-dir",
+                   help="folder of the frozen-bottom cache (top_layers with cache=true; default: $FEDNLP_CACHE_DIR/frozen_bottom)")
     o = p.add_argument_group("output")
     o.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -179,7 +192,19 @@ def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dic
         chosen = data.get("algorithm", RunConfig.algorithm)
         check_flag_params(args.flag_params, {chosen: get_algorithm_class(chosen)}, args.parser_flags)
         data["algorithm_params"] = {**dict(data.get("algorithm_params") or {}), **args.flag_params}
+    trainable = getattr(args, "trainable", None)
+    if trainable is not None and trainable != data.get("trainable"):
+        data["trainable"] = trainable
+        data["trainable_params"] = {}  # another mode's parameters do not carry over
+    trainable_params = parse_key_values(getattr(args, "trainable_param", []) or [], "--trainable-param")
+    if trainable_params:
+        data["trainable_params"] = {**dict(data.get("trainable_params") or {}), **trainable_params}
     return data, compare
+
+
+def compute_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options --device and --frozen-cache-dir for ``run_experiment`` (not config fields)."""
+    return {"device": getattr(args, "device", None), "frozen_cache_dir": getattr(args, "frozen_cache_dir", None)}
 
 
 def progress_flag(args: argparse.Namespace) -> bool | None:
@@ -200,6 +225,7 @@ def main(args: argparse.Namespace) -> int:
             config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
             partition_file=args.partition_file, progress=progress_flag(args),
             backend_options=backend_options(args, config.backend),
+            **compute_options(args),
         )
     except NonFiniteModelError as err:
         print(f"fednlp-bench run: stopped: {err}", file=sys.stderr)

@@ -23,7 +23,10 @@ from datasets import Dataset
 
 from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import create_strategy
-from fednlp_bench.config import PARTITION_KEYS, RunConfig
+from fednlp_bench.compute.device import set_cuda_rng_states, to_device
+from fednlp_bench.compute.precision import Precision
+from fednlp_bench.compute.setup import Compute, attach_frozen_cache, build_compute
+from fednlp_bench.config import FIELDS_ADDED_LATER, PARTITION_KEYS, RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.client_state import ClientStateStore
@@ -136,6 +139,7 @@ class PreparedRun:
     union_rows: np.ndarray
     central_opt: torch.optim.Optimizer | None
     central_steps: int
+    compute: Compute
 
 
 def resolve_run(
@@ -174,13 +178,25 @@ def prepare_run(
     partition_file: str | Path | None = None,
     progress: bool | None = None,
     backend_factory: BackendFactory | None = None,
+    device: torch.device | None = None,
+    precision: Precision | None = None,
+    frozen_cache_dir: str | Path | None = None,
 ) -> PreparedRun:
-    """Load data, partition, model, trainer and backend; restore ``checkpoint`` when resuming."""
+    """Load data, partition, model, trainer and backend; restore ``checkpoint`` when resuming.
+
+    ``device``/``precision`` come from :func:`fednlp_bench.compute.setup.check_run_options`
+    (default: the CPU, ``config.precision``); ``frozen_cache_dir`` is where the
+    frozen-bottom cache of ``top_layers`` + ``cache`` lives.
+    """
     if task is not None and task.name != config.task:
         raise ValueError(f"the given task object is {task.name!r} but config.task is {config.task!r}")
     strategy = create_strategy(config.algorithm, config.algorithm_params)
     task = task if task is not None else build_task(config)
     splits = task.load()
+    device = device if device is not None else torch.device("cpu")
+    precision = precision if precision is not None else Precision(config.precision, device)
+    # The model comes before the partition and tokenizing, so a bad trainable setting (depth, LoRA module) fails first.
+    compute = build_compute(task, config, device, precision)
     train_raw = splits["train"]
     eval_raw = splits[eval_split_name(task, splits)]
     part = load_partition_file(partition_file, train_raw) if partition_file is not None else build_partition(
@@ -189,11 +205,10 @@ def prepare_run(
     check_partition(config, part, checkpoint, run_dir)
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
-    torch.manual_seed(config.seed)
-    model = task.build_model()
+    attach_frozen_cache(compute, task, [train_features, eval_features], frozen_cache_dir)
     trainer = LocalTrainer(
-        task, model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
-        local_epochs=config.local_epochs, local_steps=config.local_steps,
+        task, compute.model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+        local_epochs=config.local_epochs, local_steps=config.local_steps, precision=precision,
     )
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
     strategy.setup(part.num_clients, trainer.state.get(), trainer.state.param_names)
@@ -209,6 +224,7 @@ def prepare_run(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), union_rows=union_rows,
         central_opt=trainer.make_optimizer() if strategy.centralized else None,
         central_steps=centralized_steps_per_round(config, len(union_rows), part.num_clients),
+        compute=compute,
     )
     if checkpoint is not None:
         restore(prepared, checkpoint)
@@ -232,16 +248,22 @@ def check_partition(config: RunConfig, part: PartitionLike, checkpoint: ckpt.Che
 
 
 def restore(prepared: PreparedRun, checkpoint: ckpt.Checkpoint) -> None:
-    """Put a checkpoint's weights, server state, optimizer and RNG back: the run continues exactly."""
-    prepared.global_weights = checkpoint.weights
-    prepared.trainer.state.load(checkpoint.weights)
-    prepared.strategy.load_state_dict(checkpoint.server_state)
+    """Put a checkpoint's weights, server state, optimizer and RNG back: the run continues exactly.
+
+    Checkpoints hold CPU tensors; they move to the run's device here, so a run
+    started on a GPU resumes on a CPU and the reverse.
+    """
+    device = prepared.compute.device
+    prepared.global_weights = to_device(checkpoint.weights, device)
+    prepared.trainer.state.load(prepared.global_weights)
+    prepared.strategy.load_state_dict(to_device(checkpoint.server_state, device))
     prepared.rounds = [RoundResult(**r) for r in checkpoint.meta["rounds"]]
     prepared.created = checkpoint.meta.get("created", prepared.created)
     if prepared.central_opt is not None and "central_optimizer" in checkpoint.meta:
         ckpt.optimizer_state_from_flat(prepared.central_opt, checkpoint.extra_tensors, checkpoint.meta["central_optimizer"])
     if "rng/torch" in checkpoint.extra_tensors:
         torch.set_rng_state(checkpoint.extra_tensors["rng/torch"])
+    set_cuda_rng_states(checkpoint.extra_tensors.get("rng/cuda"))
     prepared.client_states.recover(checkpoint.round)
     prepared.start_round = checkpoint.round + 1
     log.info("resuming %s after round %d", prepared.run_id, checkpoint.round)
@@ -259,6 +281,8 @@ def eval_split_name(task: Task, splits: Mapping[str, Any]) -> str:
 
 def check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path) -> None:
     now = json.loads(json.dumps(config.to_dict()))
+    # A checkpoint or record from before a field existed implicitly had its default value.
+    saved = {**{k: v for k, v in FIELDS_ADDED_LATER.items() if k not in saved}, **saved}
     if saved == now:
         return
     diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
