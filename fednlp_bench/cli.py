@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-COMMAND_MODULES = ("partition", "run", "compare", "leaderboard", "suite", "datasets")
+COMMAND_MODULES = ("partition", "run", "compare", "algorithms", "leaderboard", "suite", "datasets")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -131,6 +131,8 @@ def test_same_seed_gives_identical_metrics_and_other_seed_differs(tmp_path: Path
     ("fedadam", {"server_lr": 0.05}, "sgd"),
     ("fedavgm", {"momentum": 0.5}, "adamw"),
     ("centralized", {}, "adamw"),  # persistent optimizer state must survive the restart
+    ("scaffold", {}, "sgd"),  # per-client control variates on disk must follow the checkpoint
+    ("feddyn", {"alpha": 0.1}, "sgd"),
 ])
 def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, algorithm: str, params: dict, optimizer: str) -> None:
     cfg = toy_config(algorithm=algorithm, algorithm_params=params, optimizer=optimizer, rounds=4, dropout=0.1,

@@ -121,3 +121,13 @@ def test_gap_table_without_centralized_says_na(tmp_path: Path) -> None:
     rec = runner.run_experiment(cfg, tmp_path, task=ToyTask(n_train=60), progress=False)
     table = gap_table({"fedavg": [rec]})
     assert "| fedavg | " in table and "n/a" in table
+
+
+def test_algorithms_command_lists_every_registered_algorithm(capsys: pytest.CaptureFixture[str]) -> None:
+    from fednlp_bench.algorithms import algorithm_names
+
+    assert cli.main(["algorithms"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(algorithm_names())} algorithms" in out and len(algorithm_names()) >= 13
+    assert re.search(r"^scaffold\s+SCAFFOLD\s+-\s+ScaffoldClient\s+server_lr=1.0$", out, flags=re.M)
+    assert re.search(r"^krum\s+Krum\s+robust\s+-\s+num_malicious_clients=0, num_clients_to_keep=0$", out, flags=re.M)

@@ -93,8 +93,13 @@ class Strategy(ABC):
     def validate_params(self) -> None:
         """Raise ``ValueError`` for out-of-range hyperparameters (e.g. ``mu < 0``)."""
 
-    def setup(self, num_clients: int) -> None:
-        """Called once before the first round with the partition's size (e.g. SCAFFOLD's N)."""
+    def setup(self, num_clients: int, global_weights: Weights, trainable: Sequence[str]) -> None:
+        """Called once before the first round (and before ``load_state_dict`` on resume).
+
+        ``num_clients`` is the partition's size N (SCAFFOLD's |S|/N),
+        ``global_weights`` the initial model and ``trainable`` the names of its
+        trainable parameters (the tensors a server-side control variate matches).
+        """
 
     def make_client(self) -> ClientProcedure | None:
         """The procedure every client runs this run (what the backend hands to the local trainer)."""

@@ -1,38 +1,58 @@
-"""Worked example of a user-defined algorithm: FedNova (Wang et al. 2020), one class.
+"""FedNova (Wang et al., NeurIPS 2020): normalised averaging that removes FedAvg's objective inconsistency.
 
-``docs/custom_algorithm.md`` shows this file; ``tests/test_algorithms.py``
-imports and runs it, so the documentation cannot drift from working code.
+Clients with more data take more local steps, so FedAvg over-weights their
+direction. Each client reports the l1 norm a_i of its local aggregation
+vector (its "effective number of steps"), counted during training by the
+client procedure: a <- (1 - lr * mu) * a + 1 per step (so a_i = tau_i for plain
+local SGD, mu = 0; with the FedProx term mu > 0 later steps count less). The
+server averages the normalised updates and rescales by the effective steps:
 
-FedNova fixes FedAvg's "objective inconsistency": clients with more data take
-more local steps, so plain averaging over-weights their direction. FedNova
-normalises each client's delta by its number of local steps tau_i, averages
-the per-step updates, then rescales by the effective step count:
-
-    d_i     = delta_i / tau_i
-    tau_eff = sum_i p_i * tau_i                 (p_i = n_i / n)
-    w_new   = w + tau_eff * sum_i p_i * d_i
-
-(This is FedNova for local SGD without momentum; with equal tau_i it is FedAvg.)
+    p_i = n_i / n,   tau_eff = sum_i p_i * a_i,   w <- w + tau_eff * sum_i p_i * delta_i / a_i
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
-from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights, add_scaled, weighted_mean_delta
+from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights
+from fednlp_bench.algorithms.client import FitContext
+from fednlp_bench.algorithms.fedprox import ProximalTerm
+
+
+class FedNovaClient(ProximalTerm):
+    """FedProx's gradient term (mu >= 0) plus the count of a_i, uploaded as ``a``."""
+
+    def on_fit_start(self, ctx: FitContext) -> None:
+        super().on_fit_start(ctx)
+        ctx.scratch["a"] = 0.0
+
+    def after_backward(self, ctx: FitContext) -> None:
+        super().after_backward(ctx)
+        ctx.scratch["a"] = (1.0 - ctx.lr * float(ctx.instructions["mu"])) * ctx.scratch["a"] + 1.0
+
+    def on_fit_end(self, ctx: FitContext) -> dict[str, Any]:
+        return {"a": float(ctx.scratch["a"])}
 
 
 class FedNova(Strategy):
     name = "fednova"
     label = "FedNova"
-    defaults: dict = {}
+    defaults = {"mu": 0.0}
+    client = FedNovaClient
+
+    def validate_params(self) -> None:
+        if self.params["mu"] < 0:
+            raise ValueError(f"fednova mu={self.params['mu']} must be >= 0")
+
+    def client_config(self, rnd: int) -> dict[str, Any]:
+        return {"mu": float(self.params["mu"])}
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
         total = sum(r.num_examples for r in results)
         p = [r.num_examples / total for r in results]
-        tau_eff = sum(pi * max(r.num_steps, 1) for pi, r in zip(p, results))
-        # sum_i p_i * delta_i / tau_i == weighted mean of deltas with weights p_i / tau_i (unnormalised)
-        weights = [pi / max(r.num_steps, 1) for pi, r in zip(p, results)]
-        mean_per_step = weighted_mean_delta(results, weights)  # = sum_i w_i d_i / sum_i w_i
-        scale = tau_eff * sum(weights)  # undo the normalisation by sum_i w_i
-        return add_scaled(global_weights, mean_per_step, scale)
+        a = [float(r.payload["a"]) for r in results]
+        tau_eff = sum(pi * ai for pi, ai in zip(p, a))
+        return {
+            n: w + tau_eff * sum(pi / ai * r.delta[n] for pi, ai, r in zip(p, a, results))
+            for n, w in global_weights.items()
+        }

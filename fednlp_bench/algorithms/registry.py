@@ -18,7 +18,9 @@ S = TypeVar("S", bound=type[Strategy])
 
 
 def _builtins() -> Iterable[type[Strategy]]:
-    from fednlp_bench.algorithms import centralized, fedavg, fednova, fedopt, fedprox
+    from fednlp_bench.algorithms import (
+        centralized, fedavg, feddyn, fedmedian, fednova, fedopt, fedprox, fedtrimmedavg, krum, qfedavg, scaffold,
+    )
 
     return (
         centralized.Centralized,
@@ -28,7 +30,13 @@ def _builtins() -> Iterable[type[Strategy]]:
         fedopt.FedYogi,
         fedopt.FedAdagrad,
         fedopt.FedAvgM,
+        scaffold.Scaffold,
+        feddyn.FedDyn,
         fednova.FedNova,
+        fedmedian.FedMedian,
+        fedtrimmedavg.FedTrimmedAvg,
+        krum.Krum,
+        qfedavg.QFedAvg,
     )
 
 

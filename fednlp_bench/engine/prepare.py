@@ -211,7 +211,7 @@ def prepare_run(
         local_epochs=config.local_epochs, local_steps=config.local_steps, precision=precision,
     )
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
-    strategy.setup(part.num_clients)
+    strategy.setup(part.num_clients, trainer.state.get(), trainer.state.param_names)
     states = ClientStateStore(run_dir)
     client = ClientRunner(trainer, strategy.make_client(), states)
     make_backend = backend_factory or InProcessBackend
