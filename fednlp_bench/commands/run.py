@@ -259,5 +259,17 @@ def summarize_record(record: Any, runs_dir: Path) -> str:
         f"{' (' + others + ')' if others else ''}\n"
         f"  {len(record.rounds)} rounds in {record.wall_time_s:.1f} s; "
         f"communication {record.bytes_up / 2**20:.1f} MiB up, {record.bytes_down / 2**20:.1f} MiB down\n"
+        f"{compute_line(record.hardware)}"
         f"  record: {runs_dir / record.run_id / 'record.json'}"
     )
+
+
+def compute_line(hardware: Any) -> str:
+    """Device, trained share of the model and frozen-bottom cache size (empty for records without them)."""
+    if not isinstance(hardware, dict) or "trainable_parameters" not in hardware:
+        return ""
+    line = (f"  device {hardware.get('device')}; {hardware['trainable_parameters']:,} of "
+            f"{hardware['total_parameters']:,} parameters trained")
+    if "frozen_cache_bytes" in hardware:
+        line += f"; frozen-bottom cache {hardware['frozen_cache_bytes'] / 2**20:.1f} MiB"
+    return line + "\n"
