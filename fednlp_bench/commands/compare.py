@@ -10,8 +10,14 @@ algorithm that has that parameter; ``--algo-param fedadam.server_lr=0.01``
 targets one; a YAML ``compare:`` section may hold
 ``algorithms: [...]`` and ``params: {fedprox: {mu: 0.01}}``.
 
+A config with a ``tasks:`` list (configs/quickstart.yaml) compares every
+task in it, one gap table each and a summary of the gaps per task; ``--task``
+picks one. Finished runs keep their record and drop their weights unless
+``--keep-checkpoints last|all``.
+
 Example:
-  fednlp-bench compare --config configs/quickstart.yaml
+  fednlp-bench compare --config configs/quickstart.yaml              # four tasks, 16 runs
+  fednlp-bench compare --config configs/quickstart.yaml --task qa    # one of them
   fednlp-bench compare --task classification --scheme dirichlet_label --alpha 0.5 --clients 10 \\
       --algorithms centralized,fedavg,fedprox,fedadam --rounds 5 --clients-per-round 5
 """
