@@ -11,9 +11,10 @@ One process, one model, one data slice and one fixed list of training batches
 
 For each arm: training examples/s (one client's local training, including the
 engine's weight load, delta and finiteness check), evaluation examples/s
-(plain: a bare no-grad forward loop; arms: the task's evaluate(), metrics
-included) and the bytes one client moves per round (down + up, float32
-trainable tensors), each also as a ratio to the plain loop. Arms alternate in
+(plain: a bare no-grad forward loop computing accuracy; arms: the task's
+evaluate(), which adds the loss and macro-F1) and the bytes one client moves
+per round (down + up, float32 trainable tensors), each also as a ratio to
+the plain loop. Arms alternate in
 order across repeats; medians are reported. The frozen-bottom cache is built
 once before timing (its build time and size are reported on their own).
 
@@ -107,9 +108,12 @@ def plain_arm(data: dict[str, Any], device: torch.device, lr: float) -> Arm:
 
     def evaluate() -> None:
         model.eval()
+        preds = []
         with torch.no_grad():
             for start in range(0, len(data["eval"]), 64):
-                model(**collate(task, data["eval"], np.arange(start, min(start + 64, len(data["eval"]))), device))
+                out = model(**collate(task, data["eval"], np.arange(start, min(start + 64, len(data["eval"]))), device))
+                preds.append(out.logits.argmax(-1).cpu())
+        float((torch.cat(preds) == torch.tensor(data["eval"]["labels"])).float().mean())  # accuracy
 
     n = sum(p.numel() for p in model.parameters())
     return Arm("plain", train, evaluate, 2 * 4 * n)
