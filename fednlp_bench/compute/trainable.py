@@ -23,7 +23,6 @@ import torch
 from fednlp_bench.hints import closest_hint
 from fednlp_bench.registry import Registry
 
-
 REQUIRED = object()
 
 
