@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.commands.registry_help import add_named, algorithm_flags, algorithms, check_flag_params, schemes, tasks
+from fednlp_bench.commands.registry_help import (
+    add_named, add_scheme_option, algorithm_flags, algorithms, check_flag_params, schemes, tasks,
+)
 from fednlp_bench.config import BACKENDS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
@@ -63,7 +65,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("partition (either --partition FILE or a scheme)")
     q.add_argument("--partition", dest="partition_file", help="saved partition (.json/.npz from `fednlp-bench partition`)")
     add_named(q, "--scheme", schemes, "%(names)s")
-    q.add_argument("--alpha", type=float, help="Dirichlet concentration (dirichlet_label, feature_cluster)")
+    add_scheme_option(q, "--alpha", "alpha", "Dirichlet concentration", type=float)
     q.add_argument("--clients", type=int, help="number of clients")
     q.add_argument("--partition-seed", type=int, help="seed of the partition draw (default: 0)")
     q.add_argument("--min-size", type=int, help="minimum examples per client")
