@@ -18,15 +18,10 @@ in teardown, also on failure; every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,6 +29,7 @@ import torch
 
 from fednlp_bench.backends import fedml_backend
 from fednlp_bench.backends.fedml_backend import FedMLUnavailable, check_fedml_environment
+from fednlp_bench.backends.netns import NetemUnavailable, NetnsLab, netns_unavailable
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.results.record import RunRecord
@@ -44,17 +40,6 @@ REQUIRE_FEDML = os.environ.get("FEDNLP_REQUIRE_FEDML") == "1"
 COMMAND_TIMEOUT_S = 240
 
 
-def _netns_reason() -> str | None:
-    if shutil.which("ip") is None:
-        return "`ip` (iproute2) is missing: apt-get install -y iproute2"
-    name = f"fnbprobe{uuid.uuid4().hex[:6]}"
-    done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        return f"`ip netns add` is not permitted here ({done.stderr.strip()}); run as root"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-    return None
-
-
 def _fedml_reason() -> str | None:
     try:
         check_fedml_environment(comm="GRPC")
@@ -63,7 +48,7 @@ def _fedml_reason() -> str | None:
     return None
 
 
-NETNS_MISSING = _netns_reason()
+NETNS_MISSING = netns_unavailable()
 FEDML_MISSING = _fedml_reason()
 needs_lab = pytest.mark.skipif(
     (NETNS_MISSING is not None and not REQUIRE_NETNS) or (FEDML_MISSING is not None and not REQUIRE_FEDML),
@@ -71,81 +56,13 @@ needs_lab = pytest.mark.skipif(
 )
 
 
-def _ip(*args: str, ns: str | None = None) -> str:
-    cmd = ["ip", *(["-n", ns] if ns else []), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
-@dataclass
-class Lab:
-    """Three namespaces on one bridge: ``hosts[0]`` the server's, then one per client rank."""
-
-    names: list[str]
-    addresses: list[str]
-    procs: list[subprocess.Popen] = field(default_factory=list)
-
-    def hosts_arg(self) -> str:
-        return ",".join(self.addresses)
-
-    def start(self, rank_ns: int, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """One host's command, inside its namespace (what a user types on that machine)."""
-        out = open(log, "wb")
-        proc = subprocess.Popen(["ip", "netns", "exec", self.names[rank_ns], *argv], stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        self.procs.append(proc)
-        return proc
-
-    def client_link(self, rank: int) -> tuple[str, str]:
-        """(namespace, device) of a client rank's end of its link."""
-        return self.names[rank], "eth0"
-
-
 @pytest.fixture
 def lab():
-    """Make the namespaces and links; remove them and every process left in them, whatever happened."""
+    """Three namespaces on one bridge; removed with every process left in them, whatever happened."""
     if NETNS_MISSING is not None:
         pytest.fail(f"FEDNLP_REQUIRE_NETNS=1 but {NETNS_MISSING}")
-    tag = uuid.uuid4().hex[:6]
-    names = [f"fnb{tag}s", f"fnb{tag}c1", f"fnb{tag}c2"]
-    subnet = f"198.18.{int(tag[:2], 16) % 200 + 10}"
-    addresses = [f"{subnet}.1", f"{subnet}.2", f"{subnet}.3"]
-    made: list[str] = []
-    the_lab = Lab(names, addresses)
-    try:
-        for name in names:
-            _ip("netns", "add", name)
-            made.append(name)
-            _ip("link", "set", "lo", "up", ns=name)
-        server = names[0]
-        _ip("link", "add", "br0", "type", "bridge", ns=server)
-        _ip("addr", "add", f"{addresses[0]}/24", "dev", "br0", ns=server)
-        _ip("link", "set", "br0", "up", ns=server)
-        for i, client in enumerate(names[1:], start=1):
-            port = f"vc{i}"
-            _ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", client, ns=server)
-            _ip("link", "set", port, "master", "br0", ns=server)
-            _ip("link", "set", port, "up", ns=server)
-            _ip("addr", "add", f"{addresses[i]}/24", "dev", "eth0", ns=client)
-            _ip("link", "set", "eth0", "up", ns=client)
+    with NetnsLab(hosts=3) as the_lab:
         yield the_lab
-    finally:
-        for proc in the_lab.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-        for name in made:
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=30).stdout
-            for pid in pids.split():  # only processes this test started inside its own namespaces
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
-        assert not any(name in left for name in names), f"namespaces left behind: {left}"
 
 
 def tiny_config(rounds: int = 2) -> RunConfig:
@@ -166,10 +83,10 @@ def write_config(cfg: RunConfig, path: Path) -> Path:
     return path
 
 
-def host_command(config_file: Path, runs_dir: Path, lab: Lab, *extra: str, round_timeout: int = 60,
+def host_command(config_file: Path, runs_dir: Path, lab: NetnsLab, *extra: str, round_timeout: int = 60,
                  connect_timeout: int = 120) -> list[str]:
     return [sys.executable, "-m", "fednlp_bench.cli", "run", "--config", str(config_file), "--runs-dir", str(runs_dir),
-            "--run-id", "multihost", "--backend", "fedml", "--comm", "GRPC", "--hosts", lab.hosts_arg(),
+            "--run-id", "multihost", "--backend", "fedml", "--comm", "GRPC", "--hosts", ",".join(lab.addresses),
             "--round-timeout", str(round_timeout), "--connect-timeout", str(connect_timeout), "--threads", "1",
             "--no-progress", *extra]
 
@@ -184,7 +101,7 @@ def wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[int]:
     return [proc.returncode for proc in procs]
 
 
-def run_three_hosts(lab: Lab, tmp: Path, cfg: RunConfig, client_env: dict[int, dict[str, str]] | None = None,
+def run_three_hosts(lab: NetnsLab, tmp: Path, cfg: RunConfig, client_env: dict[int, dict[str, str]] | None = None,
                     resume: bool = False, round_timeout: int = 60) -> tuple[list[int], str]:
     """The server's and both clients' commands, each in its namespace; returns exit codes and the server's log."""
     config_file = write_config(cfg, tmp / "config.yaml")
@@ -215,7 +132,7 @@ def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 @needs_lab
-def test_three_namespaces_fedadam_matches_inprocess_bit_for_bit(lab: Lab, tmp_path: Path) -> None:
+def test_three_namespaces_fedadam_matches_inprocess_bit_for_bit(lab: NetnsLab, tmp_path: Path) -> None:
     cfg = tiny_config()
     codes, log = run_three_hosts(lab, tmp_path, cfg)
     assert codes == [0, 0, 0], log
@@ -236,8 +153,9 @@ def test_three_namespaces_fedadam_matches_inprocess_bit_for_bit(lab: Lab, tmp_pa
     assert "the record is written on the server machine" in (tmp_path / "client1-run.log").read_text()
 
 
+@pytest.mark.slow
 @needs_lab
-def test_killed_client_stops_the_run_resumably_and_resume_matches(lab: Lab, tmp_path: Path) -> None:
+def test_killed_client_stops_the_run_resumably_and_resume_matches(lab: NetnsLab, tmp_path: Path) -> None:
     """Client rank 2's process is SIGKILLed in round 2: the server names it and stops (round 1 checkpointed), rank 1
     stops by itself, nobody hangs; the same three commands with --resume finish bit-identical to in-process."""
     from fednlp_bench.backends.fedml_adapter import FAULT_ENV
@@ -259,38 +177,30 @@ def test_killed_client_stops_the_run_resumably_and_resume_matches(lab: Lab, tmp_
     assert_bit_identical(ckpt.load_checkpoint(tmp_path / "runs" / "multihost").weights, inprocess_weights(cfg, tmp_path)[1])
 
 
+@pytest.mark.slow
 @needs_lab
-def test_server_names_the_client_ranks_that_never_connect(lab: Lab, tmp_path: Path) -> None:
+def test_server_names_the_client_ranks_that_never_connect(lab: NetnsLab, tmp_path: Path) -> None:
     config_file = write_config(tiny_config(), tmp_path / "config.yaml")
     # Only rank 1 comes up; rank 2's machine never runs its command.
-    server = lab.start(0, host_command(config_file, tmp_path / "runs", lab, "--role", "server", connect_timeout=20),
+    server = lab.start(0, host_command(config_file, tmp_path / "runs", lab, "--role", "server", connect_timeout=45),
                        tmp_path / "server.log")
-    client = lab.start(1, host_command(config_file, tmp_path / "runs", lab, "--rank", "1", connect_timeout=20),
+    client = lab.start(1, host_command(config_file, tmp_path / "runs", lab, "--rank", "1"),
                        tmp_path / "client1.log")
     codes = wait_all([server, client], COMMAND_TIMEOUT_S)
     log = (tmp_path / "server.log").read_text()
     assert codes[0] == 1, log
-    assert f"client rank(s) 2 (expected at {lab.addresses[2]}:18892) did not connect within 20 s" in log, log
+    assert f"client rank(s) 2 (expected at {lab.addresses[2]}:18892) did not connect within 45 s" in log, log
     assert codes[1] != 0  # its server went away, so it stopped too
 
 
-def _netem_reason(lab: Lab) -> str | None:
-    ns, dev = lab.client_link(2)
-    done = subprocess.run(["tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "delay", "200ms"],
-                          capture_output=True, text=True, timeout=30) if shutil.which("tc") else None
-    if done is None:
-        return "`tc` is missing (iproute2)"
-    if done.returncode != 0:
-        return f"`tc qdisc add ... netem delay 200ms` failed: {done.stderr.strip()} (the kernel lacks sch_netem)"
-    return None
-
-
+@pytest.mark.slow
 @needs_lab
-def test_delayed_client_link_finishes_with_longer_rounds(lab: Lab, tmp_path: Path) -> None:
+def test_delayed_client_link_finishes_with_longer_rounds(lab: NetnsLab, tmp_path: Path) -> None:
     """200 ms each way on rank 2's link: the run still finishes, identical, and its rounds take longer."""
-    reason = _netem_reason(lab)
-    if reason is not None:
-        pytest.skip(reason)
+    try:
+        lab.delay(2, 200)
+    except NetemUnavailable as err:
+        pytest.skip(str(err))
     cfg = tiny_config()
     codes, log = run_three_hosts(lab, tmp_path, cfg)
     assert codes == [0, 0, 0], log

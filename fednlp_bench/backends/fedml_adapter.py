@@ -202,6 +202,8 @@ class RoundBridge:
         #: client ranks whose ONLINE message FedML's server received (for the connect-timeout message).
         self.online: set[int] = set()
         self._probe_failures: dict[int, int] = {}
+        self._rounds_put = 0  # payloads the runner queued; FedML has taken ``rounds_served`` of them
+        self._handed_at = 0.0  # when FedML took the latest payload (the round's clock starts there)
 
     # --- runner thread (the engine's Backend protocol)
     def run_round(self, rnd: int, instructions: Mapping[int, Mapping[str, Any]], global_weights: Any, seed: int) -> Any:
@@ -211,6 +213,7 @@ class RoundBridge:
         assignments = {s: [(cid, dict(instructions[cid])) for cid in order[s :: self.slots]] for s in range(self.slots)}
         t0 = time.perf_counter()
         self.last_round = rnd
+        self._rounds_put += 1
         self._payloads.put(RoundPayload(rnd=rnd, weights=dict(global_weights), assignments=assignments, seed=int(seed)))
         uploads = self._wait_for_uploads(rnd, t0)
         self.round_seconds.append(time.perf_counter() - t0)
@@ -235,16 +238,25 @@ class RoundBridge:
         connections PROBE_FAILURES times in a row is gone, and the run stops with
         its rank named (the last round is checkpointed; --resume continues).
         """
-        deadline = t0 + self.timeout_s
-        next_probe = time.perf_counter() + PROBE_EVERY_S
+        # Until FedML takes the payload (round 1: until every client is ONLINE) the connect timeout
+        # governs (check_connected); the round's own clock starts when the payload goes out.
+        connect_deadline = t0 + float(self.spec.get("connect_timeout_s", 0.0)) + self.timeout_s
+        next_probe = 0.0
         while True:
             try:
-                return self._uploads.get(timeout=min(1.0, max(0.01, deadline - time.perf_counter())))
+                return self._uploads.get(timeout=1.0)
             except queue.Empty:
                 pass
             now = time.perf_counter()
+            handed = self.rounds_served >= self._rounds_put
+            deadline = self._handed_at + self.timeout_s if handed else connect_deadline
+            if not handed and now < deadline:
+                continue
+            if next_probe == 0.0:
+                next_probe = now + PROBE_EVERY_S
             if now >= deadline:
-                _die(EXIT_TIMEOUT, self._stuck_message(rnd, "no upload from every FedML client process"), self.spec)
+                _die(EXIT_TIMEOUT, self._stuck_message(
+                    rnd, f"no upload from every FedML client process within {self.timeout_s:.0f} s (one died or hangs)"), self.spec)
             if self.spec["comm"] == "GRPC" and now >= next_probe:
                 next_probe = now + PROBE_EVERY_S
                 lost = self._lost_ranks()
@@ -291,7 +303,9 @@ class RoundBridge:
         try:
             payload = self._payloads.get(timeout=self.timeout_s)
         except queue.Empty:
-            _die(EXIT_TIMEOUT, self._stuck_message(self.last_round + 1, "the runner produced no next round"), self.spec)
+            _die(EXIT_TIMEOUT, self._stuck_message(
+                self.last_round + 1, f"the runner produced no next round within {self.timeout_s:.0f} s"), self.spec)
+        self._handed_at = time.perf_counter()
         self.rounds_served += 1
         return payload
 
@@ -300,8 +314,7 @@ class RoundBridge:
 
     def _stuck_message(self, rnd: int, what: str) -> str:
         return (
-            f"FedML round {rnd}: {what} within {self.timeout_s:.0f} s (a client process died or hangs). "
-            f"The run stopped; the last finished round is checkpointed in {self.spec['run_dir']}; "
+            f"FedML round {rnd}: {what}. The run stopped; the last finished round is checkpointed in {self.spec['run_dir']}; "
             f"rerun the same command with --resume to continue."
         )
 
@@ -600,7 +613,15 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     _, SlotTrainer = make_server_classes()
     trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
     trainer.where = _where(rank, spec)
-    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model, client_trainer=trainer).run()
+    server = _endpoint(spec, 0)
+    try:
+        FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model,
+                    client_trainer=trainer).run()
+    except Exception as err:
+        if server is not None and not _reachable(server):  # a send to a server that ended: say so, not a traceback
+            _die(EXIT_PEER_LOST, f"client rank {rank}: the FedML server at {server[0]}:{server[1]} is gone "
+                                 f"({type(err).__name__}); stopping", spec)
+        raise
     watchdog.stop()
 
 
