@@ -91,6 +91,11 @@ def host_command(config_file: Path, runs_dir: Path, lab: NetnsLab, *extra: str, 
             "--no-progress", *extra]
 
 
+def scratch(tmp: Path) -> dict[str, str]:
+    """The launchers' work folders (spec, logs; kept after a failure) go under the test's tmp, not /tmp."""
+    return {"TMPDIR": str(tmp)}
+
+
 def wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[int]:
     deadline = time.monotonic() + timeout_s
     for proc in procs:
@@ -109,9 +114,9 @@ def run_three_hosts(lab: NetnsLab, tmp: Path, cfg: RunConfig, client_env: dict[i
     extra = ["--resume"] if resume else []
     tag = "resume" if resume else "run"
     server = lab.start(0, host_command(config_file, runs, lab, "--role", "server", *extra, round_timeout=round_timeout),
-                       tmp / f"server-{tag}.log")
+                       tmp / f"server-{tag}.log", scratch(tmp))
     clients = [lab.start(r, host_command(config_file, runs, lab, "--rank", str(r), round_timeout=round_timeout),
-                         tmp / f"client{r}-{tag}.log", (client_env or {}).get(r)) for r in (1, 2)]
+                         tmp / f"client{r}-{tag}.log", {**scratch(tmp), **(client_env or {}).get(r, {})}) for r in (1, 2)]
     codes = wait_all([server, *clients], COMMAND_TIMEOUT_S)
     return codes, (tmp / f"server-{tag}.log").read_text(errors="replace")
 
@@ -183,9 +188,9 @@ def test_server_names_the_client_ranks_that_never_connect(lab: NetnsLab, tmp_pat
     config_file = write_config(tiny_config(), tmp_path / "config.yaml")
     # Only rank 1 comes up; rank 2's machine never runs its command.
     server = lab.start(0, host_command(config_file, tmp_path / "runs", lab, "--role", "server", connect_timeout=45),
-                       tmp_path / "server.log")
+                       tmp_path / "server.log", scratch(tmp_path))
     client = lab.start(1, host_command(config_file, tmp_path / "runs", lab, "--rank", "1"),
-                       tmp_path / "client1.log")
+                       tmp_path / "client1.log", scratch(tmp_path))
     codes = wait_all([server, client], COMMAND_TIMEOUT_S)
     log = (tmp_path / "server.log").read_text()
     assert codes[0] == 1, log
