@@ -12,10 +12,11 @@ machine's load:
 * ``grpc-netns-delay`` (``--delay-ms N``): as grpc-netns with ``tc netem delay`` on the last client's link
   (skipped with the reason where the kernel lacks sch_netem).
 
-Per arm: wall time, the per-round times from the record (median of rounds
-2..R: round 1 also waits for the slowest process to finish starting), and
-start-up + shut-down = wall - sum of rounds. Needs root, iproute2, the FedML
-venv and offline data. Example (tiny model, 20News)::
+Per arm: wall time, the per-round times from the record, and start-up +
+shut-down = wall - sum of rounds. The round median is over the rounds
+without evaluation from round 2 on (round 1 also waits for the slowest
+process to finish starting); evaluated rounds are listed apart. Needs root,
+iproute2, the FedML venv and offline data. Example (tiny model, 20News)::
 
   sudo python benchmarks/bench_fedml_netns.py --rounds 6 --loopback --json netns.json
 """
@@ -56,9 +57,12 @@ def make_config(ns: argparse.Namespace) -> RunConfig:
 
 def summarize(name: str, wall_s: float, record: RunRecord) -> dict[str, Any]:
     rounds = [r.wall_time_s for r in record.rounds]
-    later = rounds[1:] or rounds
-    return {"arm": name, "wall_s": wall_s, "round_s": rounds, "round_median_s": statistics.median(later),
-            "startup_and_shutdown_s": wall_s - sum(rounds), "final_metrics": record.final_metrics}
+    # Round 1 also waits for the slowest process to finish starting; evaluated rounds add the server's evaluation.
+    plain = [r.wall_time_s for r in record.rounds[1:] if not r.metrics] or rounds
+    evaluated = [r.wall_time_s for r in record.rounds if r.metrics]
+    return {"arm": name, "wall_s": wall_s, "round_s": rounds, "round_median_s": statistics.median(plain),
+            "evaluated_round_s": evaluated, "startup_and_shutdown_s": wall_s - sum(rounds),
+            "final_metrics": record.final_metrics}
 
 
 def host_argv(config_file: Path, runs: Path, hosts: str, *extra: str) -> list[str]:
@@ -154,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ratio = f" ({arm['round_ratio_vs_inprocess']:.2f}x in-process)" if "round_ratio_vs_inprocess" in arm else ""
         print(f"{arm['arm']:>24}: wall {arm['wall_s']:6.1f} s = start-up/shut-down {arm['startup_and_shutdown_s']:5.1f} s"
-              f" + rounds {sum(arm['round_s']):5.1f} s; round median {arm['round_median_s']:.3f} s{ratio}")
+              f" + rounds {sum(arm['round_s']):5.1f} s; round median {arm['round_median_s']:.3f} s{ratio}; "
+              f"evaluated round(s) {', '.join(f'{x:.2f}' for x in arm['evaluated_round_s'])} s")
     if ns.json:
         ns.json.write_text(json.dumps(report, indent=1))
     return 0

@@ -373,7 +373,7 @@ def _failure_message(rc: int, work: Path, log_path: Path, run_dir: Path | None) 
     if not reason:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:] if log_path.is_file() else []
         reason = "\n    ".join(tail) or "no output"
-    what = "timed out" if rc == 124 else f"failed (exit {rc})"
+    what = "timed out" if rc == 124 else f"failed (a process was killed by signal {-rc})" if rc < 0 else f"failed (exit {rc})"
     resume = ""
     try:
         if run_dir is not None:
