@@ -302,3 +302,14 @@ def test_multihost_options_fail_before_any_process_starts(tmp_path: Path, kw: di
     with pytest.raises((ValueError, FedMLUnavailable), match=match):
         fedml_backend.run_fedml_experiment(cfg, tmp_path / "runs", **monkey_env, **kw)
     assert not (tmp_path / "runs").exists()
+
+
+def test_split_run_refuses_an_algorithm_with_per_client_state(tmp_path: Path) -> None:
+    """SCAFFOLD's client states live under the server's run directory: a client machine would not see them."""
+    fake = tmp_path / "python"
+    fake.write_text("")
+    cfg = tiny_config().replace(algorithm="scaffold", algorithm_params={})
+    with pytest.raises(ValueError, match="'scaffold' keeps per-client state on disk"):
+        fedml_backend.run_fedml_experiment(cfg, tmp_path / "runs", python=fake, comm="GRPC", role="server")
+    with pytest.raises(ValueError, match="'scaffold' keeps per-client state on disk"):
+        fedml_backend.run_fedml_clients(cfg, hosts="198.18.0.1,198.18.0.2", client_ranks="1", python=fake)

@@ -149,6 +149,15 @@ def _plan(config: RunConfig, processes: int | None, comm: str, hosts: str | os.P
     if connect_timeout_s <= 0:
         raise ValueError(f"connect_timeout_s={connect_timeout_s} must be > 0")
     ranks = local_ranks(p, role, rank, client_ranks)
+    if split:
+        from fednlp_bench.algorithms.registry import create_strategy
+
+        procedure = create_strategy(config.algorithm, config.algorithm_params).make_client()
+        if procedure is not None and procedure.stateful:
+            raise ValueError(
+                f"algorithm {config.algorithm!r} keeps per-client state on disk under the run directory, which the "
+                f"server commits after each checkpoint; split over machines (--role/--rank) the clients would not "
+                f"see it. Run it on one machine (MPI, or gRPC without --role), or choose a stateless algorithm")
     if server and 0 not in ranks:
         raise ValueError(f"this machine starts only client ranks {ranks}, which write no record: call "
                          "run_fedml_clients (CLI: the same `fednlp-bench run` command with --role client)")
@@ -179,6 +188,8 @@ def run_fedml_experiment(
     round_timeout_s: float = 600.0,
     python: str | os.PathLike[str] | None = None,
     torch_threads: int = 1,
+    device: str | None = None,
+    frozen_cache_dir: str | os.PathLike[str] | None = None,
     stats: list[FedMLRunStats] | None = None,
 ) -> RunRecord:
     """Run ``config`` on FedML cross-silo with P client processes and return rank 0's record.
@@ -188,7 +199,10 @@ def run_fedml_experiment(
     / ``partition_factory`` ("module:callable") stand in for the registry
     task and the partitioner, as ``run_experiment(task=...)`` does in-process.
     A dead or stuck process ends the run within ``round_timeout_s`` with the
-    last round checkpointed; ``resume=True`` continues it.
+    last round checkpointed; ``resume=True`` continues it. ``device``
+    (auto|cpu|cuda|cuda:N|mps) goes to every process: with several GPUs, one
+    GPU per process, round-robin (the server on cuda:0); ``frozen_cache_dir``
+    is where every process finds the frozen-bottom cache.
 
     Several machines (gRPC): ``hosts`` names every rank's ip[:port] (see
     :mod:`fednlp_bench.backends.fedml_hosts`), and ``role``/``rank``/
@@ -197,7 +211,7 @@ def run_fedml_experiment(
     :func:`run_fedml_clients`. The server waits ``connect_timeout_s`` for its
     clients, then stops naming the missing ranks.
     """
-    from fednlp_bench.engine.runner import default_run_id
+    from fednlp_bench.engine.run_id import default_run_id
 
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
@@ -220,7 +234,7 @@ def run_fedml_experiment(
         raise ValueError(f"{run_dir}: checkpoint is at round {done_rounds} of {config.rounds}, nothing left to run")
 
     spec = _spec(config, plan, comm, run_id, task_factory, task_kwargs, partition_factory, partition_file,
-                 round_timeout_s, connect_timeout_s, torch_threads)
+                 round_timeout_s, connect_timeout_s, torch_threads, device, frozen_cache_dir)
     spec.update({"runs_dir": str(Path(runs_dir).resolve()), "run_dir": str(run_dir.resolve()), "resume": bool(resume),
                  "fedml_rounds": remaining})
     work, rc, total, log_path = _launch(plan, spec, comm, 300.0 + connect_timeout_s + round_timeout_s * (remaining + 1))
@@ -252,6 +266,8 @@ def run_fedml_clients(
     round_timeout_s: float = 600.0,
     python: str | os.PathLike[str] | None = None,
     torch_threads: int = 1,
+    device: str | None = None,
+    frozen_cache_dir: str | os.PathLike[str] | None = None,
 ) -> FedMLClientRun:
     """A client-only machine of a multi-machine gRPC run: start ``client_ranks``, return when the server ends them.
 
@@ -260,7 +276,7 @@ def run_fedml_clients(
     writes the record and checkpoints on its machine. Its clients stop on the
     server's final message, so they also serve a resumed run unchanged.
     """
-    from fednlp_bench.engine.runner import default_run_id
+    from fednlp_bench.engine.run_id import default_run_id
 
     if hosts is None:
         raise ValueError("a client-only machine needs --hosts (where rank 0, the server, listens)")
@@ -271,8 +287,10 @@ def run_fedml_clients(
     plan = _plan(config, processes, comm, hosts, role, rank, client_ranks, connect_timeout_s, round_timeout_s, python,
                  server=False)
     spec = _spec(config, plan, comm, run_id or default_run_id(config), task_factory, task_kwargs, partition_factory,
-                 partition_file, round_timeout_s, connect_timeout_s, torch_threads)
-    spec.update({"fedml_rounds": None, "run_dir": "(on the server machine)"})
+                 partition_file, round_timeout_s, connect_timeout_s, torch_threads, device, frozen_cache_dir)
+    # Per-client state (client-side algorithms) lives under the run directory; a client-only machine keeps
+    # its own clients' states in its work folder (see docs/fedml.md: such algorithms need a shared --runs-dir).
+    spec.update({"fedml_rounds": None, "run_dir": str(Path(spec["work_dir"]) / "run")})
     overall = 300.0 + connect_timeout_s + round_timeout_s * (config.rounds + 1)
     work, rc, total, log_path = _launch(plan, spec, comm, overall)
     if rc != 0:
@@ -282,14 +300,16 @@ def run_fedml_clients(
 
 def _spec(config: RunConfig, plan: _Plan, comm: str, run_id: str, task_factory: str | None,
           task_kwargs: Mapping[str, Any] | None, partition_factory: str | None, partition_file: str | Path | None,
-          round_timeout_s: float, connect_timeout_s: float, torch_threads: int) -> dict[str, Any]:
+          round_timeout_s: float, connect_timeout_s: float, torch_threads: int, device: str | None,
+          frozen_cache_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fednlp-fedml-"))
     return {
         "config": config.to_dict(), "run_id": run_id, "processes": plan.processes, "comm": comm,
         "task_factory": task_factory, "task_kwargs": dict(task_kwargs or {}), "partition_factory": partition_factory,
         "partition_file": None if partition_file is None else str(Path(partition_file).resolve()),
         "round_timeout_s": float(round_timeout_s), "connect_timeout_s": float(connect_timeout_s),
-        "torch_threads": int(torch_threads), "work_dir": str(work),
+        "torch_threads": int(torch_threads), "work_dir": str(work), "device": device,
+        "frozen_cache_dir": None if frozen_cache_dir is None else str(Path(frozen_cache_dir).resolve()),
         "error_file": str(work / "error.txt"), "stats_file": str(work / "stats.json"),
         "grpc_ipconfig": str(work / "grpc_ipconfig.csv"), "local_ranks": plan.ranks,
         "hosts": None if plan.hosts is None else plan.hosts.to_list(),
@@ -359,7 +379,7 @@ def _run_grpc(py: Path, spec_path: Path, ranks: list[int], env: dict[str, str], 
 
 
 def _checkpoint_round(run_dir: Path) -> int:
-    from fednlp_bench.engine import checkpoint as ckpt
+    import fednlp_bench.engine.checkpoint as ckpt
 
     state = ckpt.checkpoint_dir(run_dir) / ckpt.STATE_FILENAME
     if not state.is_file():
