@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 OPTIMIZERS = ("sgd", "adamw")
-SAMPLING_METHODS = ("uniform", "weighted")
+#: Client selection per round; engine/populations.py says what each does and takes.
+SAMPLING_METHODS = ("uniform", "weighted", "activity_power", "top_active", "poisson")
 #: "fedml": one server + P client processes on FedML (needs its own venv, see docs/fedml.md). How many
 #: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
 #: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
@@ -25,6 +26,17 @@ BACKENDS = ("inprocess", "fedml")
 PARTITION_KEYS = ("scheme", "num_clients", "seed", "min_size", "params")
 #: Top-level YAML section read only by ``fednlp-bench compare`` (ignored by ``run``).
 COMPARE_SECTION = "compare"
+
+
+#: Optional features and their "off" value. ``to_dict`` leaves a field out while it is off, so the
+#: configs (and config hashes, run ids, leaderboard groups) of runs that do not use it stay as they were.
+OPTIONAL_OFF: dict[str, Any] = {
+    "sampling_params": {},
+    "privacy": None,
+    "continual": None,
+    "client_eval": False,
+    "mia_examples": None,
+}
 
 
 def _default_partition() -> dict[str, Any]:
@@ -58,10 +70,20 @@ class RunConfig:
     lr: float = 5e-5
     optimizer: str = "adamw"
     sampling: str = "uniform"
+    #: e.g. {power: 0.5} for activity_power (engine/populations.py).
+    sampling_params: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.0
     eval_every: int = 1
     seed: int = 0
     backend: str = "inprocess"
+    #: Client-level DP: {mechanism, noise_multiplier, clip_norm, delta, ...} (fednlp_bench/privacy).
+    privacy: dict[str, Any] | None = None
+    #: {periods, retention, rounds_per_period[, time_column]} (engine/populations.py).
+    continual: dict[str, Any] | None = None
+    #: Split each client into local train/test and report per-client metrics (engine/client_eval.py).
+    client_eval: bool = False
+    #: Members and non-members each for the loss-threshold membership audit (fednlp_bench/audit); None: off.
+    mia_examples: int | None = None
 
     def __post_init__(self) -> None:
         given = dict(self.partition or {})
@@ -73,6 +95,7 @@ class RunConfig:
         if "params" in self.partition and self.partition["params"] is None:
             self.partition["params"] = {}
         self.algorithm_params = dict(self.algorithm_params or {})
+        self.sampling_params = dict(self.sampling_params or {})
         self.validate()
 
     # ------------------------------------------------------------------ io
@@ -108,7 +131,11 @@ class RunConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(asdict(self))
+        data = copy.deepcopy(asdict(self))
+        for name, off in OPTIONAL_OFF.items():
+            if data.get(name) == off:
+                del data[name]
+        return data
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
@@ -155,6 +182,39 @@ class RunConfig:
             raise ValueError(f"model={self.model!r} must be 'minilm', 'tiny', a hub name or a local path")
         self._validate_partition()
         self._validate_algorithm()
+        self._validate_populations()
+
+    def _validate_populations(self) -> None:
+        """Sampling parameters, DP, continual setting, per-client evaluation and the audit (optional features)."""
+        from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE
+        from fednlp_bench.engine.populations import ContinualSpec, check_sampling
+        from fednlp_bench.privacy.spec import PrivacySpec, check_privacy_setting
+
+        check_sampling(self.sampling, self.sampling_params)
+        if self.privacy is not None:
+            check_privacy_setting(
+                PrivacySpec.from_dict(self.privacy), algorithm=self.algorithm, sampling=self.sampling,
+                clients_per_round=self.clients_per_round, num_clients=self.partition["num_clients"],
+            )
+        if self.continual is not None:
+            spec = ContinualSpec.from_dict(self.continual)
+            if self.algorithm == "centralized":
+                raise ValueError("the continual setting is defined for federated algorithms, not 'centralized'")
+            if self.rounds != spec.total_rounds:
+                raise ValueError(
+                    f"rounds={self.rounds} but continual runs periods x rounds_per_period = {spec.periods} x "
+                    f"{spec.rounds_per_period} = {spec.total_rounds} rounds; set rounds: {spec.total_rounds}"
+                )
+        if not isinstance(self.client_eval, bool):
+            raise ValueError(f"client_eval={self.client_eval!r} must be true or false")
+        if self.client_eval and int(self.partition["min_size"]) < MIN_CLIENT_SIZE:
+            raise ValueError(
+                f"client_eval splits every client into local train and test, so clients need at least "
+                f"{MIN_CLIENT_SIZE} rows; partition.min_size={self.partition['min_size']} allows fewer: "
+                f"set partition.min_size >= {MIN_CLIENT_SIZE}"
+            )
+        if self.mia_examples is not None:
+            _check_int("mia_examples", self.mia_examples, minimum=1)
 
     def _validate_partition(self) -> None:
         part = self.partition

@@ -46,6 +46,7 @@ class FedOpt(Strategy):
     """Shared body of FedAdam / FedYogi / FedAdagrad; subclasses define the second moment."""
 
     defaults = {"server_lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+    dp_compatible = True
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -118,6 +119,7 @@ class FedAvgM(Strategy):
 
     name = "fedavgm"
     defaults = {"server_lr": 1.0, "momentum": 0.9}
+    dp_compatible = True
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -30,8 +30,9 @@ from fednlp_bench.algorithms.registry import create_strategy
 from fednlp_bench.config import PARTITION_KEYS, RunConfig, closest_hint
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.environment import git_commit, hardware_info, package_versions
+from fednlp_bench.engine.run_features import RunFeatures
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer, all_finite, non_finite_names
-from fednlp_bench.engine.sampling import apply_dropout, central_seed, sample_clients
+from fednlp_bench.engine.sampling import apply_dropout, central_seed
 from fednlp_bench.engine.simulator import Backend, InProcessBackend
 from fednlp_bench.results.record import RECORD_FILENAME, RoundResult, RunRecord, config_hash
 from fednlp_bench.tasks.base import Task
@@ -213,6 +214,9 @@ def run_experiment(
             f"of the partition; lower clients_per_round"
         )
     partition_info = {**part.spec.to_dict(), "content_hash": part.content_hash}
+    features = RunFeatures(config, part, train_raw)  # DP, client_eval, continual: checked before training
+    strategy = features.wrap_strategy(strategy)
+    part = features.partition  # with client_eval: each client's local-train rows only
     if checkpoint is not None and checkpoint.meta.get("partition", {}).get("content_hash") != part.content_hash:
         raise ValueError(
             f"{run_dir}: the partition regenerated now (hash {part.content_hash[:12]}) differs from the one the "
@@ -234,12 +238,11 @@ def run_experiment(
         local_steps=config.local_steps,
     )
     model_bytes = trainer.state.num_bytes
-    sizes = np.asarray(part.sizes(), dtype=np.int64)
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
     central_opt = trainer.make_optimizer() if strategy.centralized else None
     central_steps = centralized_steps_per_round(config, len(union_rows), part.num_clients)
     make_backend = backend_factory or InProcessBackend
-    backend = make_backend(trainer, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress)
+    backend = make_backend(trainer, lambda cid: trainer.rows_for(features.client_indices(cid)), progress=progress)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -272,7 +275,7 @@ def run_experiment(
             step = _centralized_round(rnd, config, run_dir, trainer, strategy, global_weights, union_rows,
                                       central_opt, central_steps)
         else:
-            step = _federated_round(rnd, config, part, sizes, strategy, backend, global_weights, model_bytes)
+            step = _federated_round(rnd, config, features, strategy, backend, global_weights, model_bytes)
         new_weights = step.weights
         if not all_finite(new_weights.values()):
             bad = non_finite_names(new_weights)
@@ -281,7 +284,7 @@ def run_experiment(
             )
         global_weights = new_weights
         metrics: dict[str, float] = {}
-        if rnd % config.eval_every == 0 or rnd == config.rounds:
+        if rnd % config.eval_every == 0 or rnd == config.rounds or features.must_evaluate(rnd):
             trainer.state.load(global_weights)
             metrics = _finite_metrics(task.evaluate(model, eval_raw, eval_features, batch_size=EVAL_BATCH_SIZE), rnd)
         result_row = RoundResult(
@@ -293,6 +296,7 @@ def run_experiment(
             bytes_down=int(step.bytes_down),
             wall_time_s=time.perf_counter() - t0,
             rejected_clients=[int(c) for c in step.rejected],
+            privacy=None if strategy.centralized else features.round_privacy(rnd, strategy),
         )
         rounds.append(result_row)
         _save(run_dir, rnd, global_weights, strategy, config, partition_info, rounds, created, central_opt)
@@ -301,6 +305,8 @@ def run_experiment(
         if on_round_end is not None:
             on_round_end(result_row)
     bar.close()
+    trainer.state.load(global_weights)
+    extras = features.finish(task, model, trainer, train_raw, train_features, eval_features, rounds, EVAL_BATCH_SIZE)
 
     record_config = config.to_dict()
     record = RunRecord(
@@ -321,6 +327,7 @@ def run_experiment(
         versions=package_versions(),
         git_commit=git_commit(),
         hardware=hardware_info(trainer.device),
+        **extras,
     )
     record.save(run_dir)
     return record
@@ -371,26 +378,27 @@ class RoundWork:
 def _federated_round(
     rnd: int,
     config: RunConfig,
-    part: PartitionLike,
-    sizes: np.ndarray,
+    features: RunFeatures,
     strategy: Strategy,
     backend: Backend,
     global_weights: Weights,
     model_bytes: int,
 ) -> RoundWork:
-    sampled = sample_clients(part.num_clients, config.clients_per_round, rnd, config.seed, config.sampling, sizes)
+    sampled = features.select(rnd)
     clients, dropped = apply_dropout(sampled, config.dropout, rnd, config.seed)
     if dropped:
         log.info("round %d: clients %s dropped out", rnd, dropped)
     outcome = backend.run_round(rnd, strategy.configure_round(rnd, clients), global_weights, config.seed)
     rejected = sorted(outcome.rejected)
+    loss: float | None = None
     if outcome.results:
-        weights = strategy.aggregate(rnd, global_weights, outcome.results)
         n = sum(r.num_examples for r in outcome.results)
-        loss: float | None = sum(r.loss * r.num_examples for r in outcome.results) / n
+        loss = sum(r.loss * r.num_examples for r in outcome.results) / n
+    if outcome.results or getattr(strategy, "aggregates_empty_rounds", False):  # DP releases noise regardless
+        weights = strategy.aggregate(rnd, global_weights, outcome.results)
     else:
         log.warning("round %d: no client update survived; the global model is unchanged", rnd)
-        weights, loss = global_weights, None
+        weights = global_weights
     return RoundWork(
         weights=weights,
         clients=clients,
