@@ -134,3 +134,36 @@ def test_continual_run_has_a_row_per_period(tmp_path: Path) -> None:
     arrival = rec.continual["arrival"]
     assert rec.continual["arrival_source"] == "seeded order" and len(arrival) == 6
     assert sorted(i for per in arrival.values() for period in per for i in period) == list(range(84))
+
+
+def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
+    from fednlp_bench.leaderboard.collect import collect_records
+    from fednlp_bench.leaderboard.render import task_csv, trust_text
+    from fednlp_bench.leaderboard.tables import build_tables
+    from fednlp_bench.leaderboard.trust_tables import population_table, privacy_table
+
+    runs = tmp_path / "runs"
+    plain = run(toy_config(sampling="poisson", mia_examples=20, client_eval=True, rounds=2), runs)
+    dp = run(toy_config(sampling="poisson", mia_examples=20, client_eval=True, rounds=2,
+                        privacy={**DP, "mechanism": "dp_fixed_clip", "target_quantile": None, "clipped_count_stddev": None}),
+             runs)
+    records = collect_records(runs)
+    text = privacy_table(records)
+    assert "| off | 0 |" in text and "| dp_fixed_clip | 0.8 | 0.5 | 0.001 |" in text
+    assert f"{dp.privacy['epsilon']:.2f}" in text and f"{plain.membership_audit['auc']:.3f}" in text
+    cell = next(c for t in build_tables(records) for c in t.cells.values() if c.records[0].record.run_id == dp.run_id)
+    assert cell.epsilon == pytest.approx(dp.privacy["epsilon"])
+    assert cell.worst_10pct == pytest.approx(dp.client_eval["summary"]["worst_10pct"])
+    assert trust_text(cell).startswith(f"ε={dp.privacy['epsilon']:.2f} · worst 10% ")
+    assert "epsilon,worst_10pct,mia_auc" in task_csv(build_tables(records)).splitlines()[0]
+    with pytest.raises(ValueError, match=r"differs .* in \['client_eval'\]"):
+        privacy_table(collect_records(runs) + [
+            type(records[0])(run(toy_config(sampling="poisson", rounds=2), tmp_path / "other"), tmp_path / "other")])
+
+    pop_runs = tmp_path / "pop"
+    run(toy_config(rounds=4, sampling="uniform"), pop_runs)
+    run(toy_config(rounds=4, sampling="activity_power", sampling_params={"power": 1.0},
+                   continual={"periods": 2, "retention": 1, "rounds_per_period": 2}), pop_runs)
+    table = population_table(collect_records(pop_runs))
+    assert "| static | uniform |" in table and "| continual T=2, W=1, R=2 | activity_power (p=1) |" in table
+    assert " → " in table
