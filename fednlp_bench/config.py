@@ -215,6 +215,12 @@ class RunConfig:
             )
         if self.mia_examples is not None:
             _check_int("mia_examples", self.mia_examples, minimum=1)
+        if self.backend == "fedml" and (self.client_eval or self.continual is not None):
+            # FedML's client processes read each client's full partition rows themselves.
+            raise ValueError(
+                "client_eval and continual change which rows a client trains on, which the fedml backend's "
+                "client processes do not follow yet; use backend: inprocess for them (privacy and the audit work on both)"
+            )
 
     def _validate_partition(self) -> None:
         part = self.partition
