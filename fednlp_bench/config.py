@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 OPTIMIZERS = ("sgd", "adamw")
-#: Client selection per round; engine/populations.py says what each does and takes.
-SAMPLING_METHODS = ("uniform", "weighted", "activity_power", "top_active", "poisson")
 #: "fedml": one server + P client processes on FedML (needs its own venv, see docs/fedml.md). How many
 #: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
 #: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
@@ -174,7 +172,6 @@ class RunConfig:
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1): the probability a sampled client fails")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("sampling", self.sampling, SAMPLING_METHODS)
         _check_choice("backend", self.backend, BACKENDS)
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"task={self.task!r} must be a task name such as 'classification'")

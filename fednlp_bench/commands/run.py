@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.config import SAMPLING_METHODS
+from fednlp_bench.engine.populations import SAMPLING_METHODS
 
 #: flag dest -> RunConfig field (plain fields copied when given).
 PLAIN_FIELDS = {

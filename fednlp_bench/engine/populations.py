@@ -28,12 +28,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from fednlp_bench.config import SAMPLING_METHODS, closest_hint
+from fednlp_bench.config import closest_hint
 from fednlp_bench.engine.sampling import _SAMPLE_STREAM, round_rng, sample_clients
 
 log = logging.getLogger("fednlp_bench.engine")
 
-#: Parameters each sampling method takes (and their defaults); others are errors.
+#: The sampling methods (the ``sampling`` config field) and the parameters each takes, with defaults.
 SAMPLING_PARAMS: dict[str, dict[str, float]] = {
     "uniform": {},
     "weighted": {},
@@ -41,6 +41,7 @@ SAMPLING_PARAMS: dict[str, dict[str, float]] = {
     "top_active": {},
     "poisson": {},
 }
+SAMPLING_METHODS = tuple(SAMPLING_PARAMS)
 #: Column names taken as the arrival time of a row when the data has one.
 TIME_COLUMNS = ("timestamp", "time", "date", "created_at", "created_utc")
 _ARRIVAL_STREAM = 5
