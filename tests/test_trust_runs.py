@@ -138,7 +138,7 @@ def test_continual_run_has_a_row_per_period(tmp_path: Path) -> None:
 
 def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
     from fednlp_bench.leaderboard.collect import collect_records
-    from fednlp_bench.leaderboard.render import task_csv, trust_text
+    from fednlp_bench.leaderboard.render import table_markdown, task_csv
     from fednlp_bench.leaderboard.tables import build_tables
     from fednlp_bench.leaderboard.trust_tables import population_table, privacy_table
 
@@ -154,7 +154,10 @@ def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
     cell = next(c for t in build_tables(records) for c in t.cells.values() if c.records[0].record.run_id == dp.run_id)
     assert cell.epsilon == pytest.approx(dp.privacy["epsilon"])
     assert cell.worst_10pct == pytest.approx(dp.client_eval["summary"]["worst_10pct"])
-    assert trust_text(cell).startswith(f"ε={dp.privacy['epsilon']:.2f} · worst 10% ")
+    dp_table = next(t for t in build_tables(records) if cell in t.cells.values())
+    md = table_markdown(dp_table, tmp_path, "dp", {})
+    assert "| ε FedAvg | Worst 10% FedAvg | MIA AUC FedAvg |" in md
+    assert f"| {dp.privacy['epsilon']:.2f} | {dp.client_eval['summary']['worst_10pct']:.4f} | " in md
     assert "epsilon,worst_10pct,mia_auc" in task_csv(build_tables(records)).splitlines()[0]
     with pytest.raises(ValueError, match=r"differs .* in \['client_eval'\]"):
         privacy_table(collect_records(runs) + [

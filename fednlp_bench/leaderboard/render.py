@@ -21,6 +21,7 @@ from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
 from fednlp_bench.leaderboard.plots import plot_filename, write_plot
 from fednlp_bench.leaderboard.tables import (
     Cell,
+    ColumnKey,
     Table,
     _fmt_param,
     algorithm_label,
@@ -126,13 +127,15 @@ def table_markdown(table: Table, out_dir: Path, heading: str, plots: dict[str, s
     fl_columns = [c for c in table.columns if not c.is_centralized]
     header = ["Partition"] + [table.column_label(c) for c in table.columns]
     header += [f"Gap {table.column_label(c)}" for c in fl_columns]
+    trust = trust_columns(table)
+    header += [f"{title} {table.column_label(c)}" for title, _, c in trust]
     lines = [f"## {heading}", ""]
     lines.append(
         f"Metric: final `{table.metric}` (higher is better). Cell: mean ± sample std over seeds "
         "(n = number of seeds; `± n/a` when n=1). Gap: FL mean − centralized mean of the same row."
     )
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    any_shared = any_best = any_trust = False
+    any_shared = any_best = False
     for row in table.rows:
         best = table.best_fedopt(row)
         cells = [row.label]
@@ -142,15 +145,12 @@ def table_markdown(table: Table, out_dir: Path, heading: str, plots: dict[str, s
             if cell is not None and cell.shared:
                 text += " †"
                 any_shared = True
-            extras = trust_text(cell)
-            if extras:
-                text += f" · {extras}"
-                any_trust = True
             if column in best:
                 text = f"**{text}**"
                 any_best = True
             cells.append(text)
         cells += [format_gap(table.gap(row, c)) for c in fl_columns]
+        cells += [_trust_value(table.cell(row, c), attr) for _, attr, c in trust]
         lines.append("| " + " | ".join(cells) + " |")
 
     notes = [f"Budget (stated as run): {budget_text(table)}."]
@@ -158,7 +158,7 @@ def table_markdown(table: Table, out_dir: Path, heading: str, plots: dict[str, s
               for c in table.columns if c.params]
     if params:
         notes.append("Algorithm parameters: " + "; ".join(params) + ".")
-    if any_trust:
+    if trust:
         notes.append("ε: client-level DP epsilon after the last round (dp-accounting RDP, the δ in the budget); "
                      "worst 10%: mean per-client metric of the worst-served 10% of clients (client_eval); "
                      "MIA AUC: loss-threshold membership inference on the final model (0.5 = no leakage).")
@@ -210,18 +210,24 @@ def task_markdown(task: str, tables: list[Table], out_dir: Path, plots: dict[str
     return "\n".join(lines)
 
 
-def trust_text(cell: Cell | None) -> str:
-    """``ε=2.31 · worst 10% 0.4123 · MIA AUC 0.512`` for the trust features a cell's records used."""
-    if cell is None:
-        return ""
-    parts = []
-    if cell.epsilon is not None:
-        parts.append(f"ε={cell.epsilon:.2f}")
-    if cell.worst_10pct is not None:
-        parts.append(f"worst 10% {cell.worst_10pct:.4f}")
-    if cell.mia_auc is not None:
-        parts.append(f"MIA AUC {cell.mia_auc:.3f}")
-    return " · ".join(parts)
+#: (header, Cell attribute, digits) of the trust columns a table shows when any of its cells has them.
+TRUST_COLUMNS = (("ε", "epsilon", 2), ("Worst 10%", "worst_10pct", 4), ("MIA AUC", "mia_auc", 3))
+_DIGITS = {attr: digits for _, attr, digits in TRUST_COLUMNS}
+
+
+def trust_columns(table: Table) -> list[tuple[str, str, ColumnKey]]:
+    """(title, attribute, algorithm column) for every trust figure some cell of that column has."""
+    out = []
+    for title, attr, _ in TRUST_COLUMNS:
+        for column in table.columns:
+            if any(getattr(c, attr) is not None for c in (table.cell(r, column) for r in table.rows) if c):
+                out.append((title, attr, column))
+    return out
+
+
+def _trust_value(cell: Cell | None, attr: str) -> str:
+    value = None if cell is None else getattr(cell, attr)
+    return "—" if value is None else f"{value:.{_DIGITS[attr]}f}"
 
 
 # ---------------------------------------------------------------- csv
