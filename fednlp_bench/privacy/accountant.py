@@ -10,6 +10,8 @@ only for Poisson sampling, which is why DP runs must use ``sampling: poisson``.
 
 from __future__ import annotations
 
+import logging
+
 import dp_accounting
 from dp_accounting.rdp import RdpAccountant
 
@@ -41,7 +43,15 @@ class ClientLevelAccountant:
             return 0.0
         accountant = RdpAccountant()
         accountant.compose(dp_accounting.SelfComposedDpEvent(self.round_event(), int(rounds)))
-        return float(accountant.get_epsilon(self.delta))
+        # The library drops fractional orders whose series does not converge and warns for each one
+        # (every round); the epsilon is still its minimum over the remaining orders.
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.ERROR)
+        try:
+            return float(accountant.get_epsilon(self.delta))
+        finally:
+            absl.setLevel(level)
 
     def describe(self) -> dict[str, float | str]:
         return {
