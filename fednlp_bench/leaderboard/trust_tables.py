@@ -124,8 +124,8 @@ def population_table(records: Sequence[LoadedRecord]) -> str:
             f"continual T={cont['periods']}, W={cont['retention']}, R={cont['rounds_per_period']}")
         return (setting, sampling)
 
-    lines = [f"| setting | sampling | final {metric} | {metric} after each period | rounds | runs |",
-             "|---|---|---:|---|---:|---|"]
+    lines = [f"| setting | sampling | final {metric} | worst-10% clients | {metric} after each period | rounds | runs |",
+             "|---|---|---:|---:|---|---:|---|"]
     for (setting, sampling), items in sorted(_group(records, key).items()):
         final = _mean([float(it.record.final_metrics[metric]) for it in items])
         periods = "—"
@@ -133,13 +133,15 @@ def population_table(records: Sequence[LoadedRecord]) -> str:
             n = len(items[0].record.continual["rows"])
             per = [_mean([float(it.record.continual["rows"][i]["metrics"][metric]) for it in items]) for i in range(n)]
             periods = " → ".join(_fmt(v) for v in per)
-        lines.append(f"| {setting} | {sampling} | {_fmt(final)} | {periods} | {items[0].record.config['rounds']} | "
+        worst = _mean([((it.record.client_eval or {}).get("summary") or {}).get("worst_10pct") for it in items])
+        lines.append(f"| {setting} | {sampling} | {_fmt(final)} | {_fmt(worst)} | {periods} | {items[0].record.config['rounds']} | "
                      f"{', '.join(it.record.run_id for it in items)} |")
     return "\n".join([
         f"Client populations ({_budget_line(fixed, records)}).", "", *lines, "",
         "Continual: each client's rows arrive over T periods (seeded, recorded order when the data has no time "
         "column), only the last W periods are kept, R rounds run per period; the metric is measured on the same "
-        "test split after every period.",
+        "test split after every period. Worst-10% clients: mean per-client metric of the worst ⌈N/10⌉ clients on "
+        "their own local test rows (client_eval; — when off).",
     ]) + "\n"
 
 
