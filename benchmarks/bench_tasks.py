@@ -6,7 +6,7 @@ script only measures the task layer), then report the metric before and
 after, training examples/second and evaluation examples/second.
 
 QA has no offline SQuAD copy, so unless ``--qa-data`` is given it uses the
-entity-QA set built from W-NUT (``fednlp_bench.tasks.entity_qa``).
+entity-QA set built from W-NUT (``fednlp_bench.testing.entity_qa``).
 
     python benchmarks/bench_tasks.py --tasks classification tagging qa generation \
         --train-examples 1000 --eval-examples 300 --epochs 2 --out benchmarks/bench_tasks.json
@@ -30,7 +30,7 @@ import torch
 
 from fednlp_bench.paths import DATA_DIR_ENV
 from fednlp_bench.tasks import get_task
-from fednlp_bench.tasks.entity_qa import write_entity_qa
+from fednlp_bench.testing.entity_qa import write_entity_qa
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

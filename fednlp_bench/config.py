@@ -10,13 +10,16 @@ before any data is loaded, so a typo costs seconds, not a half-finished run.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from fednlp_bench.hints import closest_hint
+
 OPTIMIZERS = ("sgd", "adamw")
+#: Client selection per round: what each does and which parameters it takes is in engine/populations.py.
+SAMPLING_METHODS = ("uniform", "weighted", "activity_power", "top_active", "poisson")
 #: "fedml": one server + P client processes on FedML (needs its own venv, see docs/fedml.md). How many
 #: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
 #: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
@@ -41,15 +44,9 @@ def _default_partition() -> dict[str, Any]:
     return {"scheme": "dirichlet_label", "num_clients": 10, "seed": 0, "min_size": 10, "params": {"alpha": 0.5}}
 
 
-def closest_hint(name: str, valid: list[str] | tuple[str, ...]) -> str:
-    """' Did you mean 'x'?' for the closest valid name, or '' (shared by every 'unknown key' error)."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 @dataclass
 class RunConfig:
-    """Everything that determines one benchmark run (see CONTRACTS.md for the field list)."""
+    """Everything that determines one benchmark run (field meanings: docs/engine.md)."""
 
     task: str = "classification"
     data: str | None = None
@@ -82,6 +79,11 @@ class RunConfig:
     client_eval: bool = False
     #: Members and non-members each for the loss-threshold membership audit (fednlp_bench/audit); None: off.
     mia_examples: int | None = None
+    #: fp32 | bf16 | fp16 autocast (fednlp_bench/compute/precision.py); master weights stay fp32.
+    precision: str = "fp32"
+    #: full | top_layers | lora | bitfit (fednlp_bench/compute/trainable.py), parameters in trainable_params.
+    trainable: str = "full"
+    trainable_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         given = dict(self.partition or {})
@@ -94,6 +96,7 @@ class RunConfig:
             self.partition["params"] = {}
         self.algorithm_params = dict(self.algorithm_params or {})
         self.sampling_params = dict(self.sampling_params or {})
+        self.trainable_params = dict(self.trainable_params or {})
         self.validate()
 
     # ------------------------------------------------------------------ io
@@ -180,6 +183,7 @@ class RunConfig:
         self._validate_partition()
         self._validate_algorithm()
         self._validate_populations()
+        self._validate_compute()
 
     def _validate_populations(self) -> None:
         """Sampling parameters, DP, continual setting, per-client evaluation and the audit (optional features)."""
@@ -187,6 +191,7 @@ class RunConfig:
         from fednlp_bench.engine.populations import ContinualSpec, check_sampling
         from fednlp_bench.privacy.spec import PrivacySpec, check_privacy_setting
 
+        _check_choice("sampling", self.sampling, SAMPLING_METHODS)
         check_sampling(self.sampling, self.sampling_params)
         if self.privacy is not None:
             check_privacy_setting(
@@ -234,7 +239,7 @@ class RunConfig:
         if not isinstance(part.get("params", {}), Mapping):
             raise ValueError(f"partition.params must be a mapping such as {{alpha: 0.5}}, got {part['params']!r}")
         known = _partition_schemes()
-        if known is not None and part["scheme"] not in known:
+        if part["scheme"] not in known:
             raise ValueError(
                 f"unknown partition scheme {part['scheme']!r}.{closest_hint(part['scheme'], known)} "
                 f"Choose one of {sorted(known)}"
@@ -250,6 +255,21 @@ class RunConfig:
 
         cls = get_algorithm_class(self.algorithm)  # unknown name -> ValueError with suggestion
         cls(**self.algorithm_params)  # unknown / out-of-range parameter -> ValueError
+
+
+    def _validate_compute(self) -> None:
+        from fednlp_bench.compute.precision import PRECISIONS
+        from fednlp_bench.compute.trainable import resolve_params
+
+        _check_choice("precision", self.precision, tuple(PRECISIONS))
+        if not isinstance(self.trainable_params, Mapping):
+            raise ValueError(f"trainable_params must be a mapping such as {{layers: 2}}, got {self.trainable_params!r}")
+        resolve_params(self.trainable, self.trainable_params)  # unknown mode / parameter -> ValueError
+
+
+#: Fields added after records were first published, with the value every older record implicitly had.
+#: ``config_hash`` leaves them out while they hold that value, so old records keep their hash.
+FIELDS_ADDED_LATER: dict[str, Any] = {"precision": "fp32", "trainable": "full", "trainable_params": {}}
 
 
 def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -271,13 +291,10 @@ def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return data, compare
 
 
-def _partition_schemes() -> list[str] | None:
-    """Known scheme names, or None while the partitioners package is unavailable."""
-    try:
-        from fednlp_bench.partitioners import PARTITIONERS
-    except ImportError:
-        return None
-    return list(PARTITIONERS)
+def _partition_schemes() -> list[str]:
+    from fednlp_bench.partitioners import PARTITIONERS
+
+    return PARTITIONERS.names()
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fednlp_bench.audit.membership import choose_rows, loss_threshold_attack, per_example_losses
-from fednlp_bench.engine.toy import ToyTask
+from fednlp_bench.testing.toy import ToyTask
 
 
 def test_auc_and_threshold_accuracy_by_hand() -> None:

@@ -33,7 +33,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_registry_lists_the_four_tasks_and_rejects_unknown_names() -> None:
-    assert task_names() == ["classification", "generation", "qa", "tagging"]
+    assert task_names() == ["classification", "tagging", "qa", "generation"]  # registry order
     with pytest.raises(ValueError, match=r"unknown task 'taging'.*Did you mean 'tagging'"):
         get_task("taging")
 
@@ -180,7 +180,7 @@ def test_max_examples_slice_real_data() -> None:
         get_task("tagging", model="tiny", max_train_examples=0)
 
 
-def test_datasets_command_lists_sources_sizes_and_missing_qa(capsys: pytest.CaptureFixture[str]) -> None:
+def test_datasets_command_lists_sources_and_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
     from fednlp_bench.commands import datasets
@@ -192,7 +192,9 @@ def test_datasets_command_lists_sources_sizes_and_missing_qa(capsys: pytest.Capt
     rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["tagging"]["splits"] == {"train": 3394, "validation": 1009, "test": 1287}
     assert rows["tagging"]["source"] == f"local {DATA / 'wnut17'}"
-    assert "hub dataset 'squad'" in rows["qa"]["error"]
+    # The offline SQuAD v1.1 dev re-split by article (../shared/DATA.md).
+    assert rows["qa"]["source"] == f"local {DATA / 'squad'}"
+    assert rows["qa"]["splits"] == {"train": 8001, "test": 2569}
     assert rows["qa"]["partition_key"].startswith("question type")
     with pytest.raises(ValueError, match="unknown task 'tagger'"):
         args = parser.parse_args(["datasets", "--task", "tagger"])

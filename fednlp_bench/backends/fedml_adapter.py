@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from fednlp_bench.compute.device import to_device
+
 #: Exit codes the launcher translates into messages.
 EXIT_RUNNER_FAILED = 3
 EXIT_TIMEOUT = 4
@@ -164,10 +166,14 @@ class RoundBridge:
         from fednlp_bench.engine.simulator import RoundOutcome
 
         order = [int(c) for c in instructions]
-        assignments = {s: [(cid, dict(instructions[cid])) for cid in order[s :: self.slots]] for s in range(self.slots)}
+        # CPU tensors on the wire: every process may compute on a different device.
+        assignments = {s: [(cid, to_device(dict(instructions[cid]), "cpu")) for cid in order[s :: self.slots]]
+                       for s in range(self.slots)}
         t0 = time.perf_counter()
         self.last_round = rnd
-        self._payloads.put(RoundPayload(rnd=rnd, weights=dict(global_weights), assignments=assignments, seed=int(seed)))
+        device = next(iter(global_weights.values())).device if global_weights else "cpu"
+        wire = {k: v.detach().cpu() for k, v in global_weights.items()}
+        self._payloads.put(RoundPayload(rnd=rnd, weights=wire, assignments=assignments, seed=int(seed)))
         try:
             uploads = self._uploads.get(timeout=self.timeout_s)
         except queue.Empty:
@@ -177,6 +183,8 @@ class RoundBridge:
         outcome = RoundOutcome(results=[])
         for upload in uploads:
             for result in upload["results"]:
+                result.delta = to_device(result.delta, device)
+                result.payload = to_device(result.payload, device)
                 by_client[result.client_id] = result
             outcome.rejected.update({int(k): v for k, v in upload["rejected"].items()})
         # Same order as the in-process backend, so float sums in Strategy.aggregate match.
@@ -280,10 +288,15 @@ def make_server_classes() -> tuple[type, type]:
                 os._exit(9)  # failure drill: this client process dies mid-round
             t0 = time.perf_counter()
             results, rejected = [], {}
+            device = self.local.trainer.device
+            weights = to_device(payload.weights, device)  # CPU tensors on the wire
             for cid, instructions in payload.assignments.get(self.slot, []):
                 try:
-                    results.append(self.local.train(cid, self.rows(cid), payload.weights, instructions,
-                                                    client_seed(payload.seed, payload.rnd, cid)))
+                    result = self.local.train(cid, self.rows(cid), weights, to_device(instructions, device),
+                                              client_seed(payload.seed, payload.rnd, cid), rnd=payload.rnd)
+                    result.delta = to_device(result.delta, "cpu")
+                    result.payload = to_device(result.payload, "cpu")
+                    results.append(result)
                 except ClientUpdateRejected as err:
                     rejected[cid] = str(err)
                 self.watchdog.touch()
@@ -318,24 +331,27 @@ class Watchdog:
 
 # ----------------------------------------------------------------- per rank
 def _prepare(spec: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Task object (or None: the runner builds it) and partition builder, as the launcher asked."""
-    from fednlp_bench.engine import runner
+    """Task object (or None: the engine builds it) and the engine's preparation seams, as the launcher asked."""
+    import fednlp_bench.engine.prepare as prepare
 
     task = None
     if spec.get("task_factory"):
         task = _load_object(spec["task_factory"])(**dict(spec.get("task_kwargs") or {}))
     if spec.get("partition_factory"):
-        runner.build_partition = _load_object(spec["partition_factory"])
-    return task, runner
+        prepare.build_partition = _load_object(spec["partition_factory"])
+    return task, prepare
 
 
 def run_server(spec: Mapping[str, Any], args: Any) -> None:
     import torch
     from fedml import FedMLRunner
 
+    from fednlp_bench.compute.device import device_for_rank
     from fednlp_bench.config import RunConfig
 
-    task, runner = _prepare(spec)
+    from fednlp_bench.engine.runner import run_experiment
+
+    task, _ = _prepare(spec)
     config = RunConfig.from_dict(spec["config"])
     bridge = RoundBridge(int(spec["processes"]), int(spec["fedml_rounds"]), float(spec["round_timeout_s"]), spec)
     StrategyAggregator, _ = make_server_classes()
@@ -348,9 +364,11 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
         try:
             t0 = time.perf_counter()
             # backend_factory: the runner's rounds go to the bridge (and the "fedml" config is not relaunched).
-            record = runner.run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
+            record = run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
                                            resume=bool(spec["resume"]), task=task, progress=False,
-                                           partition_file=spec.get("partition_file"), backend_factory=factory)
+                                           partition_file=spec.get("partition_file"), backend_factory=factory,
+                                           device=device_for_rank(spec.get("device"), 0),
+                                           frozen_cache_dir=spec.get("frozen_cache_dir"))
             outcome["record"] = record
             outcome["runner_s"] = time.perf_counter() - t0
         except BaseException as err:  # noqa: BLE001 - reported to the launcher, then the process ends
@@ -375,34 +393,48 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     import torch
     from fedml import FedMLRunner
 
+    from fednlp_bench.algorithms.registry import create_strategy
+    from fednlp_bench.compute.device import device_for_rank
+    from fednlp_bench.compute.setup import attach_frozen_cache, build_compute, check_run_options
     from fednlp_bench.config import RunConfig
+    from fednlp_bench.engine.client_runner import ClientRunner
+    from fednlp_bench.engine.client_state import ClientStateStore
     from fednlp_bench.engine.local_trainer import LocalTrainer
 
-    task, runner = _prepare(spec)
+    task, prepare = _prepare(spec)
     config = RunConfig.from_dict(spec["config"])
-    task = task if task is not None else runner.build_task(config)
+    task = task if task is not None else prepare.build_task(config)
     splits = task.load()
     train_raw = splits["train"]
     if spec.get("partition_file"):
-        part = runner.load_partition_file(spec["partition_file"], train_raw)
+        part = prepare.load_partition_file(spec["partition_file"], train_raw)
     else:
-        part = runner.build_partition(train_raw, config.partition)
+        part = prepare.build_partition(train_raw, config.partition)
+    # One GPU per client process, round-robin over the visible ones (``--device cuda``).
+    device, precision = check_run_options(config.precision, device_for_rank(spec.get("device"), rank))
+    compute = build_compute(task, config, device, precision)
+    model = compute.model
     features = task.preprocess(train_raw, train=True)
-    torch.manual_seed(config.seed)
-    model = task.build_model()
-    local = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
-                         optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps)
+    attach_frozen_cache(compute, task, [features], spec.get("frozen_cache_dir"))
+    trainer = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
+                           optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps,
+                           precision=precision)
+    # The algorithm's client procedure and the run's on-disk client states, exactly as in process: the
+    # server (rank 0) commits each round's staged states after its checkpoint.
+    local = ClientRunner(trainer, create_strategy(config.algorithm, config.algorithm_params).make_client(),
+                         ClientStateStore(spec["run_dir"]))
     cache: dict[int, np.ndarray] = {}
 
     def rows(cid: int) -> np.ndarray:
         if cid not in cache:
-            cache[cid] = local.rows_for(part.indices(cid))
+            cache[cid] = trainer.rows_for(part.indices(cid))
         return cache[cid]
 
     watchdog = Watchdog(float(spec["round_timeout_s"]) + 60.0, spec)
     _, SlotTrainer = make_server_classes()
-    trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
-    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model, client_trainer=trainer).run()
+    slot_trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
+    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model,
+                client_trainer=slot_trainer).run()
     watchdog.stop()
 
 

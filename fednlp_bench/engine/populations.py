@@ -28,20 +28,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from fednlp_bench.config import closest_hint
+from fednlp_bench.hints import closest_hint
 from fednlp_bench.engine.sampling import _SAMPLE_STREAM, round_rng, sample_clients
 
 log = logging.getLogger("fednlp_bench.engine")
 
-#: The sampling methods (the ``sampling`` config field) and the parameters each takes, with defaults.
-SAMPLING_PARAMS: dict[str, dict[str, float]] = {
-    "uniform": {},
-    "weighted": {},
-    "activity_power": {"power": 1.0},
-    "top_active": {},
-    "poisson": {},
-}
-SAMPLING_METHODS = tuple(SAMPLING_PARAMS)
+#: Parameters (with defaults) of the sampling methods that take any; the names themselves are
+#: ``config.SAMPLING_METHODS``, checked there.
+SAMPLING_PARAMS: dict[str, dict[str, float]] = {"activity_power": {"power": 1.0}}
 #: Column names taken as the arrival time of a row when the data has one.
 TIME_COLUMNS = ("timestamp", "time", "date", "created_at", "created_utc")
 _ARRIVAL_STREAM = 5
@@ -49,12 +43,9 @@ _ARRIVAL_STREAM = 5
 
 def check_sampling(method: str, params: Mapping[str, Any]) -> dict[str, float]:
     """Validated parameters of a sampling method (defaults filled in)."""
-    if method not in SAMPLING_METHODS:
-        raise ValueError(f"sampling={method!r} is not supported.{closest_hint(method, SAMPLING_METHODS)} "
-                         f"Choose one of {list(SAMPLING_METHODS)}")
     if not isinstance(params, Mapping):
         raise ValueError(f"sampling_params must be a mapping such as {{power: 0.5}}, got {params!r}")
-    allowed = SAMPLING_PARAMS[method]
+    allowed = SAMPLING_PARAMS.get(method, {})
     for key in params:
         if key not in allowed:
             raise ValueError(
@@ -105,7 +96,10 @@ def select_clients(
         # Largest first, ties broken by the lower id, so the choice is deterministic.
         order = sorted(eligible.tolist(), key=lambda c: (-sizes[c], c))
         return sorted(int(c) for c in order[:k])
-    weights = {"uniform": 0.0, "weighted": 1.0, "activity_power": params.get("power", 1.0)}[method]
+    powers = {"uniform": 0.0, "weighted": 1.0, "activity_power": params.get("power", 1.0)}
+    if method not in powers:
+        raise ValueError(f"unknown sampling method {method!r}")
+    weights = powers[method]
     p = sizes[eligible] ** weights
     chosen = round_rng(seed, rnd, _SAMPLE_STREAM).choice(eligible, size=k, replace=False, p=p / p.sum())
     return sorted(int(c) for c in chosen)

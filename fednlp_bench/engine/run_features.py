@@ -45,6 +45,7 @@ class RunFeatures:
 
     def __init__(self, config: RunConfig, part: Any, train_raw: Any) -> None:
         self.config = config
+        self.train_raw = train_raw
         rows = [np.asarray(part.indices(c), dtype=np.int64) for c in range(part.num_clients)]
         self.split: ClientSplit | None = None
         if config.client_eval:
@@ -103,8 +104,8 @@ class RunFeatures:
         return {"epsilon": self.accountant.epsilon(rnd), **dict(getattr(strategy, "last_round", {}) or {})}
 
     # ------------------------------------------------------------ the record
-    def finish(self, task: Any, model: Any, trainer: Any, train_raw: Any, train_features: Any,
-               eval_features: Any, rounds: list[Any], batch_size: int) -> dict[str, Any]:
+    def finish(self, task: Any, model: Any, trainer: Any, eval_features: Any, rounds: list[Any],
+               batch_size: int) -> dict[str, Any]:
         """Record fields of the features in use (audit and per-client metrics run on the final model)."""
         extra: dict[str, Any] = {}
         if self.privacy is not None and self.accountant is not None:
@@ -122,12 +123,12 @@ class RunFeatures:
             held = [self._rows_at(c, r.round) for r in rounds for c in r.clients if c not in set(r.rejected_clients)]
             member_raw = np.unique(np.concatenate(held)) if held else np.array([], dtype=np.int64)
             extra["membership_audit"] = run_membership_audit(
-                task, model, train_features, trainer.rows_for(member_raw), eval_features,
+                task, model, trainer.features, trainer.rows_for(member_raw), eval_features,
                 self.config.mia_examples, self.config.seed, batch_size,
             )
             extra["membership_audit"]["clients_in_members"] = len(took_part)
         if self.split is not None:
-            extra["client_eval"] = evaluate_clients(task, model, train_raw, self.split, self.partition.sizes(), batch_size)
+            extra["client_eval"] = evaluate_clients(task, model, self.train_raw, self.split, self.partition.sizes(), batch_size)
         if self.population is not None:
             spec = self.population.spec
             extra["continual"] = {

@@ -7,8 +7,14 @@ epsilon with Google's ``dp-accounting`` library.
 """
 
 from fednlp_bench.privacy.accountant import ClientLevelAccountant
-from fednlp_bench.privacy.aggregation import PrivateAggregation, clip_delta, dp_compatible_algorithms, is_dp_compatible
-from fednlp_bench.privacy.spec import PRIVACY_MECHANISMS, PrivacySpec, check_privacy_setting
+from fednlp_bench.privacy.aggregation import PrivateAggregation, clip_delta
+from fednlp_bench.privacy.spec import (
+    PRIVACY_MECHANISMS,
+    PrivacySpec,
+    check_privacy_setting,
+    dp_compatible_algorithms,
+    is_dp_compatible,
+)
 
 __all__ = [
     "ClientLevelAccountant",

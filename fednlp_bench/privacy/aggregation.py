@@ -39,20 +39,6 @@ _NOISE_STREAM = 4  # distinct from engine.sampling's streams 0-3
 _STATE_PREFIX = "inner/"
 
 
-def is_dp_compatible(algorithm: str) -> bool:
-    """True when the algorithm's strategy declares it aggregates one mean delta (``dp_compatible``)."""
-    from fednlp_bench.algorithms.registry import get_algorithm_class
-
-    cls = get_algorithm_class(algorithm)
-    return bool(getattr(cls, "dp_compatible", False)) and not getattr(cls, "centralized", False)
-
-
-def dp_compatible_algorithms() -> list[str]:
-    from fednlp_bench.algorithms.registry import algorithm_names
-
-    return [name for name in algorithm_names() if is_dp_compatible(name)]
-
-
 def update_norm(delta: Mapping[str, torch.Tensor]) -> float:
     """Global L2 norm over every tensor of a delta."""
     return math.sqrt(sum(float(t.detach().double().pow(2).sum()) for t in delta.values()))

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from fednlp_bench.config import closest_hint
+from fednlp_bench.hints import closest_hint
 
 #: mechanism -> one-line description (help text and errors are derived from this).
 PRIVACY_MECHANISMS: dict[str, str] = {
@@ -125,8 +125,6 @@ def check_privacy_setting(
     spec: PrivacySpec, *, algorithm: str, sampling: str, clients_per_round: int, num_clients: int | None
 ) -> None:
     """Refuse combinations for which the accountant's epsilon would not hold."""
-    from fednlp_bench.privacy.aggregation import dp_compatible_algorithms, is_dp_compatible
-
     if not is_dp_compatible(algorithm):
         raise ValueError(
             f"privacy ({spec.mechanism}) needs an aggregator that takes one clipped, noised mean delta; "
@@ -148,3 +146,17 @@ def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"privacy.{name}={value!r} must be a finite number")
     return float(value)
+
+
+def is_dp_compatible(algorithm: str) -> bool:
+    """True when the algorithm's strategy declares it aggregates one mean delta (``dp_compatible``)."""
+    from fednlp_bench.algorithms.registry import get_algorithm_class
+
+    cls = get_algorithm_class(algorithm)
+    return bool(getattr(cls, "dp_compatible", False)) and not getattr(cls, "centralized", False)
+
+
+def dp_compatible_algorithms() -> list[str]:
+    from fednlp_bench.algorithms.registry import algorithm_names
+
+    return [name for name in algorithm_names() if is_dp_compatible(name)]
