@@ -50,6 +50,7 @@ def test_dp_run_records_epsilon_per_round_and_the_audit(tmp_path: Path) -> None:
     assert clips[0] == 0.5 and len(set(clips)) > 1  # adaptive clipping moved C
     audit = rec.membership_audit
     assert audit["members"] == audit["nonmembers"] == 30 and 0.0 <= audit["auc"] <= 1.0
+    assert audit["nonmember_source"] == "evaluation split"
     assert "epsilon" in (tmp_path / rec.run_id / "metrics.csv").read_text().splitlines()[0]
     again = RunRecord.load(tmp_path / rec.run_id)  # the optional fields survive validation and loading
     assert again.privacy == rec.privacy and again.membership_audit == rec.membership_audit
@@ -147,6 +148,9 @@ def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
     dp = run(toy_config(sampling="poisson", mia_examples=20, client_eval=True, rounds=2,
                         privacy={**DP, "mechanism": "dp_fixed_clip", "target_quantile": None, "clipped_count_stddev": None}),
              runs)
+    # client_eval holds out 1+1+2+3+4+4 = 15 rows of the clients themselves: the non-members.
+    assert plain.membership_audit["nonmember_source"] == "client_eval local test rows"
+    assert plain.membership_audit["nonmembers"] == plain.membership_audit["members"] == 15
     records = collect_records(runs)
     text = privacy_table(records)
     assert "| off | 0 |" in text and "| dp_fixed_clip | 0.8 | 0.5 | 0.001 |" in text

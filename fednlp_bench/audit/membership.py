@@ -8,7 +8,11 @@ record keeps, together with the accuracy at Yeom's own threshold (the mean
 training loss of the members).
 
 Members are training rows of clients that took part in at least one round;
-non-members are held-out rows of the same distribution (the evaluation split).
+non-members are held-out rows of the same distribution: the clients' local
+test rows when ``client_eval`` holds them out (exactly the members'
+distribution), else the evaluation split (which for a by-date split such as
+20News' differs a little from the training rows, so part of the AUC can come
+from that shift rather than from memorisation).
 Both sides are subsampled to the same size with a fixed seed.
 """
 
@@ -112,9 +116,11 @@ def choose_rows(member_rows: np.ndarray, nonmember_rows: np.ndarray, max_example
 
 def run_membership_audit(task: Any, model: torch.nn.Module, member_features: Any, member_rows: np.ndarray,
                          nonmember_features: Any, max_examples: int, seed: int,
-                         batch_size: int = 64) -> dict[str, Any]:
-    """The attack on the final global model; ``member_rows`` index ``member_features``."""
-    members, others = choose_rows(np.asarray(member_rows), np.arange(len(nonmember_features)), max_examples, seed)
+                         batch_size: int = 64, nonmember_rows: np.ndarray | None = None) -> dict[str, Any]:
+    """The attack on the final global model; ``*_rows`` index ``*_features`` (non-members: all rows by default)."""
+    if nonmember_rows is None:
+        nonmember_rows = np.arange(len(nonmember_features))
+    members, others = choose_rows(np.asarray(member_rows), np.asarray(nonmember_rows), max_examples, seed)
     result = loss_threshold_attack(
         per_example_losses(task, model, member_features, members, batch_size),
         per_example_losses(task, model, nonmember_features, others, batch_size),

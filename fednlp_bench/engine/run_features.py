@@ -122,10 +122,20 @@ class RunFeatures:
             took_part = sorted({c for r in rounds for c in r.clients if c not in set(r.rejected_clients)})
             held = [self._rows_at(c, r.round) for r in rounds for c in r.clients if c not in set(r.rejected_clients)]
             member_raw = np.unique(np.concatenate(held)) if held else np.array([], dtype=np.int64)
-            extra["membership_audit"] = run_membership_audit(
-                task, model, trainer.features, trainer.rows_for(member_raw), eval_features,
-                self.config.mia_examples, self.config.seed, batch_size,
-            )
+            if self.split is not None:  # the clients' own held-out rows: the members' exact distribution
+                held_out = np.concatenate(self.split.test)
+                audit = run_membership_audit(
+                    task, model, trainer.features, trainer.rows_for(member_raw), trainer.features,
+                    self.config.mia_examples, self.config.seed, batch_size, nonmember_rows=trainer.rows_for(held_out),
+                )
+                audit["nonmember_source"] = "client_eval local test rows"
+            else:
+                audit = run_membership_audit(
+                    task, model, trainer.features, trainer.rows_for(member_raw), eval_features,
+                    self.config.mia_examples, self.config.seed, batch_size,
+                )
+                audit["nonmember_source"] = "evaluation split"
+            extra["membership_audit"] = audit
             extra["membership_audit"]["clients_in_members"] = len(took_part)
         if self.split is not None:
             extra["client_eval"] = evaluate_clients(task, model, self.train_raw, self.split, self.partition.sizes(), batch_size)
