@@ -107,7 +107,9 @@ def privacy_table(records: Sequence[LoadedRecord]) -> str:
         *lines, "",
         "ε: dp-accounting RDP accountant, Poisson-sampled Gaussian per round (q = clients_per_round / clients). "
         "MIA AUC: Yeom et al. loss-threshold attack on the final global model, members = training rows of "
-        "participating clients, non-members = held-out rows (0.5 = no measurable leakage).",
+        "participating clients, non-members = held-out rows: the clients' own local test rows with client_eval, "
+        "else the evaluation split (for 20News a by-date split, so part of the AUC can be that shift); "
+        "0.5 = no measurable leakage.",
     ]) + "\n"
 
 
