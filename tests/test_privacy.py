@@ -147,13 +147,15 @@ def test_dp_needs_poisson_sampling_and_a_mean_aggregator() -> None:
         RunConfig(sampling="uniform", privacy=FIXED)
     with pytest.raises(ValueError, match="Algorithms that can: .*fedavg"):
         RunConfig(sampling="poisson", privacy=FIXED, algorithm="centralized")
-    with pytest.raises(ValueError, match="'fednova' cannot"):
-        RunConfig(sampling="poisson", privacy=FIXED, algorithm="fednova")
+    for robust_or_stateful in ("fednova", "krum", "fedmedian", "scaffold", "qfedavg"):
+        with pytest.raises(ValueError, match=f"'{robust_or_stateful}' cannot"):
+            RunConfig(sampling="poisson", privacy=FIXED, algorithm=robust_or_stateful)
 
 
 def test_dp_compatible_algorithms_are_exactly_the_mean_aggregators() -> None:
     # Other tests register plugins (e.g. FedOpt subclasses, which inherit the flag); check the built-ins.
-    builtin = {"centralized", "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm", "fednova"}
+    builtin = {"centralized", "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm", "fednova",
+               "scaffold", "feddyn", "fedmedian", "fedtrimmedavg", "krum", "qfedavg"}
     assert builtin <= set(algorithm_names())
     compatible = set(dp_compatible_algorithms()) & builtin
     assert compatible == {"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm"}
