@@ -98,7 +98,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--batch-size", type=int, help="batch size (default: 16)")
     b.add_argument("--lr", type=float, help="client learning rate (default: 5e-5)")
     b.add_argument("--optimizer", choices=OPTIMIZERS, help="client optimizer (default: adamw)")
-    b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size)")
+    b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size; activity_power/top_active/poisson: docs/trust.md)")
     b.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round (default: 0)")
     b.add_argument("--eval-every", type=int, help="evaluate every N rounds and at the end (default: 1)")
     b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
