@@ -99,7 +99,7 @@ def test_precision_errors_and_bf16_autocast() -> None:
 
 
 def test_trainable_config_errors_name_the_fix() -> None:
-    with pytest.raises(ValueError, match=r"trainable='lroa' is not a mode. Did you mean 'lora'\?"):
+    with pytest.raises(ValueError, match=r"unknown trainable mode 'lroa'\. Did you mean 'lora'\?"):
         RunConfig(trainable="lroa")
     with pytest.raises(ValueError, match=r"'rank' is not a parameter of trainable mode 'lora'.*Valid: r, alpha"):
         RunConfig(trainable="lora", trainable_params={"rank": 8})
@@ -357,3 +357,20 @@ def test_cli_flags_fill_the_config_and_run_options(tmp_path: Path, capsys: pytes
                      "--trainable", "top_layers", "--runs-dir", str(tmp_path / "runs")])
     assert code == 2 and "needs trainable_params ['layers']" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task,max_length", [("tagging", 32), ("qa", 128), ("generation", 32)])
+def test_every_task_runs_cached_equal_to_live_and_with_lora(env: Path, tmp_path: Path, task: str, max_length: int) -> None:
+    """Each head reads the top encoder output differently (per token, start/end, cross-attention): all cache-safe."""
+    base = dict(task=task, data=None, max_length=max_length, max_train_examples=16, max_eval_examples=4, rounds=1)
+    live = run_slice(tmp_path, "live", **base, trainable="top_layers", trainable_params={"layers": 1})
+    cached = run_slice(tmp_path, "cached", **base, trainable="top_layers", trainable_params={"layers": 1, "cache": True})
+    assert live.rounds[0].train_loss == pytest.approx(cached.rounds[0].train_loss, rel=1e-5)
+    for key, value in live.final_metrics.items():
+        assert cached.final_metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    lora = run_slice(tmp_path, "lora", **base, trainable="lora", trainable_params={"r": 2})
+    full_n = live.hardware["total_parameters"]
+    assert lora.hardware["trainable_parameters"] < full_n / 4
+    assert lora.rounds[0].bytes_up == 2 * 4 * lora.hardware["trainable_parameters"]
+    assert all(math.isfinite(v) for v in lora.final_metrics.values())

@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.commands.registry_help import add_named, algorithm_flags, algorithms, check_flag_params, schemes, tasks
+from fednlp_bench.commands.registry_help import (
+    add_named, add_scheme_option, algorithm_flags, algorithms, check_flag_params, schemes, tasks,
+)
 from fednlp_bench.config import BACKENDS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
@@ -75,7 +77,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("partition (either --partition FILE or a scheme)")
     q.add_argument("--partition", dest="partition_file", help="saved partition (.json/.npz from `fednlp-bench partition`)")
     add_named(q, "--scheme", schemes, "%(names)s")
-    q.add_argument("--alpha", type=float, help="Dirichlet concentration (dirichlet_label, feature_cluster)")
+    add_scheme_option(q, "--alpha", "alpha", "Dirichlet concentration", type=float)
     q.add_argument("--clients", type=int, help="number of clients")
     q.add_argument("--partition-seed", type=int, help="seed of the partition draw (default: 0)")
     q.add_argument("--min-size", type=int, help="minimum examples per client")
@@ -285,5 +287,17 @@ def summarize_record(record: Any, runs_dir: Path) -> str:
         f"{' (' + others + ')' if others else ''}\n"
         f"  {len(record.rounds)} rounds in {record.wall_time_s:.1f} s; "
         f"communication {record.bytes_up / 2**20:.1f} MiB up, {record.bytes_down / 2**20:.1f} MiB down\n"
+        f"{compute_line(record.hardware)}"
         f"  record: {runs_dir / record.run_id / 'record.json'}"
     )
+
+
+def compute_line(hardware: Any) -> str:
+    """Device, trained share of the model and frozen-bottom cache size (empty for records without them)."""
+    if not isinstance(hardware, dict) or "trainable_parameters" not in hardware:
+        return ""
+    line = (f"  device {hardware.get('device')}; {hardware['trainable_parameters']:,} of "
+            f"{hardware['total_parameters']:,} parameters trained")
+    if "frozen_cache_bytes" in hardware:
+        line += f"; frozen-bottom cache {hardware['frozen_cache_bytes'] / 2**20:.1f} MiB"
+    return line + "\n"

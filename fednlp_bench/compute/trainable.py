@@ -8,51 +8,54 @@ deltas, bytes on the wire, aggregation, server-optimizer moments,
 checkpoints) sees only tensors with ``requires_grad``. Frozen tensors are
 never touched and stay bit-identical to the pretrained ones.
 
-``MODES`` is the one registry of mode names and their parameters; config
-validation, CLI help and errors derive from it.
+``MODES`` (a :class:`~fednlp_bench.registry.Registry` of mode classes) is the
+one list of mode names and their parameters; config validation, CLI help and
+errors derive from it.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
 import torch
 
-log = logging.getLogger("fednlp_bench.compute")
-
-
-@dataclass(frozen=True)
-class ModeSpec:
-    """One trainable mode: its parameters with defaults (``REQUIRED``: must be given) and what it does."""
-
-    help: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
+from fednlp_bench.hints import closest_hint
+from fednlp_bench.registry import Registry
 
 REQUIRED = object()
-MODES: dict[str, ModeSpec] = {
-    "full": ModeSpec("every weight trains (default)"),
-    "top_layers": ModeSpec(
-        "embeddings and all but the top `layers` encoder layers frozen (run in eval mode: no dropout); "
-        "`cache: true` computes the frozen bottom once and trains only the top",
-        {"layers": REQUIRED, "cache": False},
-    ),
-    "lora": ModeSpec(
-        "LoRA adapters (peft) on `target_modules` plus the task head; the rest frozen",
-        {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "value"]},
-    ),
-    "bitfit": ModeSpec("only biases and the task head train (BitFit)"),
-}
+
+
+class TrainableMode:
+    """One trainable mode: ``name``, its ``params`` with defaults (``REQUIRED``: must be given), ``help``.
+
+    Subclasses check their parameters (:meth:`check`, no model needed) and
+    freeze a model (:meth:`apply`, which raises for what this model lacks).
+    """
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    params: ClassVar[Mapping[str, Any]] = {}
+
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> None:
+        """Types and ranges of the (defaults-filled) parameters; ``ValueError`` naming the bad one."""
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> "TrainableSetup":
+        raise NotImplementedError
+
+
+#: The one list of modes (config validation, ``--trainable`` choices and help derive from it).
+MODES: Registry[type[TrainableMode]] = Registry("trainable mode", TrainableMode)
 
 
 def mode_help() -> str:
     """One line per mode for ``--help``."""
     out = []
-    for name, spec in MODES.items():
-        params = ", ".join(f"{k}" + ("" if v is REQUIRED else f"={v}") for k, v in spec.params.items())
-        out.append(f"{name}" + (f" {{{params}}}" if params else "") + f": {spec.help}")
+    for name, mode in MODES.items():
+        params = ", ".join(f"{k}" + ("" if v is REQUIRED else f"={v}") for k, v in mode.params.items())
+        out.append(f"{name}" + (f" {{{params}}}" if params else "") + f": {mode.help}")
     return "; ".join(out)
 
 
@@ -62,11 +65,7 @@ def resolve_params(mode: str, params: Mapping[str, Any] | None) -> dict[str, Any
     Checks what can be checked without a model (names, types, ranges); the
     model-dependent checks (depth, module names) are in :func:`apply_trainable`.
     """
-    from fednlp_bench.hints import closest_hint
-
-    if mode not in MODES:
-        raise ValueError(f"trainable={mode!r} is not a mode.{closest_hint(str(mode), list(MODES))} Choose one of {list(MODES)}")
-    spec = MODES[mode]
+    spec = MODES.lookup(mode)  # unknown mode -> ValueError with the closest name
     given = dict(params or {})
     for key in given:
         if key not in spec.params:
@@ -79,22 +78,7 @@ def resolve_params(mode: str, params: Mapping[str, Any] | None) -> dict[str, Any
     if missing:
         raise ValueError(f"trainable mode {mode!r} needs trainable_params {missing}, e.g. {{layers: 2}}")
     out = {k: given.get(k, v) for k, v in spec.params.items()}
-    if mode == "top_layers":
-        _check_int("layers", out["layers"], 0)
-        if not isinstance(out["cache"], bool):
-            raise ValueError(f"trainable_params.cache={out['cache']!r} must be true or false")
-    elif mode == "lora":
-        _check_int("r", out["r"], 1)
-        if not _is_number(out["alpha"]) or out["alpha"] <= 0:
-            raise ValueError(f"trainable_params.alpha={out['alpha']!r} must be a positive number (LoRA scale alpha/r)")
-        if not _is_number(out["dropout"]) or not 0.0 <= out["dropout"] < 1.0:
-            raise ValueError(f"trainable_params.dropout={out['dropout']!r} must be in [0, 1)")
-        targets = out["target_modules"]
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) and t for t in targets):
-            raise ValueError(f"trainable_params.target_modules={targets!r} must be a non-empty list of module names")
-        out["target_modules"] = list(targets)
+    spec.check(out)
     return out
 
 
@@ -192,33 +176,53 @@ class TrainableSetup:
 def apply_trainable(model: torch.nn.Module, mode: str, params: Mapping[str, Any] | None) -> TrainableSetup:
     """Freeze what ``mode`` freezes; raise ``ValueError`` for a depth or module name this model lacks."""
     resolved = resolve_params(mode, params)
-    return _APPLY[mode](model, resolved)
+    return MODES.lookup(mode).apply(model, resolved)
 
 
-def _full(model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return TrainableSetup(model, "full", params)
+@MODES.register
+class Full(TrainableMode):
+    name = "full"
+    help = "every weight trains (default)"
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return TrainableSetup(model, cls.name, params)
 
 
-def _top_layers(model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
-    stack = encoder_stack(model)
-    depth = len(stack.layers)
-    top = int(params["layers"])
-    if top > depth:
-        raise ValueError(
-            f"trainable_params.layers={top} is above the depth of model {type(model).__name__} "
-            f"({depth} encoder layers); choose 0..{depth}"
-        )
-    setup = TrainableSetup(model, "top_layers", params, stack=stack, frozen_layers=depth - top)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    for module in setup.bottom_modules():
-        for p in module.parameters():
-            p.requires_grad_(False)
-        # Frozen layers are a fixed feature extractor: no dropout, so a cached bottom equals a live one.
-        module.register_forward_pre_hook(_force_eval)
-    return setup
+@MODES.register
+class TopLayers(TrainableMode):
+    name = "top_layers"
+    help = ("embeddings and all but the top `layers` encoder layers frozen (run in eval mode: no dropout); "
+            "`cache: true` computes the frozen bottom once and trains only the top")
+    params = {"layers": REQUIRED, "cache": False}
+
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> None:
+        _check_int("layers", params["layers"], 0)
+        if not isinstance(params["cache"], bool):
+            raise ValueError(f"trainable_params.cache={params['cache']!r} must be true or false")
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        stack = encoder_stack(model)
+        depth = len(stack.layers)
+        top = int(params["layers"])
+        if top > depth:
+            raise ValueError(
+                f"trainable_params.layers={top} is above the depth of model {type(model).__name__} "
+                f"({depth} encoder layers); choose 0..{depth}"
+            )
+        setup = TrainableSetup(model, cls.name, params, stack=stack, frozen_layers=depth - top)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        for module in setup.bottom_modules():
+            for p in module.parameters():
+                p.requires_grad_(False)
+            # Frozen layers are a fixed feature extractor: no dropout, so a cached bottom equals a live one.
+            module.register_forward_pre_hook(_force_eval)
+        return setup
 
 
 def _force_eval(module: torch.nn.Module, args: Any) -> None:
@@ -226,44 +230,62 @@ def _force_eval(module: torch.nn.Module, args: Any) -> None:
         module.eval()
 
 
-def _bitfit(model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
-    head = set(head_parameter_names(model))
-    for name, p in model.named_parameters():
-        p.requires_grad_(name in head or name.endswith(".bias") or name == "bias")
-    return TrainableSetup(model, "bitfit", params)
+@MODES.register
+class Lora(TrainableMode):
+    name = "lora"
+    help = "LoRA adapters (peft) on `target_modules` plus the task head; the rest frozen"
+    params = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "value"]}
 
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> None:
+        _check_int("r", params["r"], 1)
+        if not _is_number(params["alpha"]) or params["alpha"] <= 0:
+            raise ValueError(f"trainable_params.alpha={params['alpha']!r} must be a positive number (LoRA scale alpha/r)")
+        if not _is_number(params["dropout"]) or not 0.0 <= params["dropout"] < 1.0:
+            raise ValueError(f"trainable_params.dropout={params['dropout']!r} must be in [0, 1)")
+        targets = params["target_modules"]
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) and t for t in targets):
+            raise ValueError(f"trainable_params.target_modules={targets!r} must be a non-empty list of module names")
+        params["target_modules"] = list(targets)
 
-def _lora(model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
-    from peft import LoraConfig, get_peft_model
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        from peft import LoraConfig, get_peft_model
 
-    valid = lora_target_names(model)
-    unknown = [t for t in params["target_modules"] if t not in valid]
-    if unknown:
-        raise ValueError(
-            f"trainable_params.target_modules: {unknown} not found in model {type(model).__name__}; "
-            f"valid module names: {valid}"
+        valid = lora_target_names(model)
+        unknown = [t for t in params["target_modules"] if t not in valid]
+        if unknown:
+            raise ValueError(
+                f"trainable_params.target_modules: {unknown} not found in model {type(model).__name__}; "
+                f"valid module names: {valid}"
+            )
+        head = set(head_parameter_names(model))
+        config = LoraConfig(
+            r=int(params["r"]),
+            lora_alpha=float(params["alpha"]),
+            lora_dropout=float(params["dropout"]),
+            target_modules=list(params["target_modules"]),
+            bias="none",
         )
-    head = set(head_parameter_names(model))
-    config = LoraConfig(
-        r=int(params["r"]),
-        lora_alpha=float(params["alpha"]),
-        lora_dropout=float(params["dropout"]),
-        target_modules=list(params["target_modules"]),
-        bias="none",
-    )
-    wrapped = get_peft_model(model, config)
-    # peft froze everything but the adapters; the task head must train too (it starts random).
-    inner = "base_model.model."
-    for name, p in wrapped.named_parameters():
-        if name.startswith(inner) and name[len(inner):] in head:
-            p.requires_grad_(True)
-    return TrainableSetup(wrapped, "lora", params)
+        wrapped = get_peft_model(model, config)
+        # peft froze everything but the adapters; the task head must train too (it starts random).
+        inner = "base_model.model."
+        for name, p in wrapped.named_parameters():
+            if name.startswith(inner) and name[len(inner):] in head:
+                p.requires_grad_(True)
+        return TrainableSetup(wrapped, cls.name, params)
 
 
-_APPLY: dict[str, Callable[[torch.nn.Module, dict[str, Any]], TrainableSetup]] = {
-    "full": _full,
-    "top_layers": _top_layers,
-    "lora": _lora,
-    "bitfit": _bitfit,
-}
-assert set(_APPLY) == set(MODES)
+@MODES.register
+class BitFit(TrainableMode):
+    name = "bitfit"
+    help = "only biases and the task head train (BitFit)"
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        head = set(head_parameter_names(model))
+        for name, p in model.named_parameters():
+            p.requires_grad_(name in head or name.endswith(".bias") or name == "bias")
+        return TrainableSetup(model, cls.name, params)
