@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fednlp_bench.engine.environment import git_commit, hardware_info, package_versions
 from fednlp_bench.engine.prepare import PreparedRun
+from fednlp_bench.engine.rounds import EVAL_BATCH_SIZE
 from fednlp_bench.results.record import RunRecord, config_hash
 
 
 def finish_record(run: PreparedRun) -> RunRecord:
     """Write and return the record: config, partition, per-round metrics, totals, versions, hardware."""
     config, rounds = run.config, run.rounds
+    run.trainer.state.load(run.global_weights)  # the audit and per-client metrics use the final model
+    extras = run.run_features.finish(run.task, run.trainer.model, run.trainer, run.eval_features, rounds, EVAL_BATCH_SIZE)
     record_config = config.to_dict()
     record = RunRecord(
         run_id=run.run_id,
@@ -29,6 +32,7 @@ def finish_record(run: PreparedRun) -> RunRecord:
         versions=package_versions(),
         git_commit=git_commit(),
         hardware={**hardware_info(run.trainer.device), **run.compute.describe()},
+        **extras,
     )
     record.save(run.run_dir)
     return record
