@@ -3,7 +3,10 @@
 ``run_experiment`` loads the task, regenerates the partition from the config's
 spec (or loads a saved one after checking it belongs to this data), builds one
 model, and runs ``rounds`` rounds of: sample clients -> configure -> local
-training on the backend -> aggregate -> (evaluate) -> checkpoint. The
+training on the backend -> aggregate -> (evaluate on *validation*) ->
+checkpoint. The test split is evaluated once, after the last round, on the
+final model (``final_metrics``) and, with ``test_best_round``, on the round
+with the best validation score; nothing during training reads test. The
 centralized baseline runs through the same loop as one virtual client holding
 the union of all client data, with the per-round budget FedAvg spends in
 expectation, so the gap compares like with like.
@@ -68,15 +71,41 @@ def build_task(config: RunConfig) -> Task:
 
     # The data subset follows the partition seed, not the run seed, so repeated
     # seeds of one setting train on the same rows and the same partition.
-    return get_task(
-        config.task,
+    from fednlp_bench.tasks import get_task_class
+
+    cls = get_task_class(config.task)
+    accepted = _constructor_params(cls)
+    unknown = sorted(k for k in config.task_params if accepted is not None and k not in accepted)
+    if unknown:
+        raise ValueError(
+            f"task_params {unknown} are not options of task {config.task!r}; valid: {sorted(accepted or [])}"
+        )
+    return cls(
         model=config.model,
         data=config.data,
         max_length=config.max_length,
         max_train_examples=config.max_train_examples,
         max_eval_examples=config.max_eval_examples,
         seed=int(config.partition["seed"]),
+        columns=config.columns,
+        **config.task_params,
     )
+
+
+def _constructor_params(cls: type) -> set[str] | None:
+    """Keyword names a task class accepts over its MRO (None when one takes ``**kwargs`` it does not forward)."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        names |= {n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return names - {"model", "data", "max_length", "max_train_examples", "max_eval_examples", "seed", "columns"}
 
 
 def build_partition(train: Any, spec: Mapping[str, Any]) -> PartitionLike:
@@ -198,8 +227,8 @@ def run_experiment(
     task = task if task is not None else build_task(config)
     splits = task.load()
     train_raw = splits["train"]
-    eval_name = _eval_split_name(task, splits)
-    eval_raw = splits[eval_name]
+    eval_raw = _split(task, splits, "validation")
+    test_raw = _split(task, splits, "test")
     if partition_file is not None:
         part = load_partition_file(partition_file, train_raw)  # refuses a partition of other data
     else:
@@ -284,6 +313,8 @@ def run_experiment(
         if rnd % config.eval_every == 0 or rnd == config.rounds:
             trainer.state.load(global_weights)
             metrics = _finite_metrics(task.evaluate(model, eval_raw, eval_features, batch_size=EVAL_BATCH_SIZE), rnd)
+            if config.test_best_round:
+                _keep_if_best(run_dir, rnd, metrics, rounds, task.primary_metric, global_weights)
         result_row = RoundResult(
             round=rnd,
             clients=[int(c) for c in step.clients],
@@ -302,6 +333,18 @@ def run_experiment(
             on_round_end(result_row)
     bar.close()
 
+    test_features = task.preprocess(test_raw, train=False)
+    trainer.state.load(global_weights)
+    final_test = _finite_metrics(task.evaluate(model, test_raw, test_features, batch_size=EVAL_BATCH_SIZE), config.rounds)
+    test_info: dict[str, Any] = {"split": "test", "rows": len(test_raw), "model": "final round", "best_round": None}
+    if config.test_best_round:
+        test_info["best_round"] = _test_best_round(run_dir, rounds, task, model, trainer, test_raw, test_features, final_test)
+        trainer.state.load(global_weights)
+    summary = getattr(task, "data_summary", None)
+    data_info = summary() if callable(summary) else {"splits": {k: len(v) for k, v in splits.items()}}
+    make_baselines = getattr(task, "baselines", None)
+    baselines = make_baselines() if callable(make_baselines) else None
+
     record_config = config.to_dict()
     record = RunRecord(
         run_id=run_id,
@@ -313,7 +356,10 @@ def run_experiment(
         config_hash=config_hash(record_config),
         partition=partition_info,
         primary_metric=task.primary_metric,
-        final_metrics=dict(rounds[-1].metrics),
+        final_metrics=final_test,
+        test=test_info,
+        data=data_info,
+        baselines=baselines,
         rounds=rounds,
         wall_time_s=float(sum(r.wall_time_s for r in rounds)),
         bytes_up=int(sum(r.bytes_up for r in rounds)),
@@ -423,14 +469,46 @@ def _centralized_round(
 
 
 # ------------------------------------------------------------------ helpers
-def _eval_split_name(task: Task, splits: Mapping[str, Any]) -> str:
-    getter = getattr(task, "eval_split_name", None)
-    if callable(getter):
-        return str(getter())
-    for name in ("test", "validation"):
-        if name in splits:
-            return name
-    raise ValueError(f"task {task.name!r} has no test or validation split (found {sorted(splits)})")
+def _split(task: Task, splits: Mapping[str, Any], name: str) -> Any:
+    if name not in splits:
+        raise ValueError(
+            f"task {task.name!r} has no {name!r} split (found {sorted(splits)}); a task's load() must return "
+            f"train, validation (per-round evaluation) and test (evaluated once, at the end)"
+        )
+    return splits[name]
+
+
+BEST_WEIGHTS_FILE = "best_validation.pt"
+
+
+def _keep_if_best(run_dir: Path, rnd: int, metrics: Mapping[str, float], rounds: list[RoundResult],
+                  metric: str, weights: Weights) -> None:
+    """Save this round's weights when its validation score beats every earlier round (ties: the earlier)."""
+    earlier = [r.metrics[metric] for r in rounds if metric in r.metrics]
+    if metric in metrics and (not earlier or metrics[metric] > max(earlier)):
+        tmp = run_dir / f".{BEST_WEIGHTS_FILE}.tmp"
+        torch.save({"round": rnd, "weights": {k: v.detach().cpu() for k, v in weights.items()}}, tmp)
+        tmp.replace(run_dir / BEST_WEIGHTS_FILE)
+
+
+def _test_best_round(run_dir: Path, rounds: list[RoundResult], task: Task, model: torch.nn.Module,
+                     trainer: LocalTrainer, test_raw: Any, test_features: Any,
+                     final_test: dict[str, float]) -> dict[str, Any] | None:
+    """Test metrics of the round with the best validation score (the final round's are reused)."""
+    metric = task.primary_metric
+    scored = [r for r in rounds if metric in r.metrics]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: (r.metrics[metric], -r.round))
+    if best.round == rounds[-1].round:
+        test = dict(final_test)
+    else:
+        saved = torch.load(run_dir / BEST_WEIGHTS_FILE, weights_only=True)
+        if int(saved["round"]) != best.round:
+            raise RuntimeError(f"{run_dir / BEST_WEIGHTS_FILE} holds round {saved['round']}, expected {best.round}")
+        trainer.state.load(saved["weights"])
+        test = _finite_metrics(task.evaluate(model, test_raw, test_features, batch_size=EVAL_BATCH_SIZE), best.round)
+    return {"round": best.round, "validation": dict(best.metrics), "test": test}
 
 
 def _finite_metrics(metrics: Mapping[str, Any], rnd: int) -> dict[str, float]:
