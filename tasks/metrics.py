@@ -9,6 +9,7 @@ the articles a/an/the, collapse whitespace, then max over the gold answers.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
@@ -96,11 +97,9 @@ def rouge(
     with the highest F-measure, separately for each ROUGE type
     (``RougeScorer.score_multi``, the usual multi-reference convention).
     """
-    from rouge_score import rouge_scorer
-
     if len(predictions) != len(references):
         raise ValueError(f"rouge: {len(predictions)} predictions for {len(references)} references")
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    scorer = _rouge_scorer(use_stemmer)
     totals = {k: 0.0 for k in ROUGE_TYPES}
     for pred, ref in zip(predictions, references):
         if isinstance(ref, str):
@@ -113,6 +112,29 @@ def rouge(
             totals[k] += scores[k].fmeasure
     n = max(len(predictions), 1)
     return {k: totals[k] / n for k in ROUGE_TYPES}
+
+
+class _CachedTokenizer:
+    """rouge-score's own tokenizer (lower-case, alphanumerics, Porter stems) with a memo.
+
+    The same references are scored again for every lead length and every
+    evaluation round; stemming them once makes the lead baseline ~several x faster.
+    """
+
+    def __init__(self, use_stemmer: bool) -> None:
+        from rouge_score import tokenizers
+
+        self._tokenize = functools.lru_cache(maxsize=1 << 18)(tokenizers.DefaultTokenizer(use_stemmer=use_stemmer).tokenize)
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(self._tokenize(text))
+
+
+@functools.lru_cache(maxsize=2)
+def _rouge_scorer(use_stemmer: bool) -> object:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=_CachedTokenizer(use_stemmer))
 
 
 def lead_words(document: str, k: int) -> str:
