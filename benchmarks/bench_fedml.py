@@ -70,15 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     config = make_config(ns)
     torch.set_num_threads(ns.threads)
-    toy = {"task_factory": "fednlp_bench.engine.toy:ToyTask", "task_kwargs": {"n_train": 400, "hidden": 64},
-           "partition_factory": "fednlp_bench.engine.toy:toy_partition"} if ns.toy else {}
+    toy = {"task_factory": "fednlp_bench.testing.toy:ToyTask", "task_kwargs": {"n_train": 400, "hidden": 64},
+           "partition_factory": "fednlp_bench.testing.toy:toy_partition"} if ns.toy else {}
 
     with tempfile.TemporaryDirectory(prefix="bench-fedml-") as tmp:
         kw: dict[str, Any] = {}
         if ns.toy:
-            from fednlp_bench.engine.toy import ToyTask, toy_partition
+            from fednlp_bench.testing.toy import ToyTask, toy_partition
 
-            runner.build_partition = toy_partition
+            from fednlp_bench.engine import prepare
+
+            prepare.build_partition = toy_partition
             kw["task"] = ToyTask(**toy["task_kwargs"])
         t0 = time.perf_counter()
         inproc = runner.run_experiment(config, Path(tmp) / "inprocess", progress=False, **kw)

@@ -1,7 +1,9 @@
-"""One atomic text write for every file the project publishes.
+"""The one atomic file write of the project: records, checkpoints, tables, partitions, plots.
 
-Records, checkpoints' JSON state and leaderboard tables are read by other
-tools; a crash mid-write must leave the old file or none, never half of one.
+Files are read by other tools and by ``--resume``; a crash mid-write must leave
+the old file or none, never half of one. The data goes to a temp file in the
+same folder, is flushed and fsynced, gets the permissions a plain ``open``
+would give (mkstemp makes 0600), and is renamed into place.
 """
 
 from __future__ import annotations
@@ -9,18 +11,38 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import IO, Any, Callable
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], Any], binary: bool = True) -> Path:
+    """Call ``write(fileobj)`` on a temp file next to ``path``; move it into place only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """``atomic_write`` of one string (UTF-8)."""
+    return atomic_write(path, lambda fh: fh.write(text), binary=False)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

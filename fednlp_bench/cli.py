@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-COMMAND_MODULES = ("partition", "run", "compare", "leaderboard", "suite", "datasets")
+COMMAND_MODULES = ("partition", "run", "compare", "algorithms", "leaderboard", "suite", "datasets")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +25,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line (what ``main`` runs), including flags read as algorithm parameters."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    _read_algorithm_flags(parser, args, extra)
+    return args
+
+
+def _read_algorithm_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """``run``/``compare`` read flags they do not define as algorithm parameters (``--mu 0.01``)."""
+    if not extra:
+        return
+    if getattr(args, "algorithm_flags", None) is None:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.flag_params = args.algorithm_flags(extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     try:
+        _read_algorithm_flags(parser, args, extra)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as err:
         # Bad input: one clear line, no traceback; exit code 2 like argparse.

@@ -10,11 +10,12 @@ before any data is loaded, so a typo costs seconds, not a half-finished run.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+
+from fednlp_bench.hints import closest_hint
 
 OPTIMIZERS = ("sgd", "adamw")
 SAMPLING_METHODS = ("uniform", "weighted")
@@ -31,15 +32,9 @@ def _default_partition() -> dict[str, Any]:
     return {"scheme": "dirichlet_label", "num_clients": 10, "seed": 0, "min_size": 10, "params": {"alpha": 0.5}}
 
 
-def closest_hint(name: str, valid: list[str] | tuple[str, ...]) -> str:
-    """' Did you mean 'x'?' for the closest valid name, or '' (shared by every 'unknown key' error)."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 @dataclass
 class RunConfig:
-    """Everything that determines one benchmark run (see CONTRACTS.md for the field list)."""
+    """Everything that determines one benchmark run (field meanings: docs/engine.md)."""
 
     task: str = "classification"
     data: str | None = None
@@ -188,7 +183,7 @@ class RunConfig:
         if not isinstance(part.get("params", {}), Mapping):
             raise ValueError(f"partition.params must be a mapping such as {{alpha: 0.5}}, got {part['params']!r}")
         known = _partition_schemes()
-        if known is not None and part["scheme"] not in known:
+        if part["scheme"] not in known:
             raise ValueError(
                 f"unknown partition scheme {part['scheme']!r}.{closest_hint(part['scheme'], known)} "
                 f"Choose one of {sorted(known)}"
@@ -225,13 +220,10 @@ def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return data, compare
 
 
-def _partition_schemes() -> list[str] | None:
-    """Known scheme names, or None while the partitioners package is unavailable."""
-    try:
-        from fednlp_bench.partitioners import PARTITIONERS
-    except ImportError:
-        return None
-    return list(PARTITIONERS)
+def _partition_schemes() -> list[str]:
+    from fednlp_bench.partitioners import PARTITIONERS
+
+    return PARTITIONERS.names()
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -6,7 +6,7 @@ One small class per scheme behind :class:`Partitioner` (``iid``,
 a content hash, and statistics/plots describing how skewed it is.
 """
 
-from fednlp_bench.partitioners.api import make_partitioner, partition_dataset, partition_with, regenerate
+from fednlp_bench.partitioners.api import make_partitioner, partition_dataset, partition_with
 from fednlp_bench.partitioners.base import PARTITIONERS, Param, Partitioner, get_partitioner_class, register_partitioner
 from fednlp_bench.partitioners.data import ColumnData, dataset_fingerprint
 from fednlp_bench.partitioners.errors import (
@@ -50,6 +50,5 @@ __all__ = [
     "partition_dataset",
     "partition_stats",
     "partition_with",
-    "regenerate",
     "register_partitioner",
 ]

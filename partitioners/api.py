@@ -12,7 +12,7 @@ from typing import Any
 from fednlp_bench.partitioners.base import Partitioner, get_partitioner_class
 from fednlp_bench.partitioners.data import ColumnData, arrow_column, dataset_fingerprint, encode_values, require_columns
 from fednlp_bench.partitioners.errors import PartitionError
-from fednlp_bench.partitioners.partition import Partition, PartitionSpec
+from fednlp_bench.partitioners.partition import Partition
 
 
 def make_partitioner(
@@ -104,20 +104,3 @@ def load_columns(
             raise PartitionError(f"text column {text_column!r} has {texts.null_count} missing values")
         fields["texts"] = texts.to_pylist()
     return ColumnData(num_rows=len(dataset), fingerprint=dataset_fingerprint(dataset), **fields)
-
-
-def regenerate(spec: PartitionSpec | dict[str, Any], dataset: Any, label_column: str = "partition_key",
-               text_column: str = "text") -> Partition:
-    """Rebuild a partition from a stored spec (run config / record) on the same data."""
-    d = spec.to_dict() if isinstance(spec, PartitionSpec) else dict(spec)
-    params = dict(d.get("params", {}))
-    return partition_dataset(
-        dataset,
-        d["scheme"],
-        d["num_clients"],
-        seed=d.get("seed", 0),
-        min_size=d.get("min_size", 1),
-        label_column=label_column,
-        text_column=text_column,
-        **params,
-    )

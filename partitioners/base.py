@@ -10,16 +10,17 @@ immutable :class:`Partition` with its spec.
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
+from fednlp_bench.hints import closest_hint
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import MinSizeError, PartitionError
 from fednlp_bench.partitioners.partition import Partition, PartitionSpec
+from fednlp_bench.registry import Registry
 
 #: A draw: client sizes (to test ``min_size`` cheaply) and a thunk giving one client id per row.
 Draw = tuple[np.ndarray, Callable[[], np.ndarray]]
@@ -86,6 +87,8 @@ class Partitioner(ABC):
 
     #: Registry name (``--scheme``).
     name: ClassVar[str]
+    #: Human name in leaderboard rows.
+    label: ClassVar[str | None] = None
     #: Which :class:`ColumnData` fields the scheme reads: "labels", "texts", "groups".
     needs: ClassVar[frozenset[str]] = frozenset()
     #: The scheme's own parameters (recorded in the spec).
@@ -114,10 +117,9 @@ class Partitioner(ABC):
         unknown = sorted(set(params) - set(self.param_specs))
         if unknown:
             valid = sorted(self.param_specs)
-            close = difflib.get_close_matches(unknown[0], valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise PartitionError(
-                f"scheme {self.name!r} does not take parameter(s) {unknown}; its parameters are {valid or 'none'}.{hint}"
+                f"scheme {self.name!r} does not take parameter(s) {unknown}; its parameters are {valid or 'none'}."
+                f"{closest_hint(unknown[0], valid)}"
             )
         self.params = {
             key: spec.coerce(self.name, key, params.get(key, spec.default)) for key, spec in self.param_specs.items()
@@ -248,21 +250,16 @@ def largest_remainder(proportions: np.ndarray, total: int) -> np.ndarray:
 
 
 # ----- registry -------------------------------------------------------------
-PARTITIONERS: dict[str, type[Partitioner]] = {}
+#: Scheme name -> class, in the order schemes are listed (CLI help, leaderboard rows). The scheme
+#: modules register themselves when ``fednlp_bench.partitioners`` is imported.
+PARTITIONERS: Registry[type[Partitioner]] = Registry("partition scheme", Partitioner, error=PartitionError)
 P = TypeVar("P", bound=type[Partitioner])
 
 
 def register_partitioner(cls: P) -> P:
     """Class decorator: make a scheme available by name (``--scheme``, ``partition_dataset``)."""
-    if cls.name in PARTITIONERS and PARTITIONERS[cls.name] is not cls:
-        raise ValueError(f"partitioner name {cls.name!r} is already registered by {PARTITIONERS[cls.name].__qualname__}")
-    PARTITIONERS[cls.name] = cls
-    return cls
+    return PARTITIONERS.register(cls)
 
 
 def get_partitioner_class(scheme: str) -> type[Partitioner]:
-    if scheme not in PARTITIONERS:
-        close = difflib.get_close_matches(str(scheme), list(PARTITIONERS), n=1, cutoff=0.4)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise PartitionError(f"unknown partition scheme {scheme!r}; choose one of {sorted(PARTITIONERS)}.{hint}")
-    return PARTITIONERS[scheme]
+    return PARTITIONERS.lookup(scheme)

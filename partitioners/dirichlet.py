@@ -60,6 +60,7 @@ class DirichletLabelPartitioner(Partitioner):
     """Per-label Dirichlet(alpha) shares over clients."""
 
     name = "dirichlet_label"
+    label = "Dirichlet"
     needs = frozenset({"labels"})
     param_specs = {
         "alpha": Param(float, 0.5, "Dirichlet concentration; small = skewed, large = IID", positive("alpha")),

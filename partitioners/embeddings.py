@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fednlp_bench.partitioners.storage import atomic_write
+from fednlp_bench.atomic import atomic_write
 from fednlp_bench.paths import DEFAULT_MODEL, cache_dir, resolve_model_name
 
 

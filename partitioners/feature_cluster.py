@@ -41,6 +41,7 @@ class FeatureClusterPartitioner(Partitioner):
     """Sentence embedding -> k-means(clusters) -> Dirichlet(alpha) over clusters."""
 
     name = "feature_cluster"
+    label = "Feature clusters"
     needs = frozenset({"texts"})
     param_specs = {
         "clusters": Param(int, 10, "number of k-means clusters", at_least(2, "clusters")),

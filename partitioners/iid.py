@@ -13,6 +13,7 @@ class IidPartitioner(Partitioner):
     """Each client gets ``num_rows // num_clients`` rows (the first ``num_rows % num_clients`` one more)."""
 
     name = "iid"
+    label = "IID"
     random_sizes = False  # sizes are fixed by n and num_clients
 
     def _draw(self, data: ColumnData, rng: np.random.Generator) -> Draw:

@@ -18,6 +18,7 @@ class NaturalIdPartitioner(Partitioner):
     """Client ``i`` = rows whose group value is the i-th in sorted order of the distinct values."""
 
     name = "natural_id"
+    label = "Natural"
     needs = frozenset({"groups"})
     param_specs = {"group_column": Param(str, "author", "column whose distinct values become the clients")}
     random_sizes = False

@@ -53,11 +53,6 @@ class PartitionSpec:
             "num_rows": int(self.num_rows),
         }
 
-    def run_spec(self) -> dict[str, Any]:
-        """The data-independent part a run config stores (scheme, num_clients, seed, min_size, params)."""
-        d = self.to_dict()
-        return {k: d[k] for k in ("scheme", "num_clients", "seed", "min_size", "params")}
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PartitionSpec":
         if not isinstance(d, Mapping):
@@ -208,16 +203,25 @@ class Partition:
     # ----- persistence ------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically as ``.json`` (readable) or ``.npz`` (compact; use it above ~200k rows)."""
-        from fednlp_bench.partitioners.storage import save_partition
+        from fednlp_bench.partitioners.storage import write_partition_file
 
-        save_partition(self, path)
+        flat, offsets = self.arrays()
+        write_partition_file(path, {"spec": self.spec.to_dict(), "content_hash": self.content_hash}, flat, offsets)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], fingerprint: str | None = None) -> "Partition":
         """Read a saved partition; verifies its content hash and, if given, the dataset fingerprint."""
-        from fednlp_bench.partitioners.storage import load_partition
+        from fednlp_bench.partitioners import storage
 
-        return load_partition(path, fingerprint=fingerprint)
+        header, flat, offsets = storage.read_partition_file(path)
+        try:
+            partition = cls(PartitionSpec.from_dict(header.get("spec")), flat, offsets)
+        except (ValueError, TypeError, KeyError) as err:
+            raise storage.corrupt_file_error(path, err) from None
+        storage.check_hash(header.get("content_hash"), partition.content_hash, path)
+        if fingerprint is not None:
+            storage.check_fingerprint(partition.spec, fingerprint, source=str(path))
+        return partition
 
 
 def _validate_layout(spec: PartitionSpec, flat: np.ndarray, offsets: np.ndarray) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fednlp_bench.partitioners.errors import PartitionError
 from fednlp_bench.partitioners.stats import PartitionStats
-from fednlp_bench.partitioners.storage import atomic_write
+from fednlp_bench.atomic import atomic_write
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:

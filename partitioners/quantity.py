@@ -36,6 +36,7 @@ class QuantitySkewPartitioner(Partitioner):
     """Sizes ~ Dirichlet(beta) over clients, or proportional to rank^-exponent (Zipf-like)."""
 
     name = "quantity_skew"
+    label = "Quantity skew"
     param_specs = {
         "distribution": Param(str, "dirichlet", "how sizes are drawn", choices=("dirichlet", "power_law")),
         "beta": Param(float, 0.5, "Dirichlet concentration of client shares (dirichlet)", positive("beta")),

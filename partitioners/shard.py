@@ -41,6 +41,7 @@ class ShardPartitioner(Partitioner):
     """Each client gets rows of exactly ``classes_per_client`` labels."""
 
     name = "shard"
+    label = "Shards"
     needs = frozenset({"labels"})
     param_specs = {
         "classes_per_client": Param(int, 2, "labels per client", at_least(1, "classes_per_client")),

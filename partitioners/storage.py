@@ -1,10 +1,12 @@
-"""Saving and loading partitions: JSON (readable) or npz (compact), always with a content hash.
+"""Partition files on disk: JSON (readable) or npz (compact), always with a content hash.
 
-Writes are atomic (temp file in the target folder + ``os.replace``) so a crash
-or a bad value never leaves a half-written partition behind. Loading recomputes
-the hash, so an edited or truncated file is refused instead of silently giving
-clients the wrong rows, and (when the caller passes the dataset fingerprint) a
-partition made for other data is refused too.
+This module knows only the file formats (header dict + client row arrays); it
+never builds a :class:`~fednlp_bench.partitioners.partition.Partition`, so
+``Partition.save/load`` can call it without an import cycle. Writes are
+atomic (``fednlp_bench.atomic``) so a crash or a bad value never leaves a
+half-written partition behind; ``Partition.load`` recomputes the hash, so an
+edited or truncated file is refused instead of silently giving clients the
+wrong rows.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
-import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from fednlp_bench.atomic import atomic_write
 from fednlp_bench.partitioners.errors import PartitionError, PartitionFileError, PartitionMismatchError
-from fednlp_bench.partitioners.partition import Partition, PartitionSpec
 
 FORMAT = "fednlp-bench/partition"
 VERSION = 1
@@ -44,43 +44,13 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], binary: bool = True) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path`` and move it into place only on success."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_partition(partition: Partition, path: str | os.PathLike[str]) -> None:
+def write_partition_file(path: str | os.PathLike[str], header: dict[str, Any], flat: np.ndarray, offsets: np.ndarray) -> None:
+    """Write ``header`` and the client rows (``flat[offsets[c]:offsets[c+1]]``) as .json or .npz."""
     path = check_output_path(path)
-    header = {
-        "format": FORMAT,
-        "version": VERSION,
-        "spec": partition.spec.to_dict(),
-        "content_hash": partition.content_hash,
-    }
-    flat, offsets = partition.arrays()
+    header = {"format": FORMAT, "version": VERSION, **header}
     if path.suffix.lower() == ".json":
         doc = dict(header)
-        doc["clients"] = [partition.indices(c).tolist() for c in range(partition.num_clients)]
+        doc["clients"] = [flat[offsets[c] : offsets[c + 1]].tolist() for c in range(len(offsets) - 1)]
 
         def write_json(fh: Any) -> None:
             json.dump(doc, fh, separators=(",", ":"))
@@ -96,7 +66,8 @@ def save_partition(partition: Partition, path: str | os.PathLike[str]) -> None:
         atomic_write(path, write_npz)
 
 
-def load_partition(path: str | os.PathLike[str], fingerprint: str | None = None) -> Partition:
+def read_partition_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """(header, flat, offsets) of a partition file; unreadable or foreign files raise ``PartitionFileError``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"partition file {str(path)!r} not found; create it with `fednlp-bench partition`")
@@ -104,41 +75,41 @@ def load_partition(path: str | os.PathLike[str], fingerprint: str | None = None)
     if suffix not in SUFFIXES:
         raise PartitionFileError(f"partition file {str(path)!r} must end in .json or .npz")
     try:
-        header, build = _read_json(path) if suffix == ".json" else _read_npz(path)
+        header, flat, offsets = _read_json(path) if suffix == ".json" else _read_npz(path)
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise PartitionFileError(f"not a fednlp-bench partition (format marker {FORMAT!r} missing)")
         if header.get("version") != VERSION:
             raise PartitionFileError(f"unsupported partition file version {header.get('version')!r} (this code reads {VERSION})")
-        spec = PartitionSpec.from_dict(header.get("spec"))
-        stored_hash = header.get("content_hash")
-        partition = build(spec)
-    except PartitionFileError as err:
-        raise PartitionFileError(f"corrupt partition file {str(path)!r}: {err}; {_REGENERATE}") from None
-    except (PartitionError, ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure to parse is one "corrupt file" error
+        raise corrupt_file_error(path, err) from None
+    return header, flat, offsets
+
+
+def corrupt_file_error(path: str | os.PathLike[str], err: Exception) -> PartitionFileError:
+    """The one message for a damaged partition file, naming the fix."""
+    detail = str(err) if isinstance(err, PartitionFileError) else f"{type(err).__name__}: {err}"
+    return PartitionFileError(f"corrupt partition file {str(path)!r}: {detail}; {_REGENERATE}")
+
+
+def check_hash(stored: Any, computed: str, path: str | os.PathLike[str]) -> None:
+    if computed != stored:
         raise PartitionFileError(
-            f"corrupt partition file {str(path)!r}: {type(err).__name__}: {err}; {_REGENERATE}"
-        ) from None
-    if partition.content_hash != stored_hash:
-        raise PartitionFileError(
-            f"partition file {str(path)!r} fails its content hash (stored {str(stored_hash)[:12]}..., "
-            f"computed {partition.content_hash[:12]}...): it was modified or corrupted; {_REGENERATE}"
+            f"partition file {str(path)!r} fails its content hash (stored {str(stored)[:12]}..., "
+            f"computed {computed[:12]}...): it was modified or corrupted; {_REGENERATE}"
         )
-    if fingerprint is not None:
-        check_fingerprint(partition, fingerprint, source=str(path))
-    return partition
 
 
-def check_fingerprint(partition: Partition, fingerprint: str, source: str = "partition") -> None:
-    """Refuse a partition made for other data (different ``dataset_fingerprint``)."""
-    if partition.spec.fingerprint != fingerprint:
+def check_fingerprint(spec: Any, fingerprint: str, source: str = "partition") -> None:
+    """Refuse a partition made for other data (different ``dataset_fingerprint``); ``spec`` is its PartitionSpec."""
+    if spec.fingerprint != fingerprint:
         raise PartitionMismatchError(
-            f"{source} was made for another dataset (fingerprint {partition.spec.fingerprint[:12]}..., "
-            f"{partition.spec.num_rows} rows) but this dataset has fingerprint {fingerprint[:12]}...; "
+            f"{source} was made for another dataset (fingerprint {spec.fingerprint[:12]}..., "
+            f"{spec.num_rows} rows) but this dataset has fingerprint {fingerprint[:12]}...; "
             f"re-partition this data with `fednlp-bench partition` (same scheme and seed)"
         )
 
 
-def _read_json(path: Path) -> tuple[dict[str, Any], Callable[[PartitionSpec], Partition]]:
+def _read_json(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     with open(path, encoding="utf-8") as fh:
         doc = json.load(fh)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -149,10 +120,14 @@ def _read_json(path: Path) -> tuple[dict[str, Any], Callable[[PartitionSpec], Pa
     for c in clients:
         if not isinstance(c, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in c):
             raise PartitionFileError("'clients' must be lists of integer row indices")
-    return doc, lambda spec: Partition.from_client_lists(spec, clients)
+    arrays = [np.sort(np.asarray(c, dtype=np.int64)) for c in clients]
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([a.size for a in arrays], out=offsets[1:])
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    return doc, flat, offsets
 
 
-def _read_npz(path: Path) -> tuple[dict[str, Any], Callable[[PartitionSpec], Partition]]:
+def _read_npz(path: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     data = path.read_bytes()
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         missing = {"flat", "offsets", "header"} - set(npz.files)
@@ -162,4 +137,4 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], Callable[[PartitionSpec], Par
     for name, arr in (("flat", flat), ("offsets", offsets)):
         if arr.dtype.kind not in "iu":
             raise PartitionFileError(f"array {name!r} has dtype {arr.dtype}, expected integers")
-    return header, lambda spec: Partition(spec, flat, offsets)
+    return header, flat, offsets

@@ -15,8 +15,9 @@ into several features, every other task is 1:1).
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
 from datasets import Dataset, DatasetDict
@@ -105,24 +106,74 @@ class Task(ABC):
         when the head size depends on the data (e.g. number of labels).
         """
 
-    @abstractmethod
+    # ----- evaluation -------------------------------------------------------
     def evaluate(
         self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32
     ) -> dict[str, float]:
-        """Standard metric(s) of the field on one split; includes :attr:`primary_metric`."""
+        """Standard metric(s) of the field on one split; includes :attr:`primary_metric`.
 
-    # ----- description ------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        """What a result record stores about the task configuration."""
-        return {
-            "task": self.name,
-            "model": self.model_name,
-            "data": self.data,
-            "max_length": self.max_length,
-            "max_train_examples": self.max_train_examples,
-            "max_eval_examples": self.max_eval_examples,
-            "columns": dict(self.columns),
-            "text_format": self.text_format,
-            "skip_invalid_rows": self.skip_invalid_rows,
-            "validation_fraction": self.validation_fraction,
-        }
+        The loop (eval mode, no grad, ordered batches, mean loss) is the same
+        for every task, so it lives here; a task only says what to keep from
+        each batch (:meth:`eval_accumulate`) and how to score it (:meth:`eval_finish`).
+        """
+        acc = self.eval_start(raw, features)
+        loss_sum, with_loss = self.run_eval_loop(model, features, batch_size, acc)
+        result = self.eval_finish(acc, model, raw, features, batch_size)
+        if with_loss:
+            result.setdefault("loss", loss_sum / max(len(features), 1))
+        return result
+
+    def run_eval_loop(
+        self, model: torch.nn.Module, features: Dataset, batch_size: int, acc: dict[str, Any]
+    ) -> tuple[float, bool]:
+        """One pass over ``features``; returns (sum of per-row losses, whether the model gave a loss)."""
+        device = model_device(model)
+        loss_sum, with_loss = 0.0, False
+        with evaluating(model):
+            for rows, batch in self.iter_batches(features, batch_size):
+                out = model(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+                if getattr(out, "loss", None) is not None:
+                    loss_sum += float(out.loss) * len(rows)
+                    with_loss = True
+                self.eval_accumulate(acc, rows, out)
+        return loss_sum, with_loss
+
+    def eval_start(self, raw: Dataset, features: Dataset) -> dict[str, Any]:
+        """Fresh accumulator for one evaluation (e.g. a prediction array sized to ``features``)."""
+        return {}
+
+    def eval_accumulate(self, acc: dict[str, Any], rows: range, out: Any) -> None:
+        """Keep what scoring needs from one batch's model output (``rows``: its feature rows)."""
+
+    @abstractmethod
+    def eval_finish(
+        self, acc: dict[str, Any], model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int
+    ) -> dict[str, float]:
+        """Metrics from the accumulator; must include :attr:`primary_metric`."""
+
+    def iter_batches(self, features: Dataset, batch_size: int) -> Iterator[tuple[range, dict[str, torch.Tensor]]]:
+        """Ordered batches (row range, collated tensors) for evaluation."""
+        for start in range(0, len(features), batch_size):
+            rows = features[start : start + batch_size]
+            cols = list(rows)
+            items = [dict(zip(cols, vals)) for vals in zip(*(rows[c] for c in cols))]
+            yield range(start, start + len(items)), self.collate(items)
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no grad for the block; the caller's train/eval mode comes back after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - parameterless model
+        return torch.device("cpu")

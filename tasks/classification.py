@@ -27,10 +27,9 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification
 
-from fednlp_bench.tasks.common import HFTask, evaluating, model_device
+from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import classification_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.registry import register_task
 from fednlp_bench.tasks.sources import RawSplits, author_id, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ def _label_sort_key(name: str) -> tuple[int, Any]:
     return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
 
 
-@register_task
 class ClassificationTask(HFTask):
     name = "classification"
     primary_metric = "accuracy"
@@ -130,17 +128,15 @@ class ClassificationTask(HFTask):
             label2id={name: i for i, name in enumerate(self.label_names)},
         )
 
-    def evaluate(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> dict[str, float]:
-        preds = np.zeros(len(features), dtype=np.int64)
-        device = model_device(model)
-        loss_sum = 0.0
-        with evaluating(model):
-            for rows, batch in self.iter_batches(features, batch_size):
-                out = model(**{k: v.to(device) for k, v in batch.items()})
-                loss_sum += float(out.loss) * len(rows)
-                preds[rows.start : rows.stop] = out.logits.argmax(-1).cpu().numpy()
+    def eval_start(self, raw: Dataset, features: Dataset) -> dict[str, Any]:
+        return {"preds": np.zeros(len(features), dtype=np.int64)}
+
+    def eval_accumulate(self, acc: dict[str, Any], rows: range, out: Any) -> None:
+        acc["preds"][rows.start : rows.stop] = out.logits.argmax(-1).cpu().numpy()
+
+    def eval_finish(self, acc: dict[str, Any], model: torch.nn.Module, raw: Dataset, features: Dataset,
+                    batch_size: int) -> dict[str, float]:
         gold = np.asarray(features["labels"])
-        result = classification_metrics(gold.tolist(), preds.tolist())
-        result["loss"] = loss_sum / max(len(features), 1)
+        result = classification_metrics(gold.tolist(), acc["preds"].tolist())
         result["num_examples"] = float(len(features))
         return result

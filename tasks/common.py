@@ -6,7 +6,6 @@ a new task may use this helper class or implement :class:`Task` directly.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -18,7 +17,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from fednlp_bench.paths import cache_dir
-from fednlp_bench.tasks.base import Task
+from fednlp_bench.tasks.base import Task, evaluating, model_device  # noqa: F401  (re-exported for tasks)
 from fednlp_bench.tasks.models import load_tokenizer
 from fednlp_bench.tasks.sources import RawSplits, check_columns
 
@@ -40,25 +39,6 @@ def subset_indices(n: int, k: int | None, seed: int) -> list[int] | None:
         return None
     rng = np.random.default_rng(seed)
     return sorted(int(i) for i in rng.permutation(n)[:k])
-
-
-@contextlib.contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no grad for the block; the caller's train/eval mode comes back after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - parameterless model
-        return torch.device("cpu")
 
 
 class HFTask(Task):
@@ -203,14 +183,6 @@ class HFTask(Task):
             else:
                 batch[key] = torch.tensor(values, dtype=torch.long)
         return batch
-
-    def iter_batches(self, features: Dataset, batch_size: int) -> Iterator[tuple[range, dict[str, torch.Tensor]]]:
-        """Ordered batches (row range, collated tensors) for evaluation."""
-        for start in range(0, len(features), batch_size):
-            rows = features[start : start + batch_size]
-            cols = list(rows)
-            items = [dict(zip(cols, vals)) for vals in zip(*(rows[c] for c in cols))]
-            yield range(start, start + len(items)), self.collate(items)
 
     # ----- description ------------------------------------------------------
     def split_sizes(self) -> dict[str, int]:

@@ -38,7 +38,6 @@ from fednlp_bench.paths import TINY_MODEL
 from fednlp_bench.tasks.common import HFTask, evaluating, model_device
 from fednlp_bench.tasks.metrics import lead_baseline, rouge
 from fednlp_bench.tasks.models import _source, _unknown, tiny_bert_config
-from fednlp_bench.tasks.registry import register_task
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,6 @@ def clean_subject(subject: str) -> str:
     return " ".join(_REPLY.sub("", subject).split())
 
 
-@register_task
 class GenerationTask(HFTask):
     name = "generation"
     primary_metric = "rougeL"
@@ -70,9 +68,6 @@ class GenerationTask(HFTask):
         self.max_target_length = max_target_length
         self.num_beams = num_beams
         self._bert2bert = self._is_bert2bert()
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "max_target_length": self.max_target_length, "num_beams": self.num_beams}
 
     def _is_bert2bert(self) -> bool:
         if self.model_name == TINY_MODEL:
@@ -216,16 +211,11 @@ class GenerationTask(HFTask):
                 texts.extend(self.tokenizer.batch_decode(out, skip_special_tokens=True))
         return [t.strip() for t in texts]
 
-    def evaluate(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> dict[str, float]:
-        device = model_device(model)
-        loss_sum = 0.0
-        with evaluating(model):
-            for rows, batch in self.iter_batches(features, batch_size):
-                loss_sum += float(model(**{k: v.to(device) for k, v in batch.items()}).loss) * len(rows)
+    def eval_finish(self, acc: dict[str, Any], model: torch.nn.Module, raw: Dataset, features: Dataset,
+                    batch_size: int) -> dict[str, float]:
+        """ROUGE of generated summaries (a second pass: decoding is not the teacher-forced loss pass)."""
         predictions = self.generate(model, features, batch_size)
         refs = raw["references"]
-        references = [refs[i] for i in features["example_index"]]
-        result = rouge(predictions, references)
-        result["loss"] = loss_sum / max(len(features), 1)
+        result = rouge(predictions, [refs[i] for i in features["example_index"]])
         result["num_examples"] = float(len(features))
         return result

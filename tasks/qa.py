@@ -29,10 +29,9 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering
 
-from fednlp_bench.tasks.common import HFTask, evaluating, model_device
+from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import squad_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.registry import register_task
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet, read_squad_json
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,6 @@ def check_answers(record: Mapping[str, Any], where: str) -> tuple[list[str], lis
     return texts, starts
 
 
-@register_task
 class QATask(HFTask):
     name = "qa"
     primary_metric = "f1"
@@ -103,9 +101,6 @@ class QATask(HFTask):
             raise ValueError("max_answer_length and n_best must be >= 1")
         self.max_answer_length = max_answer_length
         self.n_best = n_best
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "doc_stride": self.doc_stride, "max_answer_length": self.max_answer_length}
 
     # ----- data -------------------------------------------------------------
     def _read_raw(self) -> RawSplits:
@@ -209,40 +204,42 @@ class QATask(HFTask):
 
     def predict(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> list[str]:
         """Best answer text per raw example (``""`` when no valid span exists)."""
+        acc = self.eval_start(raw, features)
+        self.run_eval_loop(model, features, batch_size, acc)
+        return self._answers(acc, raw)
+
+    def eval_start(self, raw: Dataset, features: Dataset) -> dict[str, Any]:
         if "offset_mapping" not in features.column_names:
             raise ValueError("QA evaluation needs features from preprocess(split, train=False) (they keep offset_mapping)")
-        device = model_device(model)
-        contexts = raw["context"]
-        example_index = features["example_index"]
-        offsets_all = features["offset_mapping"]
-        best: dict[int, tuple[float, str]] = {}
-        with evaluating(model):
-            for rows, batch in self.iter_batches(features, batch_size):
-                batch.pop("start_positions", None)
-                batch.pop("end_positions", None)
-                out = model(**{k: v.to(device) for k, v in batch.items()})
-                start_logits = out.start_logits.float().cpu().numpy()
-                end_logits = out.end_logits.float().cpu().numpy()
-                for j, row in enumerate(rows):
-                    ex, offsets = example_index[row], offsets_all[row]
-                    n = len(offsets)
-                    s_log, e_log = start_logits[j, :n], end_logits[j, :n]
-                    s_top = np.argsort(s_log)[::-1][: self.n_best]
-                    e_top = np.argsort(e_log)[::-1][: self.n_best]
-                    for s in s_top:
-                        if offsets[s] is None:
-                            continue
-                        for e in e_top:
-                            if offsets[e] is None or e < s or e - s + 1 > self.max_answer_length:
-                                continue
-                            score = float(s_log[s] + e_log[e])
-                            if ex not in best or score > best[ex][0]:
-                                best[ex] = (score, contexts[ex][offsets[s][0] : offsets[e][1]])
-        return [best.get(i, (0.0, ""))[1] for i in range(len(raw))]
+        return {"best": {}, "contexts": raw["context"], "example_index": features["example_index"],
+                "offsets": features["offset_mapping"]}
 
-    def evaluate(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> dict[str, float]:
-        predictions = self.predict(model, raw, features, batch_size)
-        golds = [a["text"] for a in raw["answers"]]
-        result = squad_metrics(predictions, golds)
+    def eval_accumulate(self, acc: dict[str, Any], rows: range, out: Any) -> None:
+        """Keep, per raw example, the highest-scoring valid span over its context windows."""
+        best = acc["best"]
+        start_logits = out.start_logits.float().cpu().numpy()
+        end_logits = out.end_logits.float().cpu().numpy()
+        for j, row in enumerate(rows):
+            ex, offsets = acc["example_index"][row], acc["offsets"][row]
+            n = len(offsets)
+            s_log, e_log = start_logits[j, :n], end_logits[j, :n]
+            s_top = np.argsort(s_log)[::-1][: self.n_best]
+            e_top = np.argsort(e_log)[::-1][: self.n_best]
+            for s in s_top:
+                if offsets[s] is None:
+                    continue
+                for e in e_top:
+                    if offsets[e] is None or e < s or e - s + 1 > self.max_answer_length:
+                        continue
+                    score = float(s_log[s] + e_log[e])
+                    if ex not in best or score > best[ex][0]:
+                        best[ex] = (score, acc["contexts"][ex][offsets[s][0] : offsets[e][1]])
+
+    def _answers(self, acc: dict[str, Any], raw: Dataset) -> list[str]:
+        return [acc["best"].get(i, (0.0, ""))[1] for i in range(len(raw))]
+
+    def eval_finish(self, acc: dict[str, Any], model: torch.nn.Module, raw: Dataset, features: Dataset,
+                    batch_size: int) -> dict[str, float]:
+        result = squad_metrics(self._answers(acc, raw), [a["text"] for a in raw["answers"]])
         result["num_examples"] = float(len(raw))
         return result

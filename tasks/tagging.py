@@ -23,10 +23,9 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForTokenClassification
 
-from fednlp_bench.tasks.common import HFTask, evaluating, model_device
+from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import span_f1
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.registry import register_task
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_conll, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,6 @@ def dominant_type(tags: list[str], types: list[str]) -> int:
     return min(types.index(t) for t, c in counts.items() if c == best)
 
 
-@register_task
 class TaggingTask(HFTask):
     name = "tagging"
     primary_metric = "f1"
@@ -183,9 +181,6 @@ class TaggingTask(HFTask):
         return self._pad(features, {"labels": IGNORE})
 
     # ----- model ------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "tag_scheme": self.tag_scheme}
-
     def build_model(self) -> torch.nn.Module:
         if not self.label_names:
             self.load()
@@ -197,29 +192,24 @@ class TaggingTask(HFTask):
             label2id={t: i for i, t in enumerate(self.label_names)},
         )
 
-    def evaluate(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> dict[str, float]:
+    def eval_start(self, raw: Dataset, features: Dataset) -> dict[str, Any]:
+        return {"preds": {}, "example_index": features["example_index"], "word_index": features["word_index"],
+                "gold": raw["tags"]}
+
+    def eval_accumulate(self, acc: dict[str, Any], rows: range, out: Any) -> None:
         """Word-level predictions from each word's first sub-token; words cut by ``max_length`` count as ``O``."""
-        device = model_device(model)
-        preds_by_example: dict[int, list[str]] = {}
-        loss_sum = 0.0
-        example_index, word_index = features["example_index"], features["word_index"]
-        gold_tags = raw["tags"]
-        with evaluating(model):
-            for rows, batch in self.iter_batches(features, batch_size):
-                out = model(**{k: v.to(device) for k, v in batch.items()})
-                loss_sum += float(out.loss) * len(rows)
-                argmax = out.logits.argmax(-1).cpu().numpy()
-                for j, row in enumerate(rows):
-                    ex = example_index[row]
-                    words = ["O"] * len(gold_tags[ex])
-                    for pos, w in enumerate(word_index[row]):
-                        if w >= 0:
-                            words[w] = self.label_names[int(argmax[j, pos])]
-                    preds_by_example[ex] = words
-        order = sorted(preds_by_example)
-        gold = [gold_tags[i] for i in order]
-        pred = [preds_by_example[i] for i in order]
-        result = span_f1(gold, pred)
-        result["loss"] = loss_sum / max(len(features), 1)
+        argmax = out.logits.argmax(-1).cpu().numpy()
+        for j, row in enumerate(rows):
+            ex = acc["example_index"][row]
+            words = ["O"] * len(acc["gold"][ex])
+            for pos, w in enumerate(acc["word_index"][row]):
+                if w >= 0:
+                    words[w] = self.label_names[int(argmax[j, pos])]
+            acc["preds"][ex] = words
+
+    def eval_finish(self, acc: dict[str, Any], model: torch.nn.Module, raw: Dataset, features: Dataset,
+                    batch_size: int) -> dict[str, float]:
+        order = sorted(acc["preds"])
+        result = span_f1([acc["gold"][i] for i in order], [acc["preds"][i] for i in order])
         result["num_examples"] = float(len(order))
         return result

@@ -14,18 +14,20 @@ import torch
 
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine import runner
+from fednlp_bench.algorithms.fedprox import ProximalTerm
+from fednlp_bench.engine import prepare, runner
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
-from fednlp_bench.engine.runner import NonFiniteModelError, centralized_steps_per_round, run_experiment
+from fednlp_bench.engine.prepare import centralized_steps_per_round
+from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
 from fednlp_bench.engine.sampling import apply_dropout, sample_clients
-from fednlp_bench.engine.toy import ToyTask, toy_partition
+from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord, validate_record_dict
 
 
 @pytest.fixture(autouse=True)
 def toy_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     """The toy task gets contiguous-block partitions (no dependency on the partitioners)."""
-    monkeypatch.setattr(runner, "build_partition", toy_partition)
+    monkeypatch.setattr(prepare, "build_partition", toy_partition)
 
 
 def toy_config(**changes: object) -> RunConfig:
@@ -100,7 +102,7 @@ def test_fedprox_term_pulls_clients_towards_the_global_model() -> None:
     rows = np.arange(40)
     norms = {}
     for mu in (0.0, 1.0, 4.0):
-        res = trainer.train(0, rows, start, {"mu": mu}, seed=7)
+        res = trainer.train(0, rows, start, {"mu": mu}, seed=7, procedure=ProximalTerm())
         norms[mu] = float(sum((d**2).sum() for d in res.delta.values()) ** 0.5)
     assert norms[0.0] > norms[1.0] > norms[4.0] > 0
 
@@ -129,6 +131,8 @@ def test_same_seed_gives_identical_metrics_and_other_seed_differs(tmp_path: Path
     ("fedadam", {"server_lr": 0.05}, "sgd"),
     ("fedavgm", {"momentum": 0.5}, "adamw"),
     ("centralized", {}, "adamw"),  # persistent optimizer state must survive the restart
+    ("scaffold", {}, "sgd"),  # per-client control variates on disk must follow the checkpoint
+    ("feddyn", {"alpha": 0.1}, "sgd"),
 ])
 def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, algorithm: str, params: dict, optimizer: str) -> None:
     cfg = toy_config(algorithm=algorithm, algorithm_params=params, optimizer=optimizer, rounds=4, dropout=0.1,
@@ -285,9 +289,9 @@ _MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys, tempfile
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine import runner
-    from fednlp_bench.engine.toy import ToyTask, toy_partition
-    runner.build_partition = toy_partition
+    from fednlp_bench.engine import prepare, runner
+    from fednlp_bench.testing.toy import ToyTask, toy_partition
+    prepare.build_partition = toy_partition
     n_clients = int(sys.argv[1])
     cfg = RunConfig(task="toy", model="toy", rounds=1, clients_per_round=4, lr=0.01, optimizer="sgd",
                     batch_size=4, local_epochs=1,

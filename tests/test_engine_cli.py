@@ -11,15 +11,15 @@ import pytest
 from fednlp_bench import cli
 from fednlp_bench.commands import run as run_cmd
 from fednlp_bench.commands.compare import gap_table
-from fednlp_bench.engine import runner
-from fednlp_bench.engine.toy import ToyTask, toy_partition
+from fednlp_bench.engine import prepare, runner
+from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord
 
 
 @pytest.fixture(autouse=True)
 def toy_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "build_partition", toy_partition)
-    monkeypatch.setattr(runner, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
+    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(prepare, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
 
 
 TOY = ["--task", "toy", "--model", "toy", "--scheme", "iid", "--clients", "4", "--clients-per-round", "2",
@@ -27,7 +27,7 @@ TOY = ["--task", "toy", "--model", "toy", "--scheme", "iid", "--clients", "4", "
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    return cli.build_parser().parse_args(argv)
+    return cli.parse_args(argv)
 
 
 def test_run_writes_record_and_resume_returns_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +66,10 @@ def test_flags_override_yaml_and_reset_foreign_params(tmp_path: Path) -> None:
     [
         (["--partition", "p.json", "--alpha", "0.1"], "--partition FILE already fixes the partition; drop --scheme, --alpha, --clients"),
         (["--clients-per-round", "9"], "clients_per_round=9 is larger than the number of clients (4)"),
-        (["--algorithm", "fedprox", "--mu", "-1"], "mu=-1.0 must be >= 0"),
+        (["--algorithm", "fedprox", "--mu", "-1"], "mu=-1 must be >= 0"),
+        (["--algorithm", "fedprox", "--muu", "0.1"], "unknown option --muu: not an option of this command and not a "
+                                                     "parameter of fedprox (parameters: ['mu']). Did you mean '--mu'?"),
+        (["--roundz", "3"], "Did you mean '--rounds'?"),
         (["--algo-param", "oops"], "--algo-param 'oops' must look like KEY=VALUE"),
         (["--threads", "0"], "--threads 0 must be >= 1"),
     ],
@@ -118,3 +121,13 @@ def test_gap_table_without_centralized_says_na(tmp_path: Path) -> None:
     rec = runner.run_experiment(cfg, tmp_path, task=ToyTask(n_train=60), progress=False)
     table = gap_table({"fedavg": [rec]})
     assert "| fedavg | " in table and "n/a" in table
+
+
+def test_algorithms_command_lists_every_registered_algorithm(capsys: pytest.CaptureFixture[str]) -> None:
+    from fednlp_bench.algorithms import algorithm_names
+
+    assert cli.main(["algorithms"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(algorithm_names())} algorithms" in out and len(algorithm_names()) >= 13
+    assert re.search(r"^scaffold\s+SCAFFOLD\s+-\s+ScaffoldClient\s+server_lr=1.0$", out, flags=re.M)
+    assert re.search(r"^krum\s+Krum\s+robust\s+-\s+num_malicious_clients=0, num_clients_to_keep=0$", out, flags=re.M)

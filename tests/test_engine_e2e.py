@@ -13,6 +13,7 @@ import pytest
 
 from fednlp_bench import cli
 from fednlp_bench.config import RunConfig
+from fednlp_bench.engine.prepare import partition_spec_for_config
 from fednlp_bench.engine.runner import run_experiment
 from fednlp_bench.results.record import RunRecord, validate_record_dict
 
@@ -62,7 +63,7 @@ def test_cli_run_with_saved_partition_and_refusal_of_other_data(tmp_path: Path, 
     assert cli.main([*base, "--partition", str(part_path), "--run-id", "from-file"]) == 0
     record = RunRecord.load(tmp_path / "runs" / "from-file")
     assert record.partition["content_hash"] == part.content_hash
-    assert record.config["partition"] == part.spec.run_spec()
+    assert record.config["partition"] == partition_spec_for_config(part)
     # A partition of other data (a different subset) is refused with the reason.
     assert cli.main([*base, "--max-train-examples", "200", "--partition", str(part_path), "--run-id", "other"]) == 2
     err = capsys.readouterr().err

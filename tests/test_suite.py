@@ -179,6 +179,7 @@ def test_shipped_suite_is_valid_and_sized_as_published() -> None:
 def test_default_runner_resumes_a_killed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine import runner as engine
+    from fednlp_bench.engine.run_id import default_run_id
 
     calls: list[tuple[str, bool]] = []
     monkeypatch.setattr(engine, "run_experiment", lambda cfg, runs_dir, resume=False: calls.append(("exp", resume)))
@@ -186,7 +187,7 @@ def test_default_runner_resumes_a_killed_run(tmp_path: Path, monkeypatch: pytest
     config = plan_suite(parse_suite(SMALL))[0].config
     run = suite_mod._load_runner()
     run(config, tmp_path)
-    state = tmp_path / engine.default_run_id(RunConfig.from_dict(config)) / "checkpoint" / "state.json"
+    state = tmp_path / default_run_id(RunConfig.from_dict(config)) / "checkpoint" / "state.json"
     state.parent.mkdir(parents=True)
     state.write_text("{}")
     run(config, tmp_path)

@@ -12,7 +12,7 @@ import torch
 
 from fednlp_bench.tasks import get_task
 from fednlp_bench.tasks.base import Task
-from fednlp_bench.tasks.entity_qa import entity_qa_rows, write_entity_qa
+from fednlp_bench.testing.entity_qa import entity_qa_rows, write_entity_qa
 from fednlp_bench.tasks.metrics import normalize_answer
 from fednlp_bench.tasks.qa import WH_TYPES
 

@@ -33,7 +33,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_registry_lists_the_four_tasks_and_rejects_unknown_names() -> None:
-    assert task_names() == ["classification", "generation", "qa", "tagging"]
+    assert task_names() == ["classification", "tagging", "qa", "generation"]  # registry order
     with pytest.raises(ValueError, match=r"unknown task 'taging'.*Did you mean 'tagging'"):
         get_task("taging")
 

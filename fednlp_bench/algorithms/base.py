@@ -4,7 +4,8 @@ Modelled on Flower's ``Strategy`` (configure a round, aggregate results, keep
 server state) so an algorithm from a paper maps onto one small class:
 
 * :meth:`Strategy.configure_round` says what each selected client is told
-  (e.g. FedProx's ``mu``);
+  (e.g. FedProx's ``mu``); :attr:`Strategy.client` is the client procedure
+  (``algorithms/client.py``) that reads it during local training;
 * :meth:`Strategy.aggregate` turns the clients' weight deltas into the next
   global weights;
 * :meth:`Strategy.state_dict` / :meth:`Strategy.load_state_dict` expose the
@@ -23,16 +24,14 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 
-from fednlp_bench.config import closest_hint
+from fednlp_bench.algorithms.client import ClientProcedure
+from fednlp_bench.hints import closest_hint
 
 #: Named float tensors: the global model or a client delta.
 Weights = dict[str, torch.Tensor]
 #: What a strategy's state may hold: tensors (saved as safetensors) or JSON values.
 StateValue = Any
 
-#: Instruction keys the local trainer understands; a strategy that sends any
-#: other key fails before training starts instead of being silently ignored.
-CLIENT_INSTRUCTION_KEYS = ("mu",)
 
 
 @dataclass
@@ -49,6 +48,8 @@ class ClientResult:
     #: mean training loss over the client's local steps.
     loss: float
     metrics: dict[str, float] = field(default_factory=dict)
+    #: extra upload of the algorithm's client procedure (e.g. SCAFFOLD's control-variate change).
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class Strategy(ABC):
@@ -61,11 +62,17 @@ class Strategy(ABC):
 
     #: Registry name (``--algorithm``).
     name: ClassVar[str]
+    #: Human name in leaderboard tables (defaults to ``name``).
+    label: ClassVar[str | None] = None
+    #: Group that competes for one "best of family" mark in tables (e.g. ``"fedopt"``).
+    family: ClassVar[str | None] = None
     #: Hyperparameters with their defaults; ``self.params`` holds the merged values.
     defaults: ClassVar[dict[str, Any]] = {}
     #: True only for the centralized baseline: the runner trains one virtual
     #: client on the union of all client data with the same per-round budget.
     centralized: ClassVar[bool] = False
+    #: The algorithm's client side (hooks around local training), or None for plain local training.
+    client: ClassVar[type[ClientProcedure] | None] = None
 
     def __init__(self, **params: Any) -> None:
         for key in params:
@@ -86,20 +93,40 @@ class Strategy(ABC):
     def validate_params(self) -> None:
         """Raise ``ValueError`` for out-of-range hyperparameters (e.g. ``mu < 0``)."""
 
+    def setup(self, num_clients: int, global_weights: Weights, trainable: Sequence[str]) -> None:
+        """Called once before the first round (and before ``load_state_dict`` on resume).
+
+        ``num_clients`` is the partition's size N (SCAFFOLD's |S|/N),
+        ``global_weights`` the initial model and ``trainable`` the names of its
+        trainable parameters (the tensors a server-side control variate matches).
+        """
+
+    def make_client(self) -> ClientProcedure | None:
+        """The procedure every client runs this run (what the backend hands to the local trainer)."""
+        return None if self.client is None else self.client()
+
     def client_config(self, rnd: int) -> dict[str, Any]:
         """Instructions sent to every selected client in round ``rnd`` (default: none)."""
         return {}
 
     def configure_round(self, rnd: int, client_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Per-client instructions for round ``rnd``; override for client-specific ones."""
+        """Per-client instructions (the download payload besides the model) for round ``rnd``.
+
+        Every key must be one the strategy's client procedure reads (its
+        ``instructions``), so a typo fails here instead of being ignored.
+        """
         config = self.client_config(rnd)
-        for key in config:
-            if key not in CLIENT_INSTRUCTION_KEYS:
-                raise ValueError(
-                    f"{self.name} sends client instruction {key!r}, which the local trainer does not "
-                    f"understand; supported: {list(CLIENT_INSTRUCTION_KEYS)}"
-                )
+        self.check_instructions(config)
         return {cid: dict(config) for cid in client_ids}
+
+    def check_instructions(self, config: Mapping[str, Any]) -> None:
+        known = self.client.instructions if self.client is not None else ()
+        for key in config:
+            if key not in known:
+                raise ValueError(
+                    f"{self.name} sends client instruction {key!r}, which its client procedure "
+                    f"({self.client.__name__ if self.client else 'none'}) does not read; it reads: {list(known)}"
+                )
 
     @abstractmethod
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
@@ -117,9 +144,6 @@ class Strategy(ABC):
         """Restore what :meth:`state_dict` returned."""
         if state:
             raise ValueError(f"{self.name} keeps no server state but the checkpoint has {sorted(state)}")
-
-    def describe(self) -> dict[str, Any]:
-        return {"algorithm": self.name, **self.params}
 
 
 # ---------------------------------------------------------------- helpers

@@ -15,6 +15,7 @@ from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights, add_sc
 
 class Centralized(Strategy):
     name = "centralized"
+    label = "Centralized"
     defaults: dict = {}
     centralized = True
 

@@ -11,6 +11,7 @@ class FedAvg(Strategy):
     """w <- w + sum_i (n_i / n) * delta_i, with n_i the client's number of training examples."""
 
     name = "fedavg"
+    label = "FedAvg"
     defaults: dict = {}
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:

@@ -45,6 +45,7 @@ def _moments_from_state(prefix: str, state: Mapping[str, Any]) -> Weights | None
 class FedOpt(Strategy):
     """Shared body of FedAdam / FedYogi / FedAdagrad; subclasses define the second moment."""
 
+    family = "fedopt"
     defaults = {"server_lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
 
     def __init__(self, **params: Any) -> None:
@@ -92,6 +93,7 @@ class FedOpt(Strategy):
 
 class FedAdam(FedOpt):
     name = "fedadam"
+    label = "FedAdam"
 
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
         beta2 = self.params["beta2"]
@@ -100,6 +102,7 @@ class FedAdam(FedOpt):
 
 class FedYogi(FedOpt):
     name = "fedyogi"
+    label = "FedYogi"
 
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
         return v - (1.0 - self.params["beta2"]) * delta_sq * torch.sign(v - delta_sq)
@@ -107,6 +110,7 @@ class FedYogi(FedOpt):
 
 class FedAdagrad(FedOpt):
     name = "fedadagrad"
+    label = "FedAdagrad"
     defaults = {"server_lr": 1e-2, "beta1": 0.9, "tau": 1e-3}
 
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
@@ -117,6 +121,8 @@ class FedAvgM(Strategy):
     """FedAvg with server momentum (Hsu et al. 2019): a heavy-ball step on the averaged delta."""
 
     name = "fedavgm"
+    label = "FedAvgM"
+    family = "fedopt"
     defaults = {"server_lr": 1.0, "momentum": 0.9}
 
     def __init__(self, **params: Any) -> None:

@@ -283,7 +283,7 @@ def make_server_classes() -> tuple[type, type]:
             for cid, instructions in payload.assignments.get(self.slot, []):
                 try:
                     results.append(self.local.train(cid, self.rows(cid), payload.weights, instructions,
-                                                    client_seed(payload.seed, payload.rnd, cid)))
+                                                    client_seed(payload.seed, payload.rnd, cid), rnd=payload.rnd))
                 except ClientUpdateRejected as err:
                     rejected[cid] = str(err)
                 self.watchdog.touch()
@@ -318,15 +318,15 @@ class Watchdog:
 
 # ----------------------------------------------------------------- per rank
 def _prepare(spec: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Task object (or None: the runner builds it) and partition builder, as the launcher asked."""
-    from fednlp_bench.engine import runner
+    """Task object (or None: the engine builds it) and the engine's preparation seams, as the launcher asked."""
+    import fednlp_bench.engine.prepare as prepare
 
     task = None
     if spec.get("task_factory"):
         task = _load_object(spec["task_factory"])(**dict(spec.get("task_kwargs") or {}))
     if spec.get("partition_factory"):
-        runner.build_partition = _load_object(spec["partition_factory"])
-    return task, runner
+        prepare.build_partition = _load_object(spec["partition_factory"])
+    return task, prepare
 
 
 def run_server(spec: Mapping[str, Any], args: Any) -> None:
@@ -335,7 +335,9 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
 
     from fednlp_bench.config import RunConfig
 
-    task, runner = _prepare(spec)
+    from fednlp_bench.engine.runner import run_experiment
+
+    task, _ = _prepare(spec)
     config = RunConfig.from_dict(spec["config"])
     bridge = RoundBridge(int(spec["processes"]), int(spec["fedml_rounds"]), float(spec["round_timeout_s"]), spec)
     StrategyAggregator, _ = make_server_classes()
@@ -348,7 +350,7 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
         try:
             t0 = time.perf_counter()
             # backend_factory: the runner's rounds go to the bridge (and the "fedml" config is not relaunched).
-            record = runner.run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
+            record = run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
                                            resume=bool(spec["resume"]), task=task, progress=False,
                                            partition_file=spec.get("partition_file"), backend_factory=factory)
             outcome["record"] = record
@@ -375,34 +377,42 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     import torch
     from fedml import FedMLRunner
 
+    from fednlp_bench.algorithms.registry import create_strategy
     from fednlp_bench.config import RunConfig
+    from fednlp_bench.engine.client_runner import ClientRunner
+    from fednlp_bench.engine.client_state import ClientStateStore
     from fednlp_bench.engine.local_trainer import LocalTrainer
 
-    task, runner = _prepare(spec)
+    task, prepare = _prepare(spec)
     config = RunConfig.from_dict(spec["config"])
-    task = task if task is not None else runner.build_task(config)
+    task = task if task is not None else prepare.build_task(config)
     splits = task.load()
     train_raw = splits["train"]
     if spec.get("partition_file"):
-        part = runner.load_partition_file(spec["partition_file"], train_raw)
+        part = prepare.load_partition_file(spec["partition_file"], train_raw)
     else:
-        part = runner.build_partition(train_raw, config.partition)
+        part = prepare.build_partition(train_raw, config.partition)
     features = task.preprocess(train_raw, train=True)
     torch.manual_seed(config.seed)
     model = task.build_model()
-    local = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
-                         optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps)
+    trainer = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
+                           optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps)
+    # The algorithm's client procedure and the run's on-disk client states, exactly as in process: the
+    # server (rank 0) commits each round's staged states after its checkpoint.
+    local = ClientRunner(trainer, create_strategy(config.algorithm, config.algorithm_params).make_client(),
+                         ClientStateStore(spec["run_dir"]))
     cache: dict[int, np.ndarray] = {}
 
     def rows(cid: int) -> np.ndarray:
         if cid not in cache:
-            cache[cid] = local.rows_for(part.indices(cid))
+            cache[cid] = trainer.rows_for(part.indices(cid))
         return cache[cid]
 
     watchdog = Watchdog(float(spec["round_timeout_s"]) + 60.0, spec)
     _, SlotTrainer = make_server_classes()
-    trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
-    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model, client_trainer=trainer).run()
+    slot_trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
+    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model,
+                client_trainer=slot_trainer).run()
     watchdog.stop()
 
 

@@ -130,7 +130,7 @@ def run_fedml_experiment(
     last round checkpointed; ``resume=True`` continues it.
     """
     from fednlp_bench.algorithms.registry import get_algorithm_class
-    from fednlp_bench.engine.runner import default_run_id
+    from fednlp_bench.engine.run_id import default_run_id
 
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
@@ -239,7 +239,7 @@ def _run_grpc(py: Path, spec_path: Path, p: int, env: dict[str, str], log: Any, 
 
 
 def _checkpoint_round(run_dir: Path) -> int:
-    from fednlp_bench.engine import checkpoint as ckpt
+    import fednlp_bench.engine.checkpoint as ckpt
 
     state = ckpt.checkpoint_dir(run_dir) / ckpt.STATE_FILENAME
     if not state.is_file():

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
 from fednlp_bench.commands.run import add_experiment_arguments, apply_threads, config_dict_from_args, parse_key_values, progress_flag
 
 DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
@@ -40,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--algorithms", help=f"comma-separated (default: {','.join(DEFAULT_ALGORITHMS)})")
     p.add_argument("--seeds", help="comma-separated run seeds; the table shows mean ± std (default: --seed)")
     p.add_argument("--out", help="also write the table as Markdown to this file")
-    p.set_defaults(func=main, algo_param=[])
+    p.set_defaults(func=main, algo_param=[], algorithm_flags=algorithm_flags, flag_params={},
+                   parser_flags=[s for a in p._actions for s in a.option_strings])
 
 
 def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any], dict[str, dict[str, Any]]]:
@@ -68,6 +70,8 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
     except ValueError as err:
         raise ValueError(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from err
     classes = {algo: get_algorithm_class(algo) for algo in algorithms}  # unknown names fail first
+    check_flag_params(args.flag_params, classes, args.parser_flags)
+    generic = {**args.flag_params, **generic}
     section_params = section.get("params") or {}
     if not isinstance(section_params, dict):
         raise ValueError(f"{args.config}: compare.params must map algorithm -> parameters, got {section_params!r}")
@@ -93,7 +97,8 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
 def main(args: argparse.Namespace) -> int:
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.checkpoint import has_checkpoint
-    from fednlp_bench.engine.runner import NonFiniteModelError, default_run_id, run_experiment
+    from fednlp_bench.engine.run_id import default_run_id
+    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
 
     algorithms, seeds, data, params = plan(args)
     apply_threads(args)
@@ -108,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
             run_id = None
             if args.partition_file:
                 # The run id must reflect the file's spec, which run_experiment copies into the config.
-                from fednlp_bench.engine.runner import load_partition_file, partition_spec_for_config
+                from fednlp_bench.engine.prepare import load_partition_file, partition_spec_for_config
 
                 run_id = default_run_id(config.replace(partition=partition_spec_for_config(load_partition_file(args.partition_file))))
             run_id = run_id or default_run_id(config)

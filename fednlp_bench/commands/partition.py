@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fednlp_bench.commands.registry_help import add_named, schemes
+
 #: CLI option -> scheme parameter (only passed when given, and only to schemes that take it).
 SCHEME_OPTIONS = {
     "alpha": "--alpha",
@@ -47,8 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--group-column", help="column whose values are the clients (natural_id)")
 
     sch = p.add_argument_group("scheme")
-    sch.add_argument("--scheme", required=True,
-                     help="iid | dirichlet_label | quantity_skew | feature_cluster | shard | natural_id")
+    add_named(sch, "--scheme", schemes, "%(names)s", required=True)
     sch.add_argument("--clients", type=int, help="number of clients (natural_id: optional, = number of groups)")
     sch.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sch.add_argument("--min-size", type=int, default=1, help="minimum rows per client (default: 1)")

@@ -21,28 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: flag dest -> RunConfig field (plain fields copied when given).
-PLAIN_FIELDS = {
-    "task": "task",
-    "data": "data",
-    "model": "model",
-    "max_length": "max_length",
-    "max_train_examples": "max_train_examples",
-    "max_eval_examples": "max_eval_examples",
-    "rounds": "rounds",
-    "clients_per_round": "clients_per_round",
-    "batch_size": "batch_size",
-    "lr": "lr",
-    "optimizer": "optimizer",
-    "sampling": "sampling",
-    "dropout": "dropout",
-    "eval_every": "eval_every",
-    "test_best_round": "test_best_round",
-    "seed": "seed",
-    "backend": "backend",
-}
-#: algorithm hyperparameter flags -> algorithm_params key.
-ALGO_FLAGS = {"mu": "mu", "server_lr": "server_lr", "beta1": "beta1", "beta2": "beta2", "tau": "tau", "momentum": "momentum"}
+from fednlp_bench.commands.registry_help import add_named, algorithm_flags, algorithms, check_flag_params, schemes, tasks
+from fednlp_bench.config import BACKENDS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
+
+#: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
+#: the others; these are merged by hand below.
+_MERGED_BY_HAND = {"partition", "algorithm", "algorithm_params", "local_epochs", "local_steps", "columns", "task_params"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,8 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_experiment_arguments(p)
-    p.add_argument("--algorithm", help="centralized | fedavg | fedprox | fedadam | fedyogi | fedadagrad | fedavgm | "
-                                       "fednova | package.module:Class (default: fedavg)")
+    add_named(p, "--algorithm", algorithms, "%(names)s | package.module:Class (default: fedavg)")
     p.add_argument("--run-id", help="folder name under --runs-dir (default: <task>-<algorithm>-<config hash>-s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --runs-dir/--run-id from its last checkpoint")
     f = p.add_argument_group("FedML backend (--backend fedml; see docs/fedml.md)")
@@ -62,14 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--comm", choices=("MPI", "GRPC"), help="FedML transport: mpirun (default) or gRPC on 127.0.0.1")
     f.add_argument("--round-timeout", type=float,
                    help="seconds a round may take before the run stops, resumable (default: 600)")
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, algorithm_flags=algorithm_flags, flag_params={},
+                   parser_flags=[s for a in p._actions for s in a.option_strings])
 
 
 def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``run`` and ``compare`` (all default to None = 'not given')."""
     p.add_argument("--config", help="YAML file of RunConfig fields (flags override it)")
     t = p.add_argument_group("task and data")
-    t.add_argument("--task", help="classification | tagging | qa | generation (default: classification)")
+    add_named(t, "--task", tasks, "%(names)s (default: classification)")
     t.add_argument("--data", help="local folder/file or hub dataset (default: the task's offline copy)")
     t.add_argument("--model", help="minilm (offline default) | tiny (tests) | HF name or folder")
     t.add_argument("--max-length", type=int, help="max tokens per example (default: 128)")
@@ -89,22 +73,20 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
                    help="any other task option, e.g. tag_scheme=iob1, doc_stride=128, max_target_length=24")
     q = p.add_argument_group("partition (either --partition FILE or a scheme)")
     q.add_argument("--partition", dest="partition_file", help="saved partition (.json/.npz from `fednlp-bench partition`)")
-    q.add_argument("--scheme", help="iid | dirichlet_label | quantity_skew | feature_cluster | shard | natural_id")
+    add_named(q, "--scheme", schemes, "%(names)s")
     q.add_argument("--alpha", type=float, help="Dirichlet concentration (dirichlet_label, feature_cluster)")
     q.add_argument("--clients", type=int, help="number of clients")
     q.add_argument("--partition-seed", type=int, help="seed of the partition draw (default: 0)")
     q.add_argument("--min-size", type=int, help="minimum examples per client")
     q.add_argument("--partition-param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other scheme parameter, e.g. classes_per_client=2 (repeatable)")
-    a = p.add_argument_group("algorithm")
-    a.add_argument("--mu", type=float, help="FedProx proximal weight")
-    a.add_argument("--server-lr", type=float, help="server learning rate (FedOpt family, FedAvgM)")
-    a.add_argument("--beta1", type=float, help="FedOpt first-moment decay")
-    a.add_argument("--beta2", type=float, help="FedAdam/FedYogi second-moment decay")
-    a.add_argument("--tau", type=float, help="FedOpt adaptivity (epsilon)")
-    a.add_argument("--momentum", type=float, help="FedAvgM server momentum")
+    a = p.add_argument_group(
+        "algorithm parameters",
+        "any parameter of the algorithm as --NAME VALUE (e.g. --mu 0.01, --server-lr 1e-2); "
+        "`fednlp-bench algorithms` lists each algorithm's parameters and defaults",
+    )
     a.add_argument("--algo-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other algorithm parameter (repeatable)")
+                   help="the same as KEY=VALUE (repeatable)")
     b = p.add_argument_group("training budget")
     b.add_argument("--rounds", type=int, help="communication rounds (default: 10)")
     b.add_argument("--clients-per-round", type=int, help="clients sampled per round, K (default: 5)")
@@ -112,14 +94,14 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--local-steps", type=int, help="local optimizer steps per round instead of epochs")
     b.add_argument("--batch-size", type=int, help="batch size (default: 16)")
     b.add_argument("--lr", type=float, help="client learning rate (default: 5e-5)")
-    b.add_argument("--optimizer", choices=("sgd", "adamw"), help="client optimizer (default: adamw)")
-    b.add_argument("--sampling", choices=("uniform", "weighted"), help="client sampling (weighted: by data size)")
+    b.add_argument("--optimizer", choices=OPTIMIZERS, help="client optimizer (default: adamw)")
+    b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size)")
     b.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round (default: 0)")
     b.add_argument("--eval-every", type=int, help="evaluate on validation every N rounds and at the end (default: 1)")
     b.add_argument("--test-best-round", action="store_true", default=None,
                    help="also evaluate test on the best-validation round (test is always evaluated on the final model)")
     b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
-    b.add_argument("--backend", choices=("inprocess", "fedml"),
+    b.add_argument("--backend", choices=BACKENDS,
                    help="execution backend: inprocess (default) | fedml (multi-process, own venv: docs/fedml.md)")
     o = p.add_argument_group("output")
     o.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
@@ -154,15 +136,13 @@ def parse_key_values(items: list[str], flag: str, parse: bool = True) -> dict[st
 
 def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merge ``--config`` and explicit flags into RunConfig fields; return (fields, compare section)."""
-    from fednlp_bench.config import load_yaml_config
-
     data: dict[str, Any] = {}
     compare: dict[str, Any] = {}
     if args.config:
         data, compare = load_yaml_config(args.config)
-    for dest, name in PLAIN_FIELDS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
+    for name in RunConfig.field_names():
+        value = getattr(args, name, None)
+        if name not in _MERGED_BY_HAND and value is not None:
             data[name] = value
     if args.local_steps is not None:
         data["local_steps"] = args.local_steps
@@ -210,14 +190,19 @@ def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dic
         if part:
             data["partition"] = part
 
-    algo_params = {ALGO_FLAGS[k]: getattr(args, k) for k in ALGO_FLAGS if getattr(args, k, None) is not None}
-    algo_params.update(parse_key_values(args.algo_param, "--algo-param"))
+    algo_params = parse_key_values(args.algo_param, "--algo-param")
     algorithm = getattr(args, "algorithm", None)
     if algorithm is not None and algorithm != data.get("algorithm"):
         data["algorithm"] = algorithm
         data["algorithm_params"] = {}
     if algo_params:
         data["algorithm_params"] = {**dict(data.get("algorithm_params") or {}), **algo_params}
+    if hasattr(args, "algorithm") and args.flag_params:  # `run`; `compare` spreads them over its algorithms
+        from fednlp_bench.algorithms.registry import get_algorithm_class
+
+        chosen = data.get("algorithm", RunConfig.algorithm)
+        check_flag_params(args.flag_params, {chosen: get_algorithm_class(chosen)}, args.parser_flags)
+        data["algorithm_params"] = {**dict(data.get("algorithm_params") or {}), **args.flag_params}
     return data, compare
 
 
@@ -227,7 +212,6 @@ def progress_flag(args: argparse.Namespace) -> bool | None:
 
 def main(args: argparse.Namespace) -> int:
     from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
-    from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
 
     data, _ = config_dict_from_args(args)

@@ -14,16 +14,14 @@ consistent checkpoint: the new one or the previous one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.atomic import atomic_write_bytes, atomic_write_text
 
 CHECKPOINT_DIRNAME = "checkpoint"
 STATE_FILENAME = "state.json"
@@ -74,14 +72,7 @@ def save_checkpoint(
     tensors.update({f"extra/{k}": v for k, v in (extra_tensors or {}).items()})
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     name = f"round_{rnd:04d}.safetensors"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, directory / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(directory / name, save(tensors))
     state = {"format": FORMAT_VERSION, "round": rnd, "tensors_file": name, "server_state": server_plain, **meta}
     atomic_write_text(directory / STATE_FILENAME, json.dumps(state, indent=1, sort_keys=True))
     for old in directory.glob("round_*.safetensors"):

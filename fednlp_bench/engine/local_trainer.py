@@ -2,8 +2,11 @@
 
 One model object serves every client: the trainer copies the global weights
 into it, trains, and returns ``local - global``. Nothing per client outlives
-its turn except the returned delta, so memory does not grow with the number
-of clients (only with clients *per round*, whose deltas the server averages).
+its turn except the returned delta (and the algorithm's per-client state,
+which ``engine/client_state.py`` keeps on disk), so memory does not grow with
+the number of clients (only with clients *per round*). The trainer knows no
+algorithm: an algorithm's client side is a ``ClientProcedure`` whose hooks
+run inside :meth:`LocalTrainer._step`, the one per-step loop.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from fednlp_bench.algorithms.base import CLIENT_INSTRUCTION_KEYS, ClientResult, Weights
+from fednlp_bench.algorithms.base import ClientResult, Weights
+from fednlp_bench.algorithms.client import ClientProcedure, FitContext
 from fednlp_bench.tasks.base import Task
 
 log = logging.getLogger("fednlp_bench.engine")
@@ -166,6 +170,19 @@ class LocalTrainer:
             return torch.optim.SGD(params, lr=self.lr)
         return torch.optim.AdamW(params, lr=self.lr)
 
+    @torch.no_grad()
+    def mean_loss(self, rows: np.ndarray) -> float:
+        """Mean task loss over ``rows`` at the current weights, in eval mode (q-FFL's F_k(w))."""
+        was = self.model.training
+        self.model.eval()
+        total, seen = 0.0, 0
+        for i in range(0, len(rows), self.batch_size):
+            part = rows[i : i + self.batch_size]
+            total += float(self.model(**self._collate(part)).loss) * len(part)
+            seen += len(part)
+        self.model.train(was)
+        return total / max(seen, 1)
+
     # ------------------------------------------------------------ train
     def train(
         self,
@@ -178,20 +195,25 @@ class LocalTrainer:
         optimizer: torch.optim.Optimizer | None = None,
         num_steps: int | None = None,
         load_weights: bool = True,
+        procedure: ClientProcedure | None = None,
+        state: dict[str, torch.Tensor] | None = None,
+        rnd: int = 0,
     ) -> ClientResult:
-        """Train from ``global_weights`` on ``rows`` and return the delta.
+        """Train from ``global_weights`` on ``rows`` and return the delta (plus the procedure's payload).
 
-        ``optimizer``/``num_steps`` let the centralized baseline keep one
-        optimizer across rounds and fix its per-round step budget.
-        Raises :class:`ClientUpdateRejected` on a non-finite loss or update.
+        ``procedure`` is the algorithm's client side (hooks around the loop
+        below; ``state`` is its persistent per-client state, which the caller
+        loads and stores). ``optimizer``/``num_steps`` let the centralized
+        baseline keep one optimizer across rounds and fix its per-round step
+        budget. Raises :class:`ClientUpdateRejected` on a non-finite loss or update.
         """
         instructions = dict(instructions or {})
-        unknown = [k for k in instructions if k not in CLIENT_INSTRUCTION_KEYS]
+        known = procedure.instructions if procedure is not None else ()
+        unknown = [k for k in instructions if k not in known]
         if unknown:
-            raise ValueError(f"unknown client instruction(s) {unknown}; supported: {list(CLIENT_INSTRUCTION_KEYS)}")
+            raise ValueError(f"client instruction(s) {unknown} are read by no client procedure; it reads: {list(known)}")
         if len(rows) == 0:
             raise ClientUpdateRejected(f"client {client_id} has no training rows")
-        mu = float(instructions.get("mu", 0.0))
         if load_weights:
             self.state.load(global_weights)
         model = self.model
@@ -199,36 +221,60 @@ class LocalTrainer:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         opt = optimizer if optimizer is not None else self.make_optimizer()
-        named = dict(model.named_parameters())
-        prox = [(named[n], global_weights[n]) for n in self.state.param_names] if mu > 0 else []
+        ctx = FitContext(
+            client_id=client_id, rnd=rnd, model=model,
+            params={n: p for n, p in model.named_parameters() if p.requires_grad},
+            global_weights=global_weights, instructions=instructions, state=state if state is not None else {},
+            lr=self.lr, num_examples=int(len(rows)), evaluate_loss=lambda: self.mean_loss(rows),
+        )
+        if procedure is not None:
+            procedure.on_fit_start(ctx)
         epochs, steps = (None, num_steps) if num_steps is not None else (self.local_epochs, self.local_steps)
-        loss_sum, seen, taken = 0.0, 0, 0
+        loss_sum, seen = 0.0, 0
         for batch_rows in self._batches(rows, rng, epochs, steps):
-            batch = self._collate(batch_rows)
-            opt.zero_grad(set_to_none=True)
-            loss = model(**batch).loss
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise ClientUpdateRejected(f"client {client_id}: non-finite training loss {value} at local step {taken + 1}")
-            loss.backward()
-            if prox:
-                # Gradient of mu/2 * ||w - w_global||^2 is mu * (w - w_global).
-                with torch.no_grad():
-                    for p, g in prox:
-                        if p.grad is not None:
-                            p.grad.add_(p.detach() - g, alpha=mu)
-            opt.step()
-            loss_sum += value * len(batch_rows)
+            loss_sum += self._step(ctx, opt, procedure, batch_rows) * len(batch_rows)
             seen += len(batch_rows)
-            taken += 1
+        payload = procedure.on_fit_end(ctx) if procedure is not None else {}
         delta = self.state.delta_from(global_weights)
-        if not all_finite(delta.values()):
-            bad = non_finite_names(delta)
+        if not all_finite(delta.values()) or not all_finite(_tensors(payload)):
+            bad = non_finite_names(delta) or ["payload"]
             raise ClientUpdateRejected(f"client {client_id}: update of {bad[0]!r} is non-finite")
         return ClientResult(
             client_id=client_id,
             delta=delta,
             num_examples=int(len(rows)),
-            num_steps=taken,
+            num_steps=ctx.steps,
             loss=loss_sum / max(seen, 1),
+            payload=payload,
         )
+
+    def _step(self, ctx: FitContext, opt: torch.optim.Optimizer, procedure: ClientProcedure | None,
+              batch_rows: np.ndarray) -> float:
+        """One local step: the only place a client's loss, backward pass, hooks and optimizer meet."""
+        batch = self._collate(batch_rows)
+        opt.zero_grad(set_to_none=True)
+        loss = self.model(**batch).loss
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise ClientUpdateRejected(f"client {ctx.client_id}: non-finite training loss {value} at local step {ctx.steps + 1}")
+        if procedure is not None:
+            extra = procedure.loss_term(ctx)
+            if extra is not None:
+                loss = loss + extra
+        loss.backward()
+        if procedure is not None:
+            with torch.no_grad():
+                procedure.after_backward(ctx)
+        opt.step()
+        ctx.steps += 1
+        return value
+
+
+def _tensors(payload: Any) -> list[torch.Tensor]:
+    if isinstance(payload, torch.Tensor):
+        return [payload]
+    if isinstance(payload, Mapping):
+        return [t for v in payload.values() for t in _tensors(v)]
+    if isinstance(payload, (list, tuple)):
+        return [t for v in payload for t in _tensors(v)]
+    return []

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fednlp_bench.algorithms.base import ClientResult, Weights
+from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
 from fednlp_bench.engine.sampling import client_seed
 
@@ -42,7 +43,7 @@ class InProcessBackend:
 
     name = "inprocess"
 
-    def __init__(self, trainer: LocalTrainer, client_rows: Callable[[int], np.ndarray], progress: bool | None = None) -> None:
+    def __init__(self, trainer: LocalTrainer | ClientRunner, client_rows: Callable[[int], np.ndarray], progress: bool | None = None) -> None:
         self.trainer = trainer
         self.client_rows = client_rows
         self.progress = progress
@@ -58,7 +59,7 @@ class InProcessBackend:
         for cid in bar:
             try:
                 result = self.trainer.train(
-                    cid, self.client_rows(cid), global_weights, instructions[cid], client_seed(seed, rnd, cid)
+                    cid, self.client_rows(cid), global_weights, instructions[cid], client_seed(seed, rnd, cid), rnd=rnd
                 )
             except ClientUpdateRejected as err:
                 log.warning("round %d: rejected update of client %d: %s", rnd, cid, err)

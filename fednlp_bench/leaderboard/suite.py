@@ -227,12 +227,11 @@ def _load_runner() -> Runner:
 
     def run(config: dict[str, Any], runs_dir: Path) -> RunRecord:
         """Run one config; a run folder left by a killed suite (checkpoint, no record) is resumed."""
-        try:
-            from fednlp_bench.config import RunConfig
-            from fednlp_bench.engine.checkpoint import has_checkpoint
-            from fednlp_bench.engine.runner import default_run_id, run_experiment
-        except ImportError:  # an engine without resume support: plain run
-            return run_from_config_dict(config, runs_dir)
+        from fednlp_bench.config import RunConfig
+        from fednlp_bench.engine.checkpoint import has_checkpoint
+        from fednlp_bench.engine.run_id import default_run_id
+        from fednlp_bench.engine.runner import run_experiment
+
         run_config = RunConfig.from_dict(config)
         if has_checkpoint(Path(runs_dir) / default_run_id(run_config)):
             print(f"  resuming the interrupted run {default_run_id(run_config)}", file=sys.stderr)

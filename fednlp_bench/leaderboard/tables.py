@@ -27,65 +27,45 @@ from typing import Any, Iterable
 from fednlp_bench.leaderboard.collect import LoadedRecord
 
 CENTRALIZED = "centralized"
-#: Adaptive server optimizers of Reddi et al. (2021); the best of them is marked per row.
-FEDOPT_FAMILY: set[str] = {"fedadam", "fedyogi", "fedadagrad", "fedavgm"}
-_FEDOPT_ORDER = ["fedadam", "fedyogi", "fedadagrad", "fedavgm"]
-ALGORITHM_LABELS = {
-    "centralized": "Centralized",
-    "fedavg": "FedAvg",
-    "fedprox": "FedProx",
-    "fedadam": "FedAdam",
-    "fedyogi": "FedYogi",
-    "fedadagrad": "FedAdagrad",
-    "fedavgm": "FedAvgM",
-}
-_SCHEME_ORDER = ["iid", "dirichlet_label", "quantity_skew", "feature_cluster", "shard", "natural_id"]
-_SCHEME_LABELS = {
-    "iid": "IID",
-    "dirichlet_label": "Dirichlet",
-    "quantity_skew": "Quantity skew",
-    "feature_cluster": "Feature clusters",
-    "shard": "Shards",
-    "natural_id": "Natural",
-}
+#: Family whose best member is marked per row (Reddi et al.'s adaptive server optimizers).
+FEDOPT_FAMILY = "fedopt"
 _GREEK = {"alpha": "α", "beta": "β"}
 #: Config keys that are not part of a table's budget: they pick the table, row or column.
 _NOT_BUDGET = {"task", "data", "model", "algorithm", "algorithm_params", "seed", "partition"}
 
 
-def register_fedopt_member(name: str) -> None:
-    """Group a plugin algorithm with FedAdam/FedYogi/... (it competes for the 'best FedOpt' mark)."""
-    FEDOPT_FAMILY.add(name)
+def _algorithms() -> Any:
+    from fednlp_bench.algorithms.registry import ALGORITHMS
+
+    return ALGORITHMS
 
 
-_NOT_FEDOPT = {"centralized", "fedavg", "fedprox", "fednova"}
-_registry_answers: dict[str, bool] = {}
+def _schemes() -> Any:
+    from fednlp_bench.partitioners import PARTITIONERS
+
+    return PARTITIONERS
 
 
 def is_fedopt(name: str) -> bool:
-    """Built-in members by name; a plugin joins when its registered Strategy subclasses ``FedOpt``.
+    """Member of the FedOpt family (a plug-in joins by subclassing ``FedOpt``); labels come from the registry.
 
-    The registry (which imports torch) is consulted only for names not known
-    here, and any failure to import it just means "not a member": a table
-    must build from records alone.
+    An algorithm whose plug-in is not installed here is simply not a member:
+    a table must build from records alone.
     """
-    if name in FEDOPT_FAMILY:
-        return True
-    if name in _NOT_FEDOPT:
-        return False
-    if name not in _registry_answers:
-        try:
-            from fednlp_bench.algorithms.fedopt import FedOpt
-            from fednlp_bench.algorithms.registry import get_algorithm_class
-
-            _registry_answers[name] = issubclass(get_algorithm_class(name), FedOpt)
-        except Exception:  # noqa: BLE001 - unknown/uninstalled plugin: not a member
-            _registry_answers[name] = False
-    return _registry_answers[name]
+    return _algorithms().family(name) == FEDOPT_FAMILY
 
 
 def algorithm_label(name: str) -> str:
-    return ALGORITHM_LABELS.get(name, name)
+    return _algorithms().label(name)
+
+
+def algorithm_rank(name: str) -> tuple[int, int, str]:
+    """Registry order, with each family kept together at its first member's place."""
+    algos = _algorithms()
+    family = algos.family(name)
+    members = [n for n in algos.names() if family is not None and algos.family(n) == family]
+    first = algos.order(members[0]) if members else algos.order(name)
+    return (first, algos.order(name), name)
 
 
 def _norm(value: Any) -> Any:
@@ -134,7 +114,7 @@ class PartitionKey:
         return "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in text)
 
     def sort_key(self) -> tuple[Any, ...]:
-        order = _SCHEME_ORDER.index(self.scheme) if self.scheme in _SCHEME_ORDER else len(_SCHEME_ORDER)
+        order = _schemes().order(self.scheme)
         # Least to most skewed: a larger alpha (or beta) is closer to IID, so it comes first.
         conc = self.params.get("alpha", self.params.get("beta"))
         skew = -float(conc) if isinstance(conc, (int, float)) and not isinstance(conc, bool) else 0.0
@@ -149,7 +129,7 @@ def partition_key(config: dict[str, Any]) -> PartitionKey:
 
 def partition_label(scheme: str, params: dict[str, Any]) -> str:
     """Human label: ``IID``, ``Dirichlet α=0.1``, ``Quantity skew (β=0.5)``, ``Natural (author)``."""
-    base = _SCHEME_LABELS.get(scheme, scheme)
+    base = _schemes().label(scheme)
     if not params:
         return base
     if scheme == "dirichlet_label" and set(params) == {"alpha"}:
@@ -179,15 +159,7 @@ class ColumnKey:
         return is_fedopt(self.algorithm)
 
     def sort_key(self) -> tuple[Any, ...]:
-        fixed = [CENTRALIZED, "fedavg", "fedprox"]
-        if self.algorithm in fixed:
-            rank: tuple[Any, ...] = (0, fixed.index(self.algorithm))
-        elif self.is_fedopt:
-            known = _FEDOPT_ORDER.index(self.algorithm) if self.algorithm in _FEDOPT_ORDER else len(_FEDOPT_ORDER)
-            rank = (1, known, self.algorithm)
-        else:
-            rank = (2, self.algorithm)
-        return (*rank, self.params_json)
+        return (*algorithm_rank(self.algorithm), self.params_json)
 
 
 def column_key(config: dict[str, Any], algorithm: str) -> ColumnKey:

@@ -1,4 +1,4 @@
-"""A synthetic task and partition for engine tests, benchmarks and the custom-algorithm docs.
+"""Test fixture: a synthetic task and partition for engine tests, benchmarks and the custom-algorithm docs.
 
 The engine only talks to tasks through :class:`~fednlp_bench.tasks.base.Task`
 and to partitions through ``num_clients / indices / sizes / spec /
@@ -37,7 +37,7 @@ class ToyModel(torch.nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> SimpleNamespace:
         logits = self.net(x)
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SimpleNamespace(loss=loss, logits=logits)
+        return SimpleNamespace(loss=loss, logits=logits, labels=labels)
 
 
 class ToyTask(Task):
@@ -111,15 +111,15 @@ class ToyTask(Task):
     def build_model(self) -> torch.nn.Module:
         return ToyModel(self.dim, self.classes, self.hidden, self.dropout)
 
-    def evaluate(self, model: torch.nn.Module, raw: Dataset, features: Dataset, batch_size: int = 32) -> dict[str, float]:
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            batch = self.collate([dict(zip(features.column_names, row)) for row in zip(*(features[c] for c in features.column_names))])
-            out = model(**batch)
-        model.train(was)
-        acc = float((out.logits.argmax(-1) == batch["labels"]).float().mean())
-        return {"accuracy": acc, "loss": float(out.loss)}
+    def eval_start(self, raw: Dataset, features: Dataset) -> dict[str, Any]:
+        return {"correct": 0}
+
+    def eval_accumulate(self, acc: dict[str, Any], rows: range, out: Any) -> None:
+        acc["correct"] += int((out.logits.argmax(-1) == out.labels).sum())
+
+    def eval_finish(self, acc: dict[str, Any], model: torch.nn.Module, raw: Dataset, features: Dataset,
+                    batch_size: int) -> dict[str, float]:
+        return {"accuracy": acc["correct"] / max(len(features), 1)}
 
 
 @dataclass

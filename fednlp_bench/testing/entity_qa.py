@@ -1,4 +1,4 @@
-"""A small real-text extractive QA set derived from NER data (offline QA until a SQuAD copy ships).
+"""Test and benchmark helper: a small real-text extractive QA set derived from NER data (offline QA until a SQuAD copy ships).
 
 Each W-NUT sentence with an entity of type T becomes one question about T
 ("Which location is mentioned?"); its answers are all T-mentions in the
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from fednlp_bench.atomic import atomic_write_text
 
 #: Question template per W-NUT entity type (wh-words vary so question-type partitions are non-trivial).
 QUESTIONS = {
@@ -70,11 +71,7 @@ def write_entity_qa(wnut_dir: str | os.PathLike[str], out_dir: str | os.PathLike
             continue
         with open(path, encoding="utf-8") as fh:
             rows = entity_qa_rows(json.loads(line) for line in fh if line.strip())
-        fd, tmp = tempfile.mkstemp(dir=dst, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for row in rows:
-                out.write(json.dumps(row) + "\n")
-        os.replace(tmp, dst / f"{split}.jsonl")
+        atomic_write_text(dst / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
         counts[split] = len(rows)
     if "train" not in counts:
         raise FileNotFoundError(f"no train.jsonl in {src}; expected a W-NUT JSONL folder ({{id, tokens, tags}} rows)")

@@ -1,0 +1,45 @@
+"""Finishing a run: the result record (record.json + metrics.csv) from the rounds it ran."""
+
+from __future__ import annotations
+
+from fednlp_bench.engine.environment import git_commit, hardware_info, package_versions
+from fednlp_bench.engine.prepare import PreparedRun
+from fednlp_bench.engine.rounds import EVAL_BATCH_SIZE
+from fednlp_bench.engine.test_eval import evaluate_test
+from fednlp_bench.results.record import RunRecord, config_hash
+
+
+def finish_record(run: PreparedRun) -> RunRecord:
+    """Write and return the record: config, partition, per-round (validation) metrics, the final model's
+    test metrics, data used, baselines, totals, versions, hardware."""
+    config, rounds = run.config, run.rounds
+    final_test, test_info = evaluate_test(run, EVAL_BATCH_SIZE)
+    summary = getattr(run.task, "data_summary", None)
+    data_info = summary() if callable(summary) else None
+    make_baselines = getattr(run.task, "baselines", None)
+    baselines = make_baselines() if callable(make_baselines) else None
+    record_config = config.to_dict()
+    record = RunRecord(
+        run_id=run.run_id,
+        created=run.created,
+        task=config.task,
+        algorithm=config.algorithm,
+        seed=config.seed,
+        config=record_config,
+        config_hash=config_hash(record_config),
+        partition=run.partition_info,
+        primary_metric=run.task.primary_metric,
+        final_metrics=final_test,
+        test=test_info,
+        data=data_info,
+        baselines=baselines,
+        rounds=rounds,
+        wall_time_s=float(sum(r.wall_time_s for r in rounds)),
+        bytes_up=int(sum(r.bytes_up for r in rounds)),
+        bytes_down=int(sum(r.bytes_down for r in rounds)),
+        versions=package_versions(),
+        git_commit=git_commit(),
+        hardware=hardware_info(run.trainer.device),
+    )
+    record.save(run.run_dir)
+    return record

@@ -1,0 +1,294 @@
+"""Preparing a run: everything between a validated config and the first round.
+
+Checks the run folder (new run, resume, or an already finished record), loads
+the task, regenerates the partition from the config's spec (or loads a saved
+one after checking it belongs to this data), builds the model, the local
+trainer and the backend, and restores a checkpoint. Every bad input fails
+here, before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+import torch
+from datasets import Dataset
+
+from fednlp_bench.algorithms.base import Strategy, Weights
+from fednlp_bench.algorithms.registry import create_strategy
+from fednlp_bench.config import PARTITION_KEYS, RunConfig
+from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.engine.client_runner import ClientRunner
+from fednlp_bench.engine.client_state import ClientStateStore
+from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.run_id import check_run_id, default_run_id
+from fednlp_bench.engine.simulator import Backend, InProcessBackend
+from fednlp_bench.results.record import RECORD_FILENAME, RoundResult, RunRecord
+from fednlp_bench.tasks.base import Task
+
+log = logging.getLogger("fednlp_bench.engine")
+
+#: ``factory(client_runner, client_rows, progress=...) -> Backend``; ``InProcessBackend`` is the default.
+BackendFactory = Callable[..., Backend]
+
+
+class PartitionLike(Protocol):
+    """What the engine needs of ``fednlp_bench.partitioners.Partition``."""
+
+    num_clients: int
+    content_hash: str
+
+    def indices(self, cid: int) -> np.ndarray: ...
+
+    def sizes(self) -> np.ndarray: ...
+
+
+# ------------------------------------------------------------------ seams (tests swap these)
+def build_task(config: RunConfig) -> Task:
+    from fednlp_bench.tasks import get_task_class
+
+    cls = get_task_class(config.task)
+    accepted = task_options(cls)
+    unknown = sorted(k for k in config.task_params if accepted is not None and k not in accepted)
+    if unknown:
+        raise ValueError(
+            f"task_params {unknown} are not options of task {config.task!r}; valid: {sorted(accepted or [])}"
+        )
+    # The data subset (and a held-out validation split) follows the partition seed, not the run
+    # seed, so repeated seeds of one setting train on the same rows and the same partition.
+    return cls(
+        model=config.model,
+        data=config.data,
+        max_length=config.max_length,
+        max_train_examples=config.max_train_examples,
+        max_eval_examples=config.max_eval_examples,
+        seed=int(config.partition["seed"]),
+        columns=config.columns,
+        **config.task_params,
+    )
+
+
+def task_options(cls: type) -> set[str] | None:
+    """Keyword options a task class takes over its MRO (besides those the config sets itself)."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        names |= {n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return names - {"model", "data", "max_length", "max_train_examples", "max_eval_examples", "seed", "columns"}
+
+
+def build_partition(train: Any, spec: Mapping[str, Any]) -> PartitionLike:
+    """Regenerate the partition a config describes (same spec + same data -> same partition)."""
+    from fednlp_bench.partitioners import partition_dataset
+
+    return partition_dataset(
+        train,
+        scheme=spec["scheme"],
+        num_clients=None if spec["num_clients"] is None else int(spec["num_clients"]),
+        seed=int(spec["seed"]),
+        min_size=int(spec["min_size"]),
+        label_column="partition_key",
+        text_column="text",
+        **dict(spec.get("params") or {}),
+    )
+
+
+def load_partition_file(path: str | Path, train: Any | None = None) -> PartitionLike:
+    """A saved partition; with ``train`` given it must have been made from exactly that data."""
+    from fednlp_bench.partitioners import Partition, dataset_fingerprint
+
+    if train is None:
+        return Partition.load(path)
+    return Partition.load(path, fingerprint=dataset_fingerprint(train))
+
+
+def partition_spec_for_config(part: Any) -> dict[str, Any]:
+    """The data-independent part of a partition's spec that a run config stores."""
+    spec = part.spec.to_dict()
+    return {k: spec[k] for k in PARTITION_KEYS if k in spec}
+
+
+def centralized_steps_per_round(config: RunConfig, union_size: int, num_clients: int) -> int:
+    """Optimizer steps of one centralized round: FedAvg's expected local examples per round / batch size.
+
+    With ``local_steps`` S, FedAvg runs K * S steps per round; with
+    ``local_epochs`` E a uniformly sampled client holds n / N examples on
+    average, so a round processes E * K * n / N examples in expectation.
+    """
+    if config.local_steps is not None:
+        return config.clients_per_round * config.local_steps
+    assert config.local_epochs is not None
+    examples = config.local_epochs * config.clients_per_round * union_size / num_clients
+    return max(1, math.ceil(examples / config.batch_size))
+
+
+# ------------------------------------------------------------------ the prepared run
+@dataclass
+class PreparedRun:
+    """A run ready for its first (or next) round: what the round loop and the record need."""
+
+    config: RunConfig
+    run_id: str
+    run_dir: Path
+    task: Task
+    eval_raw: Dataset  # validation: every evaluated round
+    eval_features: Dataset
+    test_raw: Dataset  # test: once, at the end (engine/test_eval.py)
+    partition: PartitionLike
+    partition_info: dict[str, Any]
+    strategy: Strategy
+    trainer: LocalTrainer
+    client_states: ClientStateStore
+    backend: Backend
+    global_weights: Weights
+    start_round: int
+    rounds: list[RoundResult]
+    created: str
+    union_rows: np.ndarray
+    central_opt: torch.optim.Optimizer | None
+    central_steps: int
+
+
+def resolve_run(
+    config: RunConfig, runs_dir: str | Path, run_id: str | None, resume: bool, partition_file: str | Path | None
+) -> tuple[RunConfig, str, Path, ckpt.Checkpoint | RunRecord | None]:
+    """(config with a saved partition's spec, run id, run folder, checkpoint / finished record / None)."""
+    if partition_file is not None:
+        part_from_file = load_partition_file(partition_file)  # spec only; the data check comes later
+        config = config.replace(partition=partition_spec_for_config(part_from_file))
+    run_id = check_run_id(run_id or default_run_id(config))
+    run_dir = Path(runs_dir) / run_id
+    if resume:
+        if (run_dir / RECORD_FILENAME).is_file():
+            # A finished run (its checkpoint may have been deleted to save space): nothing to train.
+            finished = RunRecord.load(run_dir)
+            check_same_config(finished.config, config, run_dir)
+            return config, run_id, run_dir, finished
+        checkpoint = ckpt.load_checkpoint(run_dir)
+        check_same_config(checkpoint.meta.get("config", {}), config, run_dir)
+        return config, run_id, run_dir, checkpoint
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(
+            f"run directory {run_dir} already exists; pass --resume to continue it, "
+            f"or choose another --run-id / --runs-dir"
+        )
+    return config, run_id, run_dir, None
+
+
+def prepare_run(
+    config: RunConfig,
+    run_id: str,
+    run_dir: Path,
+    checkpoint: ckpt.Checkpoint | None,
+    *,
+    task: Task | None = None,
+    partition_file: str | Path | None = None,
+    progress: bool | None = None,
+    backend_factory: BackendFactory | None = None,
+) -> PreparedRun:
+    """Load data, partition, model, trainer and backend; restore ``checkpoint`` when resuming."""
+    if task is not None and task.name != config.task:
+        raise ValueError(f"the given task object is {task.name!r} but config.task is {config.task!r}")
+    strategy = create_strategy(config.algorithm, config.algorithm_params)
+    task = task if task is not None else build_task(config)
+    splits = task.load()
+    train_raw = splits["train"]
+    eval_raw = split_of(task, splits, "validation")
+    test_raw = split_of(task, splits, "test")
+    part = load_partition_file(partition_file, train_raw) if partition_file is not None else build_partition(
+        train_raw, config.partition
+    )
+    check_partition(config, part, checkpoint, run_dir)
+    train_features = task.preprocess(train_raw, train=True)
+    eval_features = task.preprocess(eval_raw, train=False)
+    torch.manual_seed(config.seed)
+    model = task.build_model()
+    trainer = LocalTrainer(
+        task, model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+        local_epochs=config.local_epochs, local_steps=config.local_steps,
+    )
+    union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
+    strategy.setup(part.num_clients, trainer.state.get(), trainer.state.param_names)
+    states = ClientStateStore(run_dir)
+    client = ClientRunner(trainer, strategy.make_client(), states)
+    make_backend = backend_factory or InProcessBackend
+    prepared = PreparedRun(
+        config=config, run_id=run_id, run_dir=run_dir, task=task, eval_raw=eval_raw, eval_features=eval_features,
+        test_raw=test_raw,
+        partition=part, partition_info={**part.spec.to_dict(), "content_hash": part.content_hash},
+        strategy=strategy, trainer=trainer, client_states=states,
+        backend=make_backend(client, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress),
+        global_weights=trainer.state.get(), start_round=1, rounds=[],
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), union_rows=union_rows,
+        central_opt=trainer.make_optimizer() if strategy.centralized else None,
+        central_steps=centralized_steps_per_round(config, len(union_rows), part.num_clients),
+    )
+    if checkpoint is not None:
+        restore(prepared, checkpoint)
+    return prepared
+
+
+def check_partition(config: RunConfig, part: PartitionLike, checkpoint: ckpt.Checkpoint | None, run_dir: Path) -> None:
+    wanted = config.partition["num_clients"]
+    if wanted is not None and part.num_clients != wanted:
+        raise ValueError(f"partition has {part.num_clients} clients but the config says {wanted}")
+    if config.clients_per_round > part.num_clients:
+        raise ValueError(
+            f"clients_per_round={config.clients_per_round} is larger than the {part.num_clients} clients "
+            f"of the partition; lower clients_per_round"
+        )
+    if checkpoint is not None and checkpoint.meta.get("partition", {}).get("content_hash") != part.content_hash:
+        raise ValueError(
+            f"{run_dir}: the partition regenerated now (hash {part.content_hash[:12]}) differs from the one the "
+            f"checkpoint was trained on; the data or partitioner changed, so the run cannot be resumed"
+        )
+
+
+def restore(prepared: PreparedRun, checkpoint: ckpt.Checkpoint) -> None:
+    """Put a checkpoint's weights, server state, optimizer and RNG back: the run continues exactly."""
+    prepared.global_weights = checkpoint.weights
+    prepared.trainer.state.load(checkpoint.weights)
+    prepared.strategy.load_state_dict(checkpoint.server_state)
+    prepared.rounds = [RoundResult(**r) for r in checkpoint.meta["rounds"]]
+    prepared.created = checkpoint.meta.get("created", prepared.created)
+    if prepared.central_opt is not None and "central_optimizer" in checkpoint.meta:
+        ckpt.optimizer_state_from_flat(prepared.central_opt, checkpoint.extra_tensors, checkpoint.meta["central_optimizer"])
+    if "rng/torch" in checkpoint.extra_tensors:
+        torch.set_rng_state(checkpoint.extra_tensors["rng/torch"])
+    prepared.client_states.recover(checkpoint.round)
+    prepared.start_round = checkpoint.round + 1
+    log.info("resuming %s after round %d", prepared.run_id, checkpoint.round)
+
+
+def split_of(task: Task, splits: Mapping[str, Any], name: str) -> Any:
+    if name not in splits:
+        raise ValueError(
+            f"task {task.name!r} has no {name!r} split (found {sorted(splits)}); a task's load() must return "
+            f"train, validation (per-round evaluation) and test (evaluated once, at the end)"
+        )
+    return splits[name]
+
+
+def check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path) -> None:
+    now = json.loads(json.dumps(config.to_dict()))
+    if saved == now:
+        return
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    raise ValueError(
+        f"cannot resume {run_dir}: its checkpoint was made with a different config "
+        f"(differs in {diff}); resume with the same config or start a new --run-id"
+    )

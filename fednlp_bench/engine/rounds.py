@@ -1,0 +1,175 @@
+"""Running the rounds of a prepared run: sample -> configure -> train -> aggregate -> evaluate -> checkpoint.
+
+The centralized baseline goes through the same loop as one virtual client
+holding the union of all client data, with the per-round budget FedAvg
+spends in expectation, so the gap compares like with like.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fednlp_bench.algorithms.base import Weights
+from fednlp_bench.algorithms.client import payload_bytes
+from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
+from fednlp_bench.engine.prepare import PreparedRun
+from fednlp_bench.engine.sampling import apply_dropout, central_seed, sample_clients
+from fednlp_bench.engine.test_eval import keep_if_best
+from fednlp_bench.results.record import RoundResult
+
+log = logging.getLogger("fednlp_bench.engine")
+
+EVAL_BATCH_SIZE = 64
+RoundCallback = Callable[[RoundResult], None]
+
+
+class NonFiniteModelError(RuntimeError):
+    """The global model became NaN/inf; the run stopped and its last good checkpoint is kept."""
+
+
+@dataclass
+class RoundWork:
+    """What one training round produced, before evaluation and checkpointing."""
+
+    weights: Weights
+    clients: list[int]
+    rejected: list[int]
+    train_loss: float | None
+    bytes_up: int
+    bytes_down: int
+
+
+def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, progress: bool | None = None) -> None:
+    """Rounds ``run.start_round .. config.rounds``; each ends with a checkpoint, so a kill loses one round at most."""
+    config = run.config
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if run.start_round == 1:
+        save_checkpoint(run, 0)
+    bar = tqdm(
+        range(run.start_round, config.rounds + 1), initial=run.start_round - 1, total=config.rounds, unit="round",
+        desc=f"{config.algorithm} rounds", disable=None if progress is None else not progress,
+    )
+    for rnd in bar:
+        t0 = time.perf_counter()
+        step = centralized_round(run, rnd) if run.strategy.centralized else federated_round(run, rnd)
+        if not all_finite(step.weights.values()):
+            bad = non_finite_names(step.weights)
+            raise NonFiniteModelError(nonfinite_message(run, rnd, f"{len(bad)} tensor(s) non-finite, e.g. {bad[0]!r}"))
+        run.global_weights = step.weights
+        metrics = evaluate(run, rnd) if rnd % config.eval_every == 0 or rnd == config.rounds else {}
+        row = RoundResult(
+            round=rnd,
+            clients=[int(c) for c in step.clients],
+            train_loss=None if step.train_loss is None else float(step.train_loss),
+            metrics=metrics,
+            bytes_up=int(step.bytes_up),
+            bytes_down=int(step.bytes_down),
+            wall_time_s=time.perf_counter() - t0,
+            rejected_clients=[int(c) for c in step.rejected],
+        )
+        run.rounds.append(row)
+        save_checkpoint(run, rnd)
+        run.client_states.commit(rnd)  # per-client states follow the checkpoint (see client_state.py)
+        if run.task.primary_metric in metrics:
+            bar.set_postfix({run.task.primary_metric: f"{metrics[run.task.primary_metric]:.4f}"})
+        if on_round_end is not None:
+            on_round_end(row)
+    bar.close()
+
+
+def federated_round(run: PreparedRun, rnd: int) -> RoundWork:
+    config, part, strategy = run.config, run.partition, run.strategy
+    sizes = np.asarray(part.sizes(), dtype=np.int64)
+    sampled = sample_clients(part.num_clients, config.clients_per_round, rnd, config.seed, config.sampling, sizes)
+    clients, dropped = apply_dropout(sampled, config.dropout, rnd, config.seed)
+    if dropped:
+        log.info("round %d: clients %s dropped out", rnd, dropped)
+    instructions = strategy.configure_round(rnd, clients)
+    outcome = run.backend.run_round(rnd, instructions, run.global_weights, config.seed)
+    rejected = sorted(outcome.rejected)
+    if outcome.results:
+        weights = strategy.aggregate(rnd, run.global_weights, outcome.results)
+        n = sum(r.num_examples for r in outcome.results)
+        loss: float | None = sum(r.loss * r.num_examples for r in outcome.results) / n
+    else:
+        log.warning("round %d: no client update survived; the global model is unchanged", rnd)
+        weights, loss = run.global_weights, None
+    model_bytes = run.trainer.state.num_bytes
+    return RoundWork(
+        weights=weights,
+        clients=clients,
+        rejected=rejected,
+        train_loss=loss,
+        # Rejected clients did upload; dropped clients had already downloaded the model (not their instructions).
+        bytes_up=(len(outcome.results) + len(rejected)) * model_bytes + sum(payload_bytes(r.payload) for r in outcome.results),
+        bytes_down=len(sampled) * model_bytes + sum(payload_bytes(instructions[c]) for c in clients),
+    )
+
+
+def centralized_round(run: PreparedRun, rnd: int) -> RoundWork:
+    assert run.central_opt is not None
+    try:
+        result = run.trainer.train(
+            -1, run.union_rows, run.global_weights, {}, central_seed(run.config.seed, rnd),
+            optimizer=run.central_opt, num_steps=run.central_steps,
+        )
+    except ClientUpdateRejected as err:  # the only "client": nothing to fall back on
+        raise NonFiniteModelError(nonfinite_message(run, rnd, str(err))) from err
+    weights = run.strategy.aggregate(rnd, run.global_weights, [result])
+    return RoundWork(weights=weights, clients=[], rejected=[], train_loss=result.loss, bytes_up=0, bytes_down=0)
+
+
+def evaluate(run: PreparedRun, rnd: int) -> dict[str, float]:
+    """Validation metrics of this round's global model (test is only read at the end: test_eval.py)."""
+    run.trainer.state.load(run.global_weights)
+    raw = run.task.evaluate(run.trainer.model, run.eval_raw, run.eval_features, batch_size=EVAL_BATCH_SIZE)
+    metrics = finite_metrics(raw, rnd)
+    if run.config.test_best_round:
+        keep_if_best(Path(run.run_dir), rnd, metrics, run.rounds, run.task.primary_metric, run.global_weights)
+    return metrics
+
+
+def finite_metrics(metrics: Mapping[str, Any], rnd: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            continue
+        value = float(value)
+        if not math.isfinite(value):
+            raise NonFiniteModelError(f"round {rnd}: evaluation metric {name!r} is {value}; the model diverged")
+        out[name] = value
+    return out
+
+
+def nonfinite_message(run: PreparedRun, rnd: int, detail: str) -> str:
+    return (
+        f"round {rnd}: the global model became non-finite ({detail}); the run stopped. "
+        f"The last good checkpoint (round {rnd - 1}) is kept in {ckpt.checkpoint_dir(Path(run.run_dir))}. "
+        f"Lower lr (now {run.config.lr}) or the algorithm's server_lr and start a new run."
+    )
+
+
+def save_checkpoint(run: PreparedRun, rnd: int) -> None:
+    extra = {"rng/torch": torch.get_rng_state()}
+    meta: dict[str, Any] = {
+        "config": run.config.to_dict(),
+        "partition": dict(run.partition_info),
+        "rounds": [asdict(r) for r in run.rounds],
+        "created": run.created,
+        "strategy": run.strategy.name,
+    }
+    if run.central_opt is not None:
+        tensors, plain = ckpt.optimizer_state_to_flat(run.central_opt)
+        extra.update(tensors)
+        meta["central_optimizer"] = plain
+    ckpt.save_checkpoint(run.run_dir, rnd, run.global_weights, run.strategy.state_dict(), meta, extra)
