@@ -4,8 +4,14 @@
    steps each: sampling, per-client weight load, fresh optimizer, training,
    delta, aggregation, finiteness check) divided by the wall time of the same
    K * S optimizer steps run centrally on the same model and data with one
-   optimizer. Target <= 1.05. The per-round checkpoint write is timed
-   separately (it is I/O the centralized loop does not do).
+   optimizer. Target <= 1.05. Both arms train on *identical batches*: the
+   central arm replays, in order, exactly the row batches the FedAvg round's
+   clients draw (same composition, so the same padding widths), and the
+   FedAvg arm checks that it drew them. Before this, the central arm drew its
+   own batches from the union of the clients' rows, so any difference in
+   padded lengths or row mix between the arms was counted as "overhead".
+   The per-round checkpoint write is timed separately (it is I/O the
+   centralized loop does not do).
 2. Peak RSS of a run with 10 vs 1,000 clients (same K, same data), each in a
    fresh subprocess so the numbers do not contaminate each other. Must be
    about equal: the engine holds one model and K deltas, never N of anything.
@@ -19,6 +25,7 @@ Usage (offline data from $FEDNLP_DATA_DIR):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -27,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -67,17 +74,53 @@ def fedavg_round(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int
     return new
 
 
-def central_steps(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int, steps: int, rows: np.ndarray,
+def round_batches(env: dict[str, Any], rnd: int, k: int) -> list[np.ndarray]:
+    """The row batches a FedAvg round's clients draw, in the order they train (the engine's own batching)."""
+    from fednlp_bench.engine.sampling import client_seed, sample_clients
+
+    trainer, part = env["trainer"], env["part"]
+    batches: list[np.ndarray] = []
+    for cid in sample_clients(part.num_clients, k, rnd, 0):
+        rng = np.random.default_rng(client_seed(0, rnd, cid))
+        batches += list(trainer._batches(trainer.rows_for(part.indices(cid)), rng, trainer.local_epochs,
+                                         trainer.local_steps))
+    return batches
+
+
+@contextlib.contextmanager
+def batch_source(trainer: Any, replay: list[np.ndarray] | None = None, record: list[np.ndarray] | None = None) -> Iterator[None]:
+    """Make the trainer replay ``replay`` as its batches, or record the batches it draws into ``record``."""
+    original = trainer._batches
+
+    def patched(rows: np.ndarray, rng: np.random.Generator, epochs: int | None, steps: int | None) -> Iterator[np.ndarray]:
+        if replay is not None:
+            yield from replay
+            return
+        for batch in original(rows, rng, epochs, steps):
+            if record is not None:
+                record.append(batch)
+            yield batch
+
+    trainer._batches = patched
+    try:
+        yield
+    finally:
+        del trainer._batches
+
+
+def central_steps(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int, batches: list[np.ndarray],
                   optimizer: torch.optim.Optimizer) -> None:
-    """The same number of optimizer steps as a plain training loop: one optimizer, no per-client work."""
+    """The same batches as the FedAvg round, as a plain training loop: one optimizer, no per-client work."""
     trainer = env["trainer"]
-    trainer.train(-1, rows, weights, {}, seed=rnd, optimizer=optimizer, num_steps=steps, load_weights=False)
+    rows = np.unique(np.concatenate(batches))
+    with batch_source(trainer, replay=batches):
+        trainer.train(-1, rows, weights, {}, seed=rnd, optimizer=optimizer, num_steps=len(batches), load_weights=False)
 
 
 def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -> float:
     """Seconds of the engine's own per-round work with the training steps left out.
 
-    Per client: load the global weights, build a fresh optimizer, compute the
+    Per client: load the global weights, reset the client optimizer, compute the
     delta and check it is finite; per round: sampling, aggregation, the global
     finiteness check. Timed directly, this is far less noisy than the
     difference of two long training loops on a shared machine.
@@ -93,7 +136,7 @@ def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -
     for cid in clients:
         trainer.rows_for(env["part"].indices(cid))
         trainer.state.load(weights)
-        trainer.make_optimizer()
+        trainer.client_optimizer()  # the engine's per-client optimizer reset (buffers zeroed in place)
         delta = trainer.state.delta_from(weights)
         assert all_finite(delta.values())
         results.append(ClientResult(cid, delta, 10, 1, 0.0))
@@ -109,10 +152,8 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     env = build(args.model, args.max_train, args.max_length, args.clients, args.batch_size, args.local_steps)
     trainer = env["trainer"]
     weights = trainer.state.get()
-    # The centralized loop trains on the rows of the same K clients the FedAvg round uses.
-    rows = {r: np.concatenate([trainer.rows_for(env["part"].indices(c))
-                               for c in sample_clients(env["part"].num_clients, args.k, r, 0)])
-            for r in range(args.repeats + 1)}
+    # The centralized loop replays exactly the batches of the same round's K clients.
+    plans = {r: round_batches(env, r, args.k) for r in range(args.repeats + 1)}
     opt = trainer.make_optimizer()
     fed_t, cen_t, ckpt_t = [], [], []
     for rnd in range(args.repeats + 1):  # round 0 is warm-up
@@ -124,10 +165,15 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
             trainer.state.load(weights)
             t0 = time.perf_counter()
             if arm == "central":
-                central_steps(env, weights, rnd, args.k * args.local_steps, rows[rnd], opt)
+                central_steps(env, weights, rnd, plans[rnd], opt)
             else:
-                new = fedavg_round(env, weights, rnd, args.k)
+                drawn: list[np.ndarray] = []
+                with batch_source(trainer, record=drawn):
+                    new = fedavg_round(env, weights, rnd, args.k)
             times[arm] = time.perf_counter() - t0
+            if arm == "fed":
+                assert len(drawn) == len(plans[rnd]) and all(np.array_equal(a, b) for a, b in zip(drawn, plans[rnd])), \
+                    "the FedAvg round drew other batches than the central arm replays"
         t2 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp), rnd, new, {}, {"config": {}})

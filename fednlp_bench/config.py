@@ -64,6 +64,11 @@ class RunConfig:
     test_best_round: bool = False
     seed: int = 0
     backend: str = "inprocess"
+    #: fp32 | bf16 | fp16 autocast (fednlp_bench/compute/precision.py); master weights stay fp32.
+    precision: str = "fp32"
+    #: full | top_layers | lora | bitfit (fednlp_bench/compute/trainable.py), parameters in trainable_params.
+    trainable: str = "full"
+    trainable_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         given = dict(self.partition or {})
@@ -77,6 +82,7 @@ class RunConfig:
         self.algorithm_params = dict(self.algorithm_params or {})
         self.columns = dict(self.columns or {})
         self.task_params = dict(self.task_params or {})
+        self.trainable_params = dict(self.trainable_params or {})
         self.validate()
 
     # ------------------------------------------------------------------ io
@@ -167,6 +173,7 @@ class RunConfig:
             raise ValueError(f"test_best_round={self.test_best_round!r} must be true or false")
         self._validate_partition()
         self._validate_algorithm()
+        self._validate_compute()
 
     def _validate_partition(self) -> None:
         part = self.partition
@@ -199,6 +206,22 @@ class RunConfig:
 
         cls = get_algorithm_class(self.algorithm)  # unknown name -> ValueError with suggestion
         cls(**self.algorithm_params)  # unknown / out-of-range parameter -> ValueError
+
+
+    def _validate_compute(self) -> None:
+        from fednlp_bench.compute.precision import PRECISIONS
+        from fednlp_bench.compute.trainable import resolve_params
+
+        _check_choice("precision", self.precision, tuple(PRECISIONS))
+        if not isinstance(self.trainable_params, Mapping):
+            raise ValueError(f"trainable_params must be a mapping such as {{layers: 2}}, got {self.trainable_params!r}")
+        resolve_params(self.trainable, self.trainable_params)  # unknown mode / parameter -> ValueError
+
+
+#: Fields added after records were first published, with the value every older record implicitly had.
+#: ``config_hash`` leaves them out while they hold that value, so old records keep their hash.
+FIELDS_ADDED_LATER: dict[str, Any] = {"precision": "fp32", "trainable": "full", "trainable_params": {},
+                                      "columns": {}, "task_params": {}, "test_best_round": False}
 
 
 def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

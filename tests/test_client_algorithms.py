@@ -208,3 +208,35 @@ def test_state_store_follows_the_checkpoint_after_a_kill(tmp_path: Path) -> None
     assert torch.equal(store.load(4)["c"], torch.full((2,), 2.0))
     assert sorted(p.name for p in store.root.iterdir()) == ["current"]
     assert store.load(5) == {}
+
+
+def test_composed_procedures_run_in_order_and_merge_instructions_and_payloads() -> None:
+    from fednlp_bench.algorithms import ClientProcedure, Composed, FitContext
+    from fednlp_bench.algorithms.fedprox import ProximalTerm
+
+    class ClipGrad(ClientProcedure):
+        """A wrapper-style procedure: runs after the algorithm's hook and sees its corrected gradient."""
+
+        instructions = ("max_norm",)
+
+        def after_backward(self, ctx: FitContext) -> None:
+            torch.nn.utils.clip_grad_norm_(list(ctx.params.values()), float(ctx.instructions["max_norm"]))
+
+        def on_fit_end(self, ctx: FitContext) -> dict:
+            return {"steps_seen": ctx.steps}
+
+    trainer, x0, x, y = toy_client()
+    proc = Composed([ProximalTerm(), ClipGrad()])
+    assert proc.instructions == ("mu", "max_norm") and not proc.stateful
+    res = trainer.train(0, np.arange(12), x0, {"mu": 0.5, "max_norm": 0.01}, seed=3, procedure=proc)
+    w = {k: v.clone() for k, v in x0.items()}
+    for _ in range(STEPS):  # prox gradient first, then the whole gradient clipped to norm 0.01
+        g = ce_grad(w, x, y)
+        g = {k: g[k] + 0.5 * (w[k] - x0[k]) for k in w}
+        norm = float(torch.sqrt(sum((v**2).sum() for v in g.values())))
+        g = {k: v * min(1.0, 0.01 / (norm + 1e-6)) for k, v in g.items()}
+        w = {k: w[k] - LR * g[k] for k in w}
+    close(res.delta, {k: w[k] - x0[k] for k in w})
+    assert res.payload == {"steps_seen": STEPS}
+    with pytest.raises(ValueError, match=r"read by no client procedure"):
+        trainer.train(0, np.arange(12), x0, {"mu": 0.5, "max_nrm": 1.0}, seed=3, procedure=proc)

@@ -18,8 +18,8 @@ def test_defaults_round_trip_through_dict() -> None:
     assert set(cfg.to_dict()) == {
         "task", "data", "model", "max_length", "max_train_examples", "max_eval_examples", "partition", "algorithm",
         "algorithm_params", "rounds", "clients_per_round", "local_epochs", "local_steps", "batch_size", "lr",
-        "optimizer", "sampling", "dropout", "eval_every", "seed", "backend", "columns", "task_params",
-        "test_best_round",
+        "optimizer", "sampling", "dropout", "eval_every", "seed", "backend", "precision", "trainable",
+        "trainable_params", "columns", "task_params", "test_best_round",
     }
     assert set(cfg.partition) == {"scheme", "num_clients", "seed", "min_size", "params"}
 
@@ -89,7 +89,7 @@ def test_yaml_with_compare_section(tmp_path: Path) -> None:
 
 
 #: Run/compare configs shipped for users (configs/suite.yaml is a suite file, tested with the leaderboard).
-RUN_CONFIGS = ("quickstart.yaml", "tagging_wnut17.yaml")
+RUN_CONFIGS = ("quickstart.yaml", "quickstart_fast.yaml", "tagging_wnut17.yaml")
 
 
 @pytest.mark.parametrize("name", RUN_CONFIGS)

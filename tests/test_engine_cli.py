@@ -131,3 +131,17 @@ def test_algorithms_command_lists_every_registered_algorithm(capsys: pytest.Capt
     assert f"{len(algorithm_names())} algorithms" in out and len(algorithm_names()) >= 13
     assert re.search(r"^scaffold\s+SCAFFOLD\s+-\s+ScaffoldClient\s+server_lr=1.0$", out, flags=re.M)
     assert re.search(r"^krum\s+Krum\s+robust\s+-\s+num_malicious_clients=0, num_clients_to_keep=0$", out, flags=re.M)
+
+
+def test_help_lists_come_from_the_registries(capsys: pytest.CaptureFixture[str]) -> None:
+    from fednlp_bench.algorithms.registry import ALGORITHMS
+    from fednlp_bench.partitioners import PARTITIONERS
+    from fednlp_bench.tasks.registry import TASKS
+
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for registry in (ALGORITHMS, PARTITIONERS, TASKS):
+        assert " | ".join(registry.names()) in text
+    takes_alpha = ", ".join(n for n in PARTITIONERS.names() if "alpha" in PARTITIONERS[n].param_specs)
+    assert f"--alpha ALPHA Dirichlet concentration ({takes_alpha})" in text

@@ -88,8 +88,8 @@ def assert_same_run(a, b) -> None:
 @needs_fedml
 @pytest.mark.parametrize(
     ("algorithm", "params", "processes"),
-    [("fedavg", {}, 3), ("fedadam", {"server_lr": 0.05}, 2)],
-    ids=["fedavg-3proc", "fedadam-2proc"],
+    [("fedavg", {}, 3), ("fedadam", {"server_lr": 0.05}, 2), ("scaffold", {}, 2)],
+    ids=["fedavg-3proc", "fedadam-2proc", "scaffold-2proc"],  # scaffold: client procedure, on-disk states, payloads
 )
 def test_fedml_mpi_matches_inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algorithm: str,
                                      params: dict, processes: int) -> None:

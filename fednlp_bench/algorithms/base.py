@@ -120,12 +120,13 @@ class Strategy(ABC):
         return {cid: dict(config) for cid in client_ids}
 
     def check_instructions(self, config: Mapping[str, Any]) -> None:
-        known = self.client.instructions if self.client is not None else ()
+        procedure = self.make_client()  # the instance, so a wrapper's Composed procedure is checked as a whole
+        known = procedure.instructions if procedure is not None else ()
         for key in config:
             if key not in known:
                 raise ValueError(
                     f"{self.name} sends client instruction {key!r}, which its client procedure "
-                    f"({self.client.__name__ if self.client else 'none'}) does not read; it reads: {list(known)}"
+                    f"({type(procedure).__name__ if procedure else 'none'}) does not read; it reads: {list(known)}"
                 )
 
     @abstractmethod

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from fednlp_bench.compute.device import to_device
+
 #: Exit codes the launcher translates into messages.
 EXIT_RUNNER_FAILED = 3
 EXIT_TIMEOUT = 4
@@ -164,10 +166,14 @@ class RoundBridge:
         from fednlp_bench.engine.simulator import RoundOutcome
 
         order = [int(c) for c in instructions]
-        assignments = {s: [(cid, dict(instructions[cid])) for cid in order[s :: self.slots]] for s in range(self.slots)}
+        # CPU tensors on the wire: every process may compute on a different device.
+        assignments = {s: [(cid, to_device(dict(instructions[cid]), "cpu")) for cid in order[s :: self.slots]]
+                       for s in range(self.slots)}
         t0 = time.perf_counter()
         self.last_round = rnd
-        self._payloads.put(RoundPayload(rnd=rnd, weights=dict(global_weights), assignments=assignments, seed=int(seed)))
+        device = next(iter(global_weights.values())).device if global_weights else "cpu"
+        wire = {k: v.detach().cpu() for k, v in global_weights.items()}
+        self._payloads.put(RoundPayload(rnd=rnd, weights=wire, assignments=assignments, seed=int(seed)))
         try:
             uploads = self._uploads.get(timeout=self.timeout_s)
         except queue.Empty:
@@ -177,6 +183,8 @@ class RoundBridge:
         outcome = RoundOutcome(results=[])
         for upload in uploads:
             for result in upload["results"]:
+                result.delta = to_device(result.delta, device)
+                result.payload = to_device(result.payload, device)
                 by_client[result.client_id] = result
             outcome.rejected.update({int(k): v for k, v in upload["rejected"].items()})
         # Same order as the in-process backend, so float sums in Strategy.aggregate match.
@@ -280,10 +288,15 @@ def make_server_classes() -> tuple[type, type]:
                 os._exit(9)  # failure drill: this client process dies mid-round
             t0 = time.perf_counter()
             results, rejected = [], {}
+            device = self.local.trainer.device
+            weights = to_device(payload.weights, device)  # CPU tensors on the wire
             for cid, instructions in payload.assignments.get(self.slot, []):
                 try:
-                    results.append(self.local.train(cid, self.rows(cid), payload.weights, instructions,
-                                                    client_seed(payload.seed, payload.rnd, cid), rnd=payload.rnd))
+                    result = self.local.train(cid, self.rows(cid), weights, to_device(instructions, device),
+                                              client_seed(payload.seed, payload.rnd, cid), rnd=payload.rnd)
+                    result.delta = to_device(result.delta, "cpu")
+                    result.payload = to_device(result.payload, "cpu")
+                    results.append(result)
                 except ClientUpdateRejected as err:
                     rejected[cid] = str(err)
                 self.watchdog.touch()
@@ -333,6 +346,7 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
     import torch
     from fedml import FedMLRunner
 
+    from fednlp_bench.compute.device import device_for_rank
     from fednlp_bench.config import RunConfig
 
     from fednlp_bench.engine.runner import run_experiment
@@ -352,7 +366,9 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
             # backend_factory: the runner's rounds go to the bridge (and the "fedml" config is not relaunched).
             record = run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
                                            resume=bool(spec["resume"]), task=task, progress=False,
-                                           partition_file=spec.get("partition_file"), backend_factory=factory)
+                                           partition_file=spec.get("partition_file"), backend_factory=factory,
+                                           device=device_for_rank(spec.get("device"), 0),
+                                           frozen_cache_dir=spec.get("frozen_cache_dir"))
             outcome["record"] = record
             outcome["runner_s"] = time.perf_counter() - t0
         except BaseException as err:  # noqa: BLE001 - reported to the launcher, then the process ends
@@ -378,6 +394,8 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     from fedml import FedMLRunner
 
     from fednlp_bench.algorithms.registry import create_strategy
+    from fednlp_bench.compute.device import device_for_rank
+    from fednlp_bench.compute.setup import attach_frozen_cache, build_compute, check_run_options
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.client_runner import ClientRunner
     from fednlp_bench.engine.client_state import ClientStateStore
@@ -392,11 +410,15 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
         part = prepare.load_partition_file(spec["partition_file"], train_raw)
     else:
         part = prepare.build_partition(train_raw, config.partition)
+    # One GPU per client process, round-robin over the visible ones (``--device cuda``).
+    device, precision = check_run_options(config.precision, device_for_rank(spec.get("device"), rank))
+    compute = build_compute(task, config, device, precision)
+    model = compute.model
     features = task.preprocess(train_raw, train=True)
-    torch.manual_seed(config.seed)
-    model = task.build_model()
+    attach_frozen_cache(compute, task, [features], spec.get("frozen_cache_dir"))
     trainer = LocalTrainer(task, model, features, batch_size=config.batch_size, lr=config.lr,
-                           optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps)
+                           optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps,
+                           precision=precision)
     # The algorithm's client procedure and the run's on-disk client states, exactly as in process: the
     # server (rank 0) commits each round's staged states after its checkpoint.
     local = ClientRunner(trainer, create_strategy(config.algorithm, config.algorithm_params).make_client(),

@@ -118,6 +118,8 @@ def run_fedml_experiment(
     round_timeout_s: float = 600.0,
     python: str | os.PathLike[str] | None = None,
     torch_threads: int = 1,
+    device: str | None = None,
+    frozen_cache_dir: str | os.PathLike[str] | None = None,
     stats: list[FedMLRunStats] | None = None,
 ) -> RunRecord:
     """Run ``config`` on FedML cross-silo with P client processes and return rank 0's record.
@@ -127,7 +129,10 @@ def run_fedml_experiment(
     / ``partition_factory`` ("module:callable") stand in for the registry
     task and the partitioner, as ``run_experiment(task=...)`` does in-process.
     A dead or stuck process ends the run within ``round_timeout_s`` with the
-    last round checkpointed; ``resume=True`` continues it.
+    last round checkpointed; ``resume=True`` continues it. ``device``
+    (auto|cpu|cuda|cuda:N|mps) goes to every process: with several GPUs, one
+    GPU per process, round-robin (the server on cuda:0); ``frozen_cache_dir``
+    is where every process finds the frozen-bottom cache.
     """
     from fednlp_bench.algorithms.registry import get_algorithm_class
     from fednlp_bench.engine.run_id import default_run_id
@@ -166,6 +171,7 @@ def run_fedml_experiment(
         "partition_factory": partition_factory,
         "partition_file": None if partition_file is None else str(Path(partition_file).resolve()),
         "round_timeout_s": float(round_timeout_s), "torch_threads": int(torch_threads), "work_dir": str(work),
+        "device": device, "frozen_cache_dir": None if frozen_cache_dir is None else str(Path(frozen_cache_dir).resolve()),
         "error_file": str(work / "error.txt"), "stats_file": str(work / "stats.json"),
         "grpc_ipconfig": str(work / "grpc_ipconfig.csv"), "grpc_base_port": GRPC_BASE_PORT,
     }

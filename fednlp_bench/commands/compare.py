@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
-from fednlp_bench.commands.run import add_experiment_arguments, apply_threads, config_dict_from_args, parse_key_values, progress_flag
+from fednlp_bench.commands.run import (
+    add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
+)
 
 DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
 
@@ -122,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
             try:
                 record = run_experiment(
                     config, runs_dir, run_id=run_id, resume=resume, partition_file=args.partition_file,
-                    progress=progress_flag(args),
+                    progress=progress_flag(args), **compute_options(args),
                 )
             except NonFiniteModelError as err:
                 failed[algo] = str(err)

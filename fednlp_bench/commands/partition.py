@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.commands.registry_help import add_named, schemes
+from fednlp_bench.commands.registry_help import add_named, add_scheme_option, schemes
 
 #: CLI option -> scheme parameter (only passed when given, and only to schemes that take it).
 SCHEME_OPTIONS = {
@@ -54,16 +54,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sch.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sch.add_argument("--min-size", type=int, default=1, help="minimum rows per client (default: 1)")
     sch.add_argument("--max-tries", type=int, default=10, help="draws tried to meet --min-size (default: 10)")
-    sch.add_argument("--alpha", type=float, help="Dirichlet concentration (dirichlet_label, feature_cluster)")
-    sch.add_argument("--no-balance", dest="balance", action="store_const", const=False,
-                     help="do not stop filling clients above the average size (dirichlet_label, feature_cluster)")
-    sch.add_argument("--distribution", choices=("dirichlet", "power_law"), help="client sizes (quantity_skew)")
-    sch.add_argument("--beta", type=float, help="Dirichlet concentration of client sizes (quantity_skew)")
-    sch.add_argument("--exponent", type=float, help="power-law exponent of client sizes (quantity_skew)")
-    sch.add_argument("--clusters", type=int, help="k-means clusters (feature_cluster)")
-    sch.add_argument("--classes-per-client", type=int, help="labels per client (shard)")
-    sch.add_argument("--model", help="sentence encoder for feature_cluster: minilm (default) or HF name/path")
-    sch.add_argument("--max-length", type=int, help="tokens embedded per text (feature_cluster)")
+    add_scheme_option(sch, "--alpha", "alpha", "Dirichlet concentration", type=float)
+    add_scheme_option(sch, "--no-balance", "balance", "do not stop filling clients above the average size",
+                      dest="balance", action="store_const", const=False)
+    add_scheme_option(sch, "--distribution", "distribution", "client sizes", choices=("dirichlet", "power_law"))
+    add_scheme_option(sch, "--beta", "beta", "Dirichlet concentration of client sizes", type=float)
+    add_scheme_option(sch, "--exponent", "exponent", "power-law exponent of client sizes", type=float)
+    add_scheme_option(sch, "--clusters", "clusters", "k-means clusters", type=int)
+    add_scheme_option(sch, "--classes-per-client", "classes_per_client", "labels per client", type=int)
+    add_scheme_option(sch, "--model", "model", "sentence encoder: minilm (default) or HF name/path")
+    add_scheme_option(sch, "--max-length", "max_length", "tokens embedded per text", type=int)
 
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, help="partition file, .json or .npz (npz for large data)")

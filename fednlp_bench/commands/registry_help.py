@@ -26,6 +26,24 @@ class RegistryNames:
         return self._load().help()
 
 
+class SchemesTaking:
+    """``str()`` gives the schemes whose parameters include ``param`` (for a scheme option's help)."""
+
+    def __init__(self, param: str) -> None:
+        self.param = param
+
+    def __str__(self) -> str:
+        reg = schemes()
+        return ", ".join(n for n in reg.names() if self.param in reg[n].param_specs)
+
+
+def add_scheme_option(group: Any, flag: str, param: str, help: str, **kwargs: Any) -> argparse.Action:
+    """A scheme-parameter option whose help ends with the schemes that take it (``%(schemes)s``)."""
+    action = group.add_argument(flag, help=f"{help} (%(schemes)s)", **kwargs)
+    action.schemes = SchemesTaking(param)  # type: ignore[attr-defined]
+    return action
+
+
 def algorithms() -> Any:
     from fednlp_bench.algorithms.registry import ALGORITHMS
 

@@ -21,12 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.commands.registry_help import add_named, algorithm_flags, algorithms, check_flag_params, schemes, tasks
+from fednlp_bench.commands.registry_help import (
+    add_named, add_scheme_option, algorithm_flags, algorithms, check_flag_params, schemes, tasks,
+)
 from fednlp_bench.config import BACKENDS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
 #: the others; these are merged by hand below.
-_MERGED_BY_HAND = {"partition", "algorithm", "algorithm_params", "local_epochs", "local_steps", "columns", "task_params"}
+_MERGED_BY_HAND = {"partition", "algorithm", "algorithm_params", "local_epochs", "local_steps", "trainable",
+                   "trainable_params", "columns", "task_params"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,7 +77,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("partition (either --partition FILE or a scheme)")
     q.add_argument("--partition", dest="partition_file", help="saved partition (.json/.npz from `fednlp-bench partition`)")
     add_named(q, "--scheme", schemes, "%(names)s")
-    q.add_argument("--alpha", type=float, help="Dirichlet concentration (dirichlet_label, feature_cluster)")
+    add_scheme_option(q, "--alpha", "alpha", "Dirichlet concentration", type=float)
     q.add_argument("--clients", type=int, help="number of clients")
     q.add_argument("--partition-seed", type=int, help="seed of the partition draw (default: 0)")
     q.add_argument("--min-size", type=int, help="minimum examples per client")
@@ -103,6 +106,18 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
     b.add_argument("--backend", choices=BACKENDS,
                    help="execution backend: inprocess (default) | fedml (multi-process, own venv: docs/fedml.md)")
+    from fednlp_bench.compute.device import DEVICE_CHOICES
+    from fednlp_bench.compute.precision import PRECISIONS
+    from fednlp_bench.compute.trainable import MODES, mode_help
+
+    c = p.add_argument_group("compute (precision and trainable enter the config; device and cache folder do not)")
+    c.add_argument("--precision", choices=tuple(PRECISIONS), help="autocast precision (default: fp32; fp16 needs a GPU)")
+    c.add_argument("--trainable", choices=tuple(MODES), help=f"which weights train and travel: {mode_help()}")
+    c.add_argument("--trainable-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a trainable_params entry, e.g. layers=2, cache=true, r=8 (repeatable)")
+    c.add_argument("--device", help=f"where to compute: {' | '.join(DEVICE_CHOICES)} (default: auto)")
+    c.add_argument("--frozen-cache-dir",
+                   help="folder of the frozen-bottom cache (top_layers with cache=true; default: $FEDNLP_CACHE_DIR/frozen_bottom)")
     o = p.add_argument_group("output")
     o.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -203,7 +218,19 @@ def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dic
         chosen = data.get("algorithm", RunConfig.algorithm)
         check_flag_params(args.flag_params, {chosen: get_algorithm_class(chosen)}, args.parser_flags)
         data["algorithm_params"] = {**dict(data.get("algorithm_params") or {}), **args.flag_params}
+    trainable = getattr(args, "trainable", None)
+    if trainable is not None and trainable != data.get("trainable"):
+        data["trainable"] = trainable
+        data["trainable_params"] = {}  # another mode's parameters do not carry over
+    trainable_params = parse_key_values(getattr(args, "trainable_param", []) or [], "--trainable-param")
+    if trainable_params:
+        data["trainable_params"] = {**dict(data.get("trainable_params") or {}), **trainable_params}
     return data, compare
+
+
+def compute_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options --device and --frozen-cache-dir for ``run_experiment`` (not config fields)."""
+    return {"device": getattr(args, "device", None), "frozen_cache_dir": getattr(args, "frozen_cache_dir", None)}
 
 
 def progress_flag(args: argparse.Namespace) -> bool | None:
@@ -224,6 +251,7 @@ def main(args: argparse.Namespace) -> int:
             config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
             partition_file=args.partition_file, progress=progress_flag(args),
             backend_options=backend_options(args, config.backend),
+            **compute_options(args),
         )
     except NonFiniteModelError as err:
         print(f"fednlp-bench run: stopped: {err}", file=sys.stderr)
@@ -264,5 +292,17 @@ def summarize_record(record: Any, runs_dir: Path) -> str:
         f"{' (' + others + ')' if others else ''}{extra}\n"
         f"  {len(record.rounds)} rounds in {record.wall_time_s:.1f} s; "
         f"communication {record.bytes_up / 2**20:.1f} MiB up, {record.bytes_down / 2**20:.1f} MiB down\n"
+        f"{compute_line(record.hardware)}"
         f"  record: {runs_dir / record.run_id / 'record.json'}"
     )
+
+
+def compute_line(hardware: Any) -> str:
+    """Device, trained share of the model and frozen-bottom cache size (empty for records without them)."""
+    if not isinstance(hardware, dict) or "trainable_parameters" not in hardware:
+        return ""
+    line = (f"  device {hardware.get('device')}; {hardware['trainable_parameters']:,} of "
+            f"{hardware['total_parameters']:,} parameters trained")
+    if "frozen_cache_bytes" in hardware:
+        line += f"; frozen-bottom cache {hardware['frozen_cache_bytes'] / 2**20:.1f} MiB"
+    return line + "\n"

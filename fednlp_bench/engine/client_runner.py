@@ -34,6 +34,7 @@ class ClientRunner:
     ) -> ClientResult:
         stateful = self.procedure is not None and self.procedure.stateful
         state = self.store.load(client_id) if stateful and self.store is not None else {}
+        state = {k: v.to(self.trainer.device) for k, v in state.items()}  # stored on the CPU
         result = self.trainer.train(client_id, rows, global_weights, instructions, seed,
                                     procedure=self.procedure, state=state, rnd=rnd)
         if stateful and self.store is not None:  # a rejected update raised above: its state is not kept

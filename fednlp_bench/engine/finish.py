@@ -39,7 +39,7 @@ def finish_record(run: PreparedRun) -> RunRecord:
         bytes_down=int(sum(r.bytes_down for r in rounds)),
         versions=package_versions(),
         git_commit=git_commit(),
-        hardware=hardware_info(run.trainer.device),
+        hardware={**hardware_info(run.trainer.device), **run.compute.describe()},
     )
     record.save(run.run_dir)
     return record

@@ -21,6 +21,7 @@ from datasets import Dataset
 
 from fednlp_bench.algorithms.base import ClientResult, Weights
 from fednlp_bench.algorithms.client import ClientProcedure, FitContext
+from fednlp_bench.compute.precision import Precision
 from fednlp_bench.tasks.base import Task
 
 log = logging.getLogger("fednlp_bench.engine")
@@ -54,16 +55,23 @@ class ClientUpdateRejected(RuntimeError):
 class ModelState:
     """The named float tensors that make up "the global model" of a torch module.
 
-    Parameters (tied ones once) plus persistent floating buffers (e.g. norm
-    statistics): exactly what a client receives and sends back.
+    Trainable parameters (tied ones once) plus persistent floating buffers
+    (e.g. norm statistics) of modules that train: exactly what a client
+    receives and sends back. Frozen tensors (``requires_grad=False``, see
+    ``fednlp_bench.compute.trainable``) never leave the model, so deltas,
+    bytes, aggregation, server moments and checkpoints cover only what trains.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         persistent = set(model.state_dict(keep_vars=True).keys())
-        slots: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in model.named_parameters()]
+        params = list(model.named_parameters())
+        slots: list[tuple[str, torch.Tensor]] = [(n, p) for n, p in params if p.requires_grad]
+        all_train = len(slots) == len(params)
+        owners = {n.rpartition(".")[0] for n, _ in slots}
         slots += [
-            (n, b) for n, b in model.named_buffers() if n in persistent and torch.is_floating_point(b)
+            (n, b) for n, b in model.named_buffers()
+            if n in persistent and torch.is_floating_point(b) and (all_train or n.rpartition(".")[0] in owners)
         ]
         self.slots = slots
         self.param_names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -74,7 +82,7 @@ class ModelState:
 
     @property
     def num_bytes(self) -> int:
-        """float32 bytes of one full model transfer (what one client downloads or uploads)."""
+        """float32 bytes of one model transfer, trainable tensors only (what one client downloads or uploads)."""
         return sum(t.numel() for _, t in self.slots) * BYTES_PER_VALUE
 
     def get(self) -> Weights:
@@ -108,6 +116,7 @@ class LocalTrainer:
         optimizer: str = "adamw",
         local_epochs: int | None = 1,
         local_steps: int | None = None,
+        precision: Precision | None = None,
     ) -> None:
         if (local_epochs is None) == (local_steps is None):
             raise ValueError("give exactly one of local_epochs and local_steps")
@@ -132,6 +141,7 @@ class LocalTrainer:
         self._order = np.argsort(example_index, kind="stable")
         self._sorted_examples = example_index[self._order]
         self.device = next(model.parameters()).device
+        self.precision = precision if precision is not None else Precision("fp32", self.device)
 
     # ------------------------------------------------------------- data
     def rows_for(self, example_indices: np.ndarray) -> np.ndarray:
@@ -170,6 +180,25 @@ class LocalTrainer:
             return torch.optim.SGD(params, lr=self.lr)
         return torch.optim.AdamW(params, lr=self.lr)
 
+    def client_optimizer(self) -> torch.optim.Optimizer:
+        """An optimizer in its initial state for the next client, reusing the last client's buffers.
+
+        A fresh AdamW allocates two model-sized state tensors at its first step
+        and frees them after the client: per client that is ~2x the model in
+        new pages (faulted in and zero-filled by the OS) plus the free. Zeroing
+        the same buffers in place gives the identical initial state (step 0,
+        zero moments) without that allocator churn.
+        """
+        opt = getattr(self, "_client_opt", None)
+        if opt is None:
+            opt = self._client_opt = self.make_optimizer()
+            return opt
+        for state in opt.state.values():
+            for value in state.values():
+                if isinstance(value, torch.Tensor):
+                    value.zero_()
+        return opt
+
     @torch.no_grad()
     def mean_loss(self, rows: np.ndarray) -> float:
         """Mean task loss over ``rows`` at the current weights, in eval mode (q-FFL's F_k(w))."""
@@ -178,7 +207,8 @@ class LocalTrainer:
         total, seen = 0.0, 0
         for i in range(0, len(rows), self.batch_size):
             part = rows[i : i + self.batch_size]
-            total += float(self.model(**self._collate(part)).loss) * len(part)
+            with self.precision.autocast():
+                total += float(self.model(**self._collate(part)).loss) * len(part)
             seen += len(part)
         self.model.train(was)
         return total / max(seen, 1)
@@ -220,7 +250,7 @@ class LocalTrainer:
         model.train()
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        opt = optimizer if optimizer is not None else self.make_optimizer()
+        opt = optimizer if optimizer is not None else self.client_optimizer()
         ctx = FitContext(
             client_id=client_id, rnd=rnd, model=model,
             params={n: p for n, p in model.named_parameters() if p.requires_grad},
@@ -253,7 +283,8 @@ class LocalTrainer:
         """One local step: the only place a client's loss, backward pass, hooks and optimizer meet."""
         batch = self._collate(batch_rows)
         opt.zero_grad(set_to_none=True)
-        loss = self.model(**batch).loss
+        with self.precision.autocast():
+            loss = self.model(**batch).loss
         value = float(loss.detach())
         if not math.isfinite(value):
             raise ClientUpdateRejected(f"client {ctx.client_id}: non-finite training loss {value} at local step {ctx.steps + 1}")
@@ -261,11 +292,11 @@ class LocalTrainer:
             extra = procedure.loss_term(ctx)
             if extra is not None:
                 loss = loss + extra
-        loss.backward()
+        self.precision.backward(loss, opt)  # fp16: scaled, then unscaled, so the hooks see true gradients
         if procedure is not None:
             with torch.no_grad():
                 procedure.after_backward(ctx)
-        opt.step()
+        self.precision.step(opt)
         ctx.steps += 1
         return value
 

@@ -23,7 +23,10 @@ from datasets import Dataset
 
 from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import create_strategy
-from fednlp_bench.config import PARTITION_KEYS, RunConfig
+from fednlp_bench.compute.device import set_cuda_rng_states, to_device
+from fednlp_bench.compute.precision import Precision
+from fednlp_bench.compute.setup import Compute, attach_frozen_cache, build_compute
+from fednlp_bench.config import FIELDS_ADDED_LATER, PARTITION_KEYS, RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.client_state import ClientStateStore
@@ -148,6 +151,7 @@ class PreparedRun:
     eval_raw: Dataset  # validation: every evaluated round
     eval_features: Dataset
     test_raw: Dataset  # test: once, at the end (engine/test_eval.py)
+    test_features: Dataset
     partition: PartitionLike
     partition_info: dict[str, Any]
     strategy: Strategy
@@ -161,6 +165,7 @@ class PreparedRun:
     union_rows: np.ndarray
     central_opt: torch.optim.Optimizer | None
     central_steps: int
+    compute: Compute
 
 
 def resolve_run(
@@ -199,13 +204,25 @@ def prepare_run(
     partition_file: str | Path | None = None,
     progress: bool | None = None,
     backend_factory: BackendFactory | None = None,
+    device: torch.device | None = None,
+    precision: Precision | None = None,
+    frozen_cache_dir: str | Path | None = None,
 ) -> PreparedRun:
-    """Load data, partition, model, trainer and backend; restore ``checkpoint`` when resuming."""
+    """Load data, partition, model, trainer and backend; restore ``checkpoint`` when resuming.
+
+    ``device``/``precision`` come from :func:`fednlp_bench.compute.setup.check_run_options`
+    (default: the CPU, ``config.precision``); ``frozen_cache_dir`` is where the
+    frozen-bottom cache of ``top_layers`` + ``cache`` lives.
+    """
     if task is not None and task.name != config.task:
         raise ValueError(f"the given task object is {task.name!r} but config.task is {config.task!r}")
     strategy = create_strategy(config.algorithm, config.algorithm_params)
     task = task if task is not None else build_task(config)
     splits = task.load()
+    device = device if device is not None else torch.device("cpu")
+    precision = precision if precision is not None else Precision(config.precision, device)
+    # The model comes before the partition and tokenizing, so a bad trainable setting (depth, LoRA module) fails first.
+    compute = build_compute(task, config, device, precision)
     train_raw = splits["train"]
     eval_raw = split_of(task, splits, "validation")
     test_raw = split_of(task, splits, "test")
@@ -215,11 +232,11 @@ def prepare_run(
     check_partition(config, part, checkpoint, run_dir)
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
-    torch.manual_seed(config.seed)
-    model = task.build_model()
+    test_features = task.preprocess(test_raw, train=False)
+    attach_frozen_cache(compute, task, [train_features, eval_features, test_features], frozen_cache_dir)
     trainer = LocalTrainer(
-        task, model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
-        local_epochs=config.local_epochs, local_steps=config.local_steps,
+        task, compute.model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+        local_epochs=config.local_epochs, local_steps=config.local_steps, precision=precision,
     )
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
     strategy.setup(part.num_clients, trainer.state.get(), trainer.state.param_names)
@@ -228,7 +245,7 @@ def prepare_run(
     make_backend = backend_factory or InProcessBackend
     prepared = PreparedRun(
         config=config, run_id=run_id, run_dir=run_dir, task=task, eval_raw=eval_raw, eval_features=eval_features,
-        test_raw=test_raw,
+        test_raw=test_raw, test_features=test_features,
         partition=part, partition_info={**part.spec.to_dict(), "content_hash": part.content_hash},
         strategy=strategy, trainer=trainer, client_states=states,
         backend=make_backend(client, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress),
@@ -236,6 +253,7 @@ def prepare_run(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), union_rows=union_rows,
         central_opt=trainer.make_optimizer() if strategy.centralized else None,
         central_steps=centralized_steps_per_round(config, len(union_rows), part.num_clients),
+        compute=compute,
     )
     if checkpoint is not None:
         restore(prepared, checkpoint)
@@ -259,16 +277,22 @@ def check_partition(config: RunConfig, part: PartitionLike, checkpoint: ckpt.Che
 
 
 def restore(prepared: PreparedRun, checkpoint: ckpt.Checkpoint) -> None:
-    """Put a checkpoint's weights, server state, optimizer and RNG back: the run continues exactly."""
-    prepared.global_weights = checkpoint.weights
-    prepared.trainer.state.load(checkpoint.weights)
-    prepared.strategy.load_state_dict(checkpoint.server_state)
+    """Put a checkpoint's weights, server state, optimizer and RNG back: the run continues exactly.
+
+    Checkpoints hold CPU tensors; they move to the run's device here, so a run
+    started on a GPU resumes on a CPU and the reverse.
+    """
+    device = prepared.compute.device
+    prepared.global_weights = to_device(checkpoint.weights, device)
+    prepared.trainer.state.load(prepared.global_weights)
+    prepared.strategy.load_state_dict(to_device(checkpoint.server_state, device))
     prepared.rounds = [RoundResult(**r) for r in checkpoint.meta["rounds"]]
     prepared.created = checkpoint.meta.get("created", prepared.created)
     if prepared.central_opt is not None and "central_optimizer" in checkpoint.meta:
         ckpt.optimizer_state_from_flat(prepared.central_opt, checkpoint.extra_tensors, checkpoint.meta["central_optimizer"])
     if "rng/torch" in checkpoint.extra_tensors:
         torch.set_rng_state(checkpoint.extra_tensors["rng/torch"])
+    set_cuda_rng_states(checkpoint.extra_tensors.get("rng/cuda"))
     prepared.client_states.recover(checkpoint.round)
     prepared.start_round = checkpoint.round + 1
     log.info("resuming %s after round %d", prepared.run_id, checkpoint.round)
@@ -285,6 +309,8 @@ def split_of(task: Task, splits: Mapping[str, Any], name: str) -> Any:
 
 def check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path) -> None:
     now = json.loads(json.dumps(config.to_dict()))
+    # A checkpoint or record from before a field existed implicitly had its default value.
+    saved = {**{k: v for k, v in FIELDS_ADDED_LATER.items() if k not in saved}, **saved}
     if saved == now:
         return
     diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from fednlp_bench.algorithms.base import Weights
 from fednlp_bench.algorithms.client import payload_bytes
+from fednlp_bench.compute.device import cuda_rng_states
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
 from fednlp_bench.engine.prepare import PreparedRun
@@ -132,7 +133,8 @@ def centralized_round(run: PreparedRun, rnd: int) -> RoundWork:
 def evaluate(run: PreparedRun, rnd: int) -> dict[str, float]:
     """Validation metrics of this round's global model (test is only read at the end: test_eval.py)."""
     run.trainer.state.load(run.global_weights)
-    raw = run.task.evaluate(run.trainer.model, run.eval_raw, run.eval_features, batch_size=EVAL_BATCH_SIZE)
+    with run.compute.precision.autocast():
+        raw = run.task.evaluate(run.trainer.model, run.eval_raw, run.eval_features, batch_size=EVAL_BATCH_SIZE)
     metrics = finite_metrics(raw, rnd)
     if run.config.test_best_round:
         keep_if_best(Path(run.run_dir), rnd, metrics, run.rounds, run.task.primary_metric, run.global_weights)
@@ -161,6 +163,9 @@ def nonfinite_message(run: PreparedRun, rnd: int, detail: str) -> str:
 
 def save_checkpoint(run: PreparedRun, rnd: int) -> None:
     extra = {"rng/torch": torch.get_rng_state()}
+    cuda_states = cuda_rng_states()
+    if cuda_states is not None:
+        extra["rng/cuda"] = cuda_states
     meta: dict[str, Any] = {
         "config": run.config.to_dict(),
         "partition": dict(run.partition_info),

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+from fednlp_bench.compute.setup import check_run_options
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.finish import finish_record
 from fednlp_bench.engine.prepare import BackendFactory, prepare_run, resolve_run
@@ -45,6 +46,8 @@ def run_experiment(
     progress: bool | None = None,
     backend_factory: BackendFactory | None = None,
     backend_options: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    frozen_cache_dir: str | Path | None = None,
 ) -> RunRecord:
     """Run (or resume) one experiment and write ``runs_dir/<run_id>/record.json`` + ``metrics.csv``.
 
@@ -56,10 +59,15 @@ def run_experiment(
     factory, the run goes to the FedML launcher, which starts the processes;
     its rank 0 calls this function again with a factory. ``backend_options``
     are that launcher's run options (processes, comm, round_timeout_s, ...).
+    ``device`` (auto|cpu|cuda|cuda:N|mps) and ``frozen_cache_dir`` are run
+    options: they change where and how fast a run computes, not its config.
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
+    run_device, precision = check_run_options(config.precision, device)  # bad device/precision: before any work
     if config.backend == "fedml" and backend_factory is None:
+        extra = {"device": device, "frozen_cache_dir": None if frozen_cache_dir is None else str(frozen_cache_dir)}
+        backend_options = {**dict(backend_options or {}), **{k: v for k, v in extra.items() if v is not None}}
         return _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
     if backend_options:
         raise ValueError(
@@ -71,7 +79,8 @@ def run_experiment(
         log.info("run %s is already complete; returning its record", run_id)
         return found
     run = prepare_run(config, run_id, run_dir, found, task=task, partition_file=partition_file, progress=progress,
-                      backend_factory=backend_factory)
+                      backend_factory=backend_factory, device=run_device, precision=precision,
+                      frozen_cache_dir=frozen_cache_dir)
     run_rounds(run, on_round_end, progress)
     return finish_record(run)
 

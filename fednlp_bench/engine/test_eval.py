@@ -36,10 +36,11 @@ def evaluate_test(run: Any, batch_size: int) -> tuple[dict[str, float], dict[str
     from fednlp_bench.engine.rounds import finite_metrics
 
     task, model, state = run.task, run.trainer.model, run.trainer.state
-    features = task.preprocess(run.test_raw, train=False)
+    features = run.test_features
     state.load(run.global_weights)
     last = run.rounds[-1].round
-    final = finite_metrics(task.evaluate(model, run.test_raw, features, batch_size=batch_size), last)
+    with run.compute.precision.autocast():
+        final = finite_metrics(task.evaluate(model, run.test_raw, features, batch_size=batch_size), last)
     info: dict[str, Any] = {"split": "test", "rows": len(run.test_raw), "model": "final round", "best_round": None}
     if run.config.test_best_round:
         metric = task.primary_metric
@@ -53,7 +54,8 @@ def evaluate_test(run: Any, batch_size: int) -> tuple[dict[str, float], dict[str
                 if int(saved["round"]) != best.round:
                     raise RuntimeError(f"{run.run_dir}/{BEST_WEIGHTS_FILE} holds round {saved['round']}, expected {best.round}")
                 state.load(saved["weights"])
-                test = finite_metrics(task.evaluate(model, run.test_raw, features, batch_size=batch_size), best.round)
+                with run.compute.precision.autocast():
+                    test = finite_metrics(task.evaluate(model, run.test_raw, features, batch_size=batch_size), best.round)
                 state.load(run.global_weights)
             info["best_round"] = {"round": best.round, "validation": dict(best.metrics), "test": test}
     return final, info

@@ -123,8 +123,17 @@ class RunRecord:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Hash of a run config, ignoring the seed, so repeated seeds of one setting share it."""
-    canonical = {k: v for k, v in config.items() if k != "seed"}
+    """Hash of a run config, ignoring the seed, so repeated seeds of one setting share it.
+
+    Fields added later (precision, trainable, ...) count only when they differ
+    from their default, so a record made before they existed keeps its hash.
+    """
+    from fednlp_bench.config import FIELDS_ADDED_LATER
+
+    canonical = {
+        k: v for k, v in config.items()
+        if k != "seed" and not (k in FIELDS_ADDED_LATER and v == FIELDS_ADDED_LATER[k])
+    }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -1,0 +1,295 @@
+"""Which weights train: ``trainable: full | top_layers | lora | bitfit`` with ``trainable_params``.
+
+Federated NLP research increasingly trains only part of a model (FedNLP's
+layer-freezing study, FedPETuning's LoRA/BitFit, Flower's LoRA leaderboard),
+and the point of doing so in FL is to *send* less. So the mode decides
+``requires_grad``, and everything downstream (the engine's ``ModelState``,
+deltas, bytes on the wire, aggregation, server-optimizer moments,
+checkpoints) sees only tensors with ``requires_grad``. Frozen tensors are
+never touched and stay bit-identical to the pretrained ones.
+
+``MODES`` (a :class:`~fednlp_bench.registry.Registry` of mode classes) is the
+one list of mode names and their parameters; config validation, CLI help and
+errors derive from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from fednlp_bench.hints import closest_hint
+from fednlp_bench.registry import Registry
+
+log = logging.getLogger("fednlp_bench.compute")
+
+
+REQUIRED = object()
+
+
+class TrainableMode:
+    """One trainable mode: ``name``, its ``params`` with defaults (``REQUIRED``: must be given), ``help``.
+
+    Subclasses check their parameters (:meth:`check`, no model needed) and
+    freeze a model (:meth:`apply`, which raises for what this model lacks).
+    """
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    params: ClassVar[Mapping[str, Any]] = {}
+
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> None:
+        """Types and ranges of the (defaults-filled) parameters; ``ValueError`` naming the bad one."""
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> "TrainableSetup":
+        raise NotImplementedError
+
+
+#: The one list of modes (config validation, ``--trainable`` choices and help derive from it).
+MODES: Registry[type[TrainableMode]] = Registry("trainable mode", TrainableMode)
+
+
+def mode_help() -> str:
+    """One line per mode for ``--help``."""
+    out = []
+    for name, mode in MODES.items():
+        params = ", ".join(f"{k}" + ("" if v is REQUIRED else f"={v}") for k, v in mode.params.items())
+        out.append(f"{name}" + (f" {{{params}}}" if params else "") + f": {mode.help}")
+    return "; ".join(out)
+
+
+def resolve_params(mode: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validated parameters of ``mode`` with defaults filled in; ``ValueError`` naming the bad value otherwise.
+
+    Checks what can be checked without a model (names, types, ranges); the
+    model-dependent checks (depth, module names) are in :func:`apply_trainable`.
+    """
+    spec = MODES.lookup(mode)  # unknown mode -> ValueError with the closest name
+    given = dict(params or {})
+    for key in given:
+        if key not in spec.params:
+            valid = ", ".join(spec.params) or "none"
+            raise ValueError(
+                f"trainable_params: {key!r} is not a parameter of trainable mode {mode!r}."
+                f"{closest_hint(key, list(spec.params))} Valid: {valid}"
+            )
+    missing = [k for k, v in spec.params.items() if v is REQUIRED and k not in given]
+    if missing:
+        raise ValueError(f"trainable mode {mode!r} needs trainable_params {missing}, e.g. {{layers: 2}}")
+    out = {k: given.get(k, v) for k, v in spec.params.items()}
+    spec.check(out)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"trainable_params.{name}={value!r} must be an integer >= {minimum}")
+
+
+# ------------------------------------------------------------------ model structure
+@dataclass
+class EncoderStack:
+    """The part of a model that ``top_layers`` freezes from: embeddings then a list of layers."""
+
+    encoder: torch.nn.Module  # the module whose forward runs embeddings -> layers (e.g. BertModel)
+    embeddings: torch.nn.Module
+    layers: torch.nn.ModuleList
+
+
+def encoder_stack(model: torch.nn.Module) -> EncoderStack:
+    """Embeddings and layer list of the (first) encoder; for encoder-decoders (bert2bert) the encoder's.
+
+    A task head consumes the top encoder output in different ways (pooled CLS
+    for classification, every token for tagging and QA, cross-attention for
+    generation), but all of them sit *above* the encoder's last layer, so
+    freezing or caching below a layer boundary is valid for all four tasks.
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+        base = model.get_encoder()
+    else:
+        base = getattr(model, "base_model", None)
+    embeddings = getattr(base, "embeddings", None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if base is None or embeddings is None or not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(
+            f"trainable: top_layers needs a transformer encoder with `embeddings` and `encoder.layer` "
+            f"(BERT family); {type(model).__name__} has none. Use trainable: full, lora or bitfit"
+        )
+    return EncoderStack(encoder=base, embeddings=embeddings, layers=layers)
+
+
+def head_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Parameters of the task head, which every partial mode trains.
+
+    Encoder-only models: everything outside the pretrained base (``classifier``,
+    ``qa_outputs``, ...). Encoder-decoders (bert2bert): the decoder's LM head and
+    the cross-attention blocks, which a bert2bert model initialises randomly,
+    so leaving them frozen would leave the decoder deaf to the encoder.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return [n for n in names if ".crossattention." in n or n.startswith(("decoder.cls.", "enc_to_dec_proj."))]
+    prefix = getattr(model, "base_model_prefix", "")
+    if not prefix or not hasattr(model, prefix):
+        return names
+    return [n for n in names if not n.startswith(prefix + ".")]
+
+
+def lora_target_names(model: torch.nn.Module) -> list[str]:
+    """Module names LoRA can target in ``model`` (last name component of its Linear/Embedding layers)."""
+    kinds = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if name and isinstance(m, kinds)})
+
+
+# ------------------------------------------------------------------ applying a mode
+@dataclass
+class TrainableSetup:
+    """A model with its mode applied; ``model`` may be a new (peft) wrapper object."""
+
+    model: torch.nn.Module
+    mode: str
+    params: dict[str, Any]
+    stack: EncoderStack | None = None  # top_layers: where the frozen bottom ends
+    frozen_layers: int = 0
+
+    @property
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    @property
+    def num_total(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def bottom_modules(self) -> list[torch.nn.Module]:
+        """The frozen bottom of ``top_layers``: embeddings plus the bottom layers (empty otherwise)."""
+        if self.stack is None:
+            return []
+        return [self.stack.embeddings, *list(self.stack.layers)[: self.frozen_layers]]
+
+
+def apply_trainable(model: torch.nn.Module, mode: str, params: Mapping[str, Any] | None) -> TrainableSetup:
+    """Freeze what ``mode`` freezes; raise ``ValueError`` for a depth or module name this model lacks."""
+    resolved = resolve_params(mode, params)
+    return MODES.lookup(mode).apply(model, resolved)
+
+
+@MODES.register
+class Full(TrainableMode):
+    name = "full"
+    help = "every weight trains (default)"
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return TrainableSetup(model, cls.name, params)
+
+
+@MODES.register
+class TopLayers(TrainableMode):
+    name = "top_layers"
+    help = ("embeddings and all but the top `layers` encoder layers frozen (run in eval mode: no dropout); "
+            "`cache: true` computes the frozen bottom once and trains only the top")
+    params = {"layers": REQUIRED, "cache": False}
+
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> None:
+        _check_int("layers", params["layers"], 0)
+        if not isinstance(params["cache"], bool):
+            raise ValueError(f"trainable_params.cache={params['cache']!r} must be true or false")
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        stack = encoder_stack(model)
+        depth = len(stack.layers)
+        top = int(params["layers"])
+        if top > depth:
+            raise ValueError(
+                f"trainable_params.layers={top} is above the depth of model {type(model).__name__} "
+                f"({depth} encoder layers); choose 0..{depth}"
+            )
+        setup = TrainableSetup(model, cls.name, params, stack=stack, frozen_layers=depth - top)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        for module in setup.bottom_modules():
+            for p in module.parameters():
+                p.requires_grad_(False)
+            # Frozen layers are a fixed feature extractor: no dropout, so a cached bottom equals a live one.
+            module.register_forward_pre_hook(_force_eval)
+        return setup
+
+
+def _force_eval(module: torch.nn.Module, args: Any) -> None:
+    if module.training:
+        module.eval()
+
+
+@MODES.register
+class Lora(TrainableMode):
+    name = "lora"
+    help = "LoRA adapters (peft) on `target_modules` plus the task head; the rest frozen"
+    params = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "value"]}
+
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> None:
+        _check_int("r", params["r"], 1)
+        if not _is_number(params["alpha"]) or params["alpha"] <= 0:
+            raise ValueError(f"trainable_params.alpha={params['alpha']!r} must be a positive number (LoRA scale alpha/r)")
+        if not _is_number(params["dropout"]) or not 0.0 <= params["dropout"] < 1.0:
+            raise ValueError(f"trainable_params.dropout={params['dropout']!r} must be in [0, 1)")
+        targets = params["target_modules"]
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) and t for t in targets):
+            raise ValueError(f"trainable_params.target_modules={targets!r} must be a non-empty list of module names")
+        params["target_modules"] = list(targets)
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        from peft import LoraConfig, get_peft_model
+
+        valid = lora_target_names(model)
+        unknown = [t for t in params["target_modules"] if t not in valid]
+        if unknown:
+            raise ValueError(
+                f"trainable_params.target_modules: {unknown} not found in model {type(model).__name__}; "
+                f"valid module names: {valid}"
+            )
+        head = set(head_parameter_names(model))
+        config = LoraConfig(
+            r=int(params["r"]),
+            lora_alpha=float(params["alpha"]),
+            lora_dropout=float(params["dropout"]),
+            target_modules=list(params["target_modules"]),
+            bias="none",
+        )
+        wrapped = get_peft_model(model, config)
+        # peft froze everything but the adapters; the task head must train too (it starts random).
+        inner = "base_model.model."
+        for name, p in wrapped.named_parameters():
+            if name.startswith(inner) and name[len(inner):] in head:
+                p.requires_grad_(True)
+        return TrainableSetup(wrapped, cls.name, params)
+
+
+@MODES.register
+class BitFit(TrainableMode):
+    name = "bitfit"
+    help = "only biases and the task head train (BitFit)"
+
+    @classmethod
+    def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
+        head = set(head_parameter_names(model))
+        for name, p in model.named_parameters():
+            p.requires_grad_(name in head or name.endswith(".bias") or name == "bias")
+        return TrainableSetup(model, cls.name, params)
