@@ -147,7 +147,6 @@ def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -
 
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
     from fednlp_bench.engine.checkpoint import save_checkpoint
-    from fednlp_bench.engine.sampling import sample_clients
 
     env = build(args.model, args.max_train, args.max_length, args.clients, args.batch_size, args.local_steps)
     trainer = env["trainer"]

@@ -11,9 +11,10 @@ One process, one model, one data slice and one fixed list of training batches
 
 For each arm: training examples/s (one client's local training, including the
 engine's weight load, delta and finiteness check), evaluation examples/s
-(plain: a bare no-grad forward loop; arms: the task's evaluate(), metrics
-included) and the bytes one client moves per round (down + up, float32
-trainable tensors), each also as a ratio to the plain loop. Arms alternate in
+(plain: a bare no-grad forward loop computing accuracy; arms: the task's
+evaluate(), which adds the loss and macro-F1) and the bytes one client moves
+per round (down + up, float32 trainable tensors), each also as a ratio to
+the plain loop. Arms alternate in
 order across repeats; medians are reported. The frozen-bottom cache is built
 once before timing (its build time and size are reported on their own).
 
@@ -22,7 +23,7 @@ CPU; LoRA bytes <= 2% of full.
 
 Usage (offline data from $FEDNLP_DATA_DIR; run on an idle machine):
   python benchmarks/bench_throughput.py --threads 2
-  python benchmarks/bench_throughput.py --device cuda --steps 50 --batch-size 32
+  python benchmarks/bench_throughput.py --device cuda --precision bf16 --steps 50 --batch-size 32
   python benchmarks/bench_throughput.py --model tiny --steps 2 --eval-examples 8 --repeats 1   # smoke test
 """
 
@@ -107,22 +108,27 @@ def plain_arm(data: dict[str, Any], device: torch.device, lr: float) -> Arm:
 
     def evaluate() -> None:
         model.eval()
+        preds = []
         with torch.no_grad():
             for start in range(0, len(data["eval"]), 64):
-                model(**collate(task, data["eval"], np.arange(start, min(start + 64, len(data["eval"]))), device))
+                out = model(**collate(task, data["eval"], np.arange(start, min(start + 64, len(data["eval"]))), device))
+                preds.append(out.logits.argmax(-1).cpu())
+        float((torch.cat(preds) == torch.tensor(data["eval"]["labels"])).float().mean())  # accuracy
 
     n = sum(p.numel() for p in model.parameters())
     return Arm("plain", train, evaluate, 2 * 4 * n)
 
 
 def engine_arm(name: str, data: dict[str, Any], device: torch.device, lr: float, cache_dir: Path,
-               report: dict[str, Any]) -> Arm:
+               report: dict[str, Any], partial_precision: str = "fp32") -> Arm:
     from fednlp_bench.compute.precision import Precision
     from fednlp_bench.compute.setup import attach_frozen_cache, build_compute
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.local_trainer import LocalTrainer
 
     precision_name, trainable, params = ENGINE_ARMS[name]
+    if trainable != "full":
+        precision_name = partial_precision  # --precision: e.g. bf16 for the top2/LoRA arms on a GPU
     task = data["task"]
     config = RunConfig(task="classification", model=task.model_name, precision=precision_name, trainable=trainable,
                        trainable_params=params, seed=0)
@@ -175,6 +181,8 @@ def main() -> None:
     p.add_argument("--eval-examples", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per arm (after one warm-up)")
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="precision of the top2-cache and LoRA arms (the full arms stay fp32 and bf16)")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of: {', '.join(ARMS)} (plain is always run)")
     p.add_argument("--cache-dir", help="frozen-bottom cache folder (default: a temporary folder, removed after)")
     p.add_argument("--json", help="also write the results here")
@@ -193,7 +201,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp)
         arms = [plain_arm(data, device, args.lr)]
-        arms += [engine_arm(n, data, device, args.lr, cache_dir, report) for n in names[1:]]
+        arms += [engine_arm(n, data, device, args.lr, cache_dir, report, args.precision) for n in names[1:]]
         train_t: dict[str, list[float]] = {a.name: [] for a in arms}
         eval_t: dict[str, list[float]] = {a.name: [] for a in arms}
         for rep in range(args.repeats + 1):  # repeat 0 is the warm-up
@@ -218,7 +226,7 @@ def main() -> None:
 
     print(f"model {args.model}, device {device} ({device_name(device) or 'CPU'}), torch threads {torch.get_num_threads()}, "
           f"{args.steps} steps x batch {args.batch_size} x <= {args.max_length} tokens, {n_eval} eval examples, "
-          f"median of {args.repeats} repeats")
+          f"median of {args.repeats} repeats; top2/LoRA arms in {args.precision}")
     print()
     print("| arm | train ex/s | x plain | eval ex/s | x plain | MiB/client/round (down+up) | x plain |")
     print("|---|---:|---:|---:|---:|---:|---:|")

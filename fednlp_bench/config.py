@@ -18,7 +18,8 @@ from typing import Any, Mapping
 from fednlp_bench.hints import closest_hint
 
 OPTIMIZERS = ("sgd", "adamw")
-SAMPLING_METHODS = ("uniform", "weighted")
+#: Client selection per round: what each does and which parameters it takes is in engine/populations.py.
+SAMPLING_METHODS = ("uniform", "weighted", "activity_power", "top_active", "poisson")
 #: "fedml": one server + P client processes on FedML (needs its own venv, see docs/fedml.md). How many
 #: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
 #: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
@@ -26,6 +27,17 @@ BACKENDS = ("inprocess", "fedml")
 PARTITION_KEYS = ("scheme", "num_clients", "seed", "min_size", "params")
 #: Top-level YAML section read only by ``fednlp-bench compare`` (ignored by ``run``).
 COMPARE_SECTION = "compare"
+
+
+#: Optional features and their "off" value. ``to_dict`` leaves a field out while it is off, so the
+#: configs (and config hashes, run ids, leaderboard groups) of runs that do not use it stay as they were.
+OPTIONAL_OFF: dict[str, Any] = {
+    "sampling_params": {},
+    "privacy": None,
+    "continual": None,
+    "client_eval": False,
+    "mia_examples": None,
+}
 
 
 def _default_partition() -> dict[str, Any]:
@@ -58,12 +70,22 @@ class RunConfig:
     lr: float = 5e-5
     optimizer: str = "adamw"
     sampling: str = "uniform"
+    #: e.g. {power: 0.5} for activity_power (engine/populations.py).
+    sampling_params: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.0
     eval_every: int = 1
     #: Also evaluate test on the round with the best validation score (the final round always is).
     test_best_round: bool = False
     seed: int = 0
     backend: str = "inprocess"
+    #: Client-level DP: {mechanism, noise_multiplier, clip_norm, delta, ...} (fednlp_bench/privacy).
+    privacy: dict[str, Any] | None = None
+    #: {periods, retention, rounds_per_period[, time_column]} (engine/populations.py).
+    continual: dict[str, Any] | None = None
+    #: Split each client into local train/test and report per-client metrics (engine/client_eval.py).
+    client_eval: bool = False
+    #: Members and non-members each for the loss-threshold membership audit (fednlp_bench/audit); None: off.
+    mia_examples: int | None = None
     #: fp32 | bf16 | fp16 autocast (fednlp_bench/compute/precision.py); master weights stay fp32.
     precision: str = "fp32"
     #: full | top_layers | lora | bitfit (fednlp_bench/compute/trainable.py), parameters in trainable_params.
@@ -82,6 +104,7 @@ class RunConfig:
         self.algorithm_params = dict(self.algorithm_params or {})
         self.columns = dict(self.columns or {})
         self.task_params = dict(self.task_params or {})
+        self.sampling_params = dict(self.sampling_params or {})
         self.trainable_params = dict(self.trainable_params or {})
         self.validate()
 
@@ -118,7 +141,11 @@ class RunConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(asdict(self))
+        data = copy.deepcopy(asdict(self))
+        for name, off in OPTIONAL_OFF.items():
+            if data.get(name) == off:
+                del data[name]
+        return data
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
@@ -157,7 +184,6 @@ class RunConfig:
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1): the probability a sampled client fails")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("sampling", self.sampling, SAMPLING_METHODS)
         _check_choice("backend", self.backend, BACKENDS)
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"task={self.task!r} must be a task name such as 'classification'")
@@ -173,7 +199,47 @@ class RunConfig:
             raise ValueError(f"test_best_round={self.test_best_round!r} must be true or false")
         self._validate_partition()
         self._validate_algorithm()
+        self._validate_populations()
         self._validate_compute()
+
+    def _validate_populations(self) -> None:
+        """Sampling parameters, DP, continual setting, per-client evaluation and the audit (optional features)."""
+        from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE
+        from fednlp_bench.engine.populations import ContinualSpec, check_sampling
+        from fednlp_bench.privacy.spec import PrivacySpec, check_privacy_setting
+
+        _check_choice("sampling", self.sampling, SAMPLING_METHODS)
+        check_sampling(self.sampling, self.sampling_params)
+        if self.privacy is not None:
+            check_privacy_setting(
+                PrivacySpec.from_dict(self.privacy), algorithm=self.algorithm, sampling=self.sampling,
+                clients_per_round=self.clients_per_round, num_clients=self.partition["num_clients"],
+            )
+        if self.continual is not None:
+            spec = ContinualSpec.from_dict(self.continual)
+            if self.algorithm == "centralized":
+                raise ValueError("the continual setting is defined for federated algorithms, not 'centralized'")
+            if self.rounds != spec.total_rounds:
+                raise ValueError(
+                    f"rounds={self.rounds} but continual runs periods x rounds_per_period = {spec.periods} x "
+                    f"{spec.rounds_per_period} = {spec.total_rounds} rounds; set rounds: {spec.total_rounds}"
+                )
+        if not isinstance(self.client_eval, bool):
+            raise ValueError(f"client_eval={self.client_eval!r} must be true or false")
+        if self.client_eval and int(self.partition["min_size"]) < MIN_CLIENT_SIZE:
+            raise ValueError(
+                f"client_eval splits every client into local train and test, so clients need at least "
+                f"{MIN_CLIENT_SIZE} rows; partition.min_size={self.partition['min_size']} allows fewer: "
+                f"set partition.min_size >= {MIN_CLIENT_SIZE}"
+            )
+        if self.mia_examples is not None:
+            _check_int("mia_examples", self.mia_examples, minimum=1)
+        if self.backend == "fedml" and (self.client_eval or self.continual is not None):
+            # FedML's client processes read each client's full partition rows themselves.
+            raise ValueError(
+                "client_eval and continual change which rows a client trains on, which the fedml backend's "
+                "client processes do not follow yet; use backend: inprocess for them (privacy and the audit work on both)"
+            )
 
     def _validate_partition(self) -> None:
         part = self.partition

@@ -71,6 +71,10 @@ class Strategy(ABC):
     #: True only for the centralized baseline: the runner trains one virtual
     #: client on the union of all client data with the same per-round budget.
     centralized: ClassVar[bool] = False
+    #: True when :meth:`aggregate` only needs the mean of the deltas, so client-level DP can hand it
+    #: one clipped, noised mean (``fednlp_bench.privacy``). False for anything that reads each
+    #: client's own update, loss or state (median, Krum, control variates, ...).
+    dp_compatible: ClassVar[bool] = False
     #: The algorithm's client side (hooks around local training), or None for plain local training.
     client: ClassVar[type[ClientProcedure] | None] = None
 

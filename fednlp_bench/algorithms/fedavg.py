@@ -13,6 +13,7 @@ class FedAvg(Strategy):
     name = "fedavg"
     label = "FedAvg"
     defaults: dict = {}
+    dp_compatible = True
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
         return add_scaled(global_weights, weighted_mean_delta(results))

@@ -47,6 +47,7 @@ class FedOpt(Strategy):
 
     family = "fedopt"
     defaults = {"server_lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+    dp_compatible = True
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -124,6 +125,7 @@ class FedAvgM(Strategy):
     label = "FedAvgM"
     family = "fedopt"
     defaults = {"server_lr": 1.0, "momentum": 0.9}
+    dp_compatible = True
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

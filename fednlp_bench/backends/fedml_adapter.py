@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -49,6 +50,13 @@ from fednlp_bench.compute.device import to_device
 #: Exit codes the launcher translates into messages.
 EXIT_RUNNER_FAILED = 3
 EXIT_TIMEOUT = 4
+#: a peer's gRPC endpoint stopped accepting connections (its process died or its machine went away).
+EXIT_PEER_LOST = 5
+#: the server's clients (or a client's server) did not connect within ``connect_timeout_s``.
+EXIT_CONNECT = 6
+#: a peer counts as gone after this many failed TCP probes in a row, PROBE_EVERY_S apart.
+PROBE_FAILURES = 3
+PROBE_EVERY_S = 2.0
 #: Failure drill for tests and docs: "RANK:ROUND" makes that client process die when that round starts.
 FAULT_ENV = "FEDNLP_FEDML_FAULT"
 
@@ -65,6 +73,34 @@ class RoundPayload:
     assignments: dict[int, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     seed: int = 0
     done: bool = False
+
+
+def _where(rank: int, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Which machine and address this rank runs on, for the record (``hardware.fedml.ranks``)."""
+    import socket
+
+    hosts = spec.get("hosts") or []
+    endpoint = next((f"{h['ip']}:{h['port']}" for h in hosts if int(h["rank"]) == rank), None)
+    return {"rank": rank, "role": "server" if rank == 0 else "client", "host": socket.gethostname(),
+            "endpoint": endpoint, "pid": os.getpid()}
+
+
+def _endpoint(spec: Mapping[str, Any], rank: int) -> tuple[str, int] | None:
+    for h in spec.get("hosts") or []:
+        if int(h["rank"]) == rank:
+            return str(h["ip"]), int(h["port"])
+    return None
+
+
+def _reachable(endpoint: tuple[str, int], timeout_s: float = 2.0) -> bool:
+    """Does a gRPC peer still accept TCP connections? (A killed process refuses at once; a lost machine times out.)"""
+    import socket
+
+    try:
+        with socket.create_connection(endpoint, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------- helpers
@@ -112,6 +148,9 @@ def fedml_args(spec: Mapping[str, Any], rank: int) -> Any:
 
     slots = int(spec["processes"])
     comm = spec["comm"]
+    # A client-only machine does not know how many rounds a resumed run has left; its clients stop on the
+    # server's final payload instead (see _patch_fedml), so config.rounds is only an upper bound.
+    comm_round = int(spec["fedml_rounds"]) if rank == 0 or spec.get("fedml_rounds") else int(spec["config"]["rounds"])
     cfg = {
         "common_args": {"training_type": "cross_silo", "scenario": "horizontal", "random_seed": int(spec["config"]["seed"]),
                         "using_mlops": False},
@@ -119,7 +158,7 @@ def fedml_args(spec: Mapping[str, Any], rank: int) -> Any:
         "model_args": {"model": "fednlp-bench"},
         "train_args": {"federated_optimizer": "FedAvg", "client_id_list": None,
                        "client_num_in_total": slots, "client_num_per_round": slots,
-                       "comm_round": int(spec["fedml_rounds"]), "epochs": 1, "batch_size": 1,
+                       "comm_round": comm_round, "epochs": 1, "batch_size": 1,
                        "client_optimizer": "sgd", "learning_rate": 0.0},
         "validation_args": {"frequency_of_the_test": 10**9},
         "device_args": {"worker_num": slots, "using_gpu": False},
@@ -160,6 +199,13 @@ class RoundBridge:
         self.last_round = 0
         #: seconds FedML spent between handing out a round and returning every upload.
         self.round_seconds: list[float] = []
+        #: rank -> where it runs (host, endpoint, pid), from each client's latest upload; rank 0 is this process.
+        self.placement: dict[int, dict[str, Any]] = {0: _where(0, spec)}
+        #: client ranks whose ONLINE message FedML's server received (for the connect-timeout message).
+        self.online: set[int] = set()
+        self._probe_failures: dict[int, int] = {}
+        self._rounds_put = 0  # payloads the runner queued; FedML has taken ``rounds_served`` of them
+        self._handed_at = 0.0  # when FedML took the latest payload (the round's clock starts there)
 
     # --- runner thread (the engine's Backend protocol)
     def run_round(self, rnd: int, instructions: Mapping[int, Mapping[str, Any]], global_weights: Any, seed: int) -> Any:
@@ -173,15 +219,15 @@ class RoundBridge:
         self.last_round = rnd
         device = next(iter(global_weights.values())).device if global_weights else "cpu"
         wire = {k: v.detach().cpu() for k, v in global_weights.items()}
+        self._rounds_put += 1
         self._payloads.put(RoundPayload(rnd=rnd, weights=wire, assignments=assignments, seed=int(seed)))
-        try:
-            uploads = self._uploads.get(timeout=self.timeout_s)
-        except queue.Empty:
-            _die(EXIT_TIMEOUT, self._stuck_message(rnd, "no upload from every FedML client process"), self.spec)
+        uploads = self._wait_for_uploads(rnd, t0)
         self.round_seconds.append(time.perf_counter() - t0)
         by_client = {}
         outcome = RoundOutcome(results=[])
         for upload in uploads:
+            if "where" in upload:
+                self.placement[int(upload["where"]["rank"])] = upload["where"]
             for result in upload["results"]:
                 result.delta = to_device(result.delta, device)
                 result.payload = to_device(result.payload, device)
@@ -191,6 +237,73 @@ class RoundBridge:
         outcome.results = [by_client[c] for c in order if c in by_client]
         return outcome
 
+    def _wait_for_uploads(self, rnd: int, t0: float) -> list[dict[str, Any]]:
+        """Every upload of this round, within ``timeout_s``; a client rank whose endpoint stops answering ends it sooner.
+
+        FedML 0.9.6's cross-silo server waits for every client it sent the round to,
+        so a dead client process would otherwise hold the run for the whole timeout.
+        Under gRPC each client rank listens on its own endpoint: one that refuses
+        connections PROBE_FAILURES times in a row is gone, and the run stops with
+        its rank named (the last round is checkpointed; --resume continues).
+        """
+        # Until FedML takes the payload (round 1: until every client is ONLINE) the connect timeout
+        # governs (check_connected); the round's own clock starts when the payload goes out.
+        connect_deadline = t0 + float(self.spec.get("connect_timeout_s", 0.0)) + self.timeout_s
+        next_probe = 0.0
+        while True:
+            try:
+                return self._uploads.get(timeout=1.0)
+            except queue.Empty:
+                pass
+            now = time.perf_counter()
+            handed = self.rounds_served >= self._rounds_put
+            deadline = self._handed_at + self.timeout_s if handed else connect_deadline
+            if not handed and now < deadline:
+                continue
+            if next_probe == 0.0:
+                next_probe = now + PROBE_EVERY_S
+            if now >= deadline:
+                _die(EXIT_TIMEOUT, self._stuck_message(
+                    rnd, f"no upload from every FedML client process within {self.timeout_s:.0f} s (one died or hangs)"), self.spec)
+            if self.spec["comm"] == "GRPC" and now >= next_probe:
+                next_probe = now + PROBE_EVERY_S
+                lost = self._lost_ranks()
+                if lost:
+                    where = ", ".join(f"rank {r} at {h}:{p}" for r, (h, p) in lost)
+                    _die(EXIT_PEER_LOST, self._stuck_message(
+                        rnd, f"client {where} stopped accepting connections (its process died or its machine is "
+                             f"unreachable), so its upload will never come"), self.spec)
+
+    def _lost_ranks(self) -> list[tuple[int, tuple[str, int]]]:
+        lost = []
+        for rank in range(1, self.slots + 1):
+            endpoint = _endpoint(self.spec, rank)
+            if endpoint is None:
+                continue
+            failures = 0 if _reachable(endpoint) else self._probe_failures.get(rank, 0) + 1
+            self._probe_failures[rank] = failures
+            if failures >= PROBE_FAILURES:
+                lost.append((rank, endpoint))
+        return lost
+
+    def check_connected(self, connect_timeout_s: float) -> None:
+        """Server side: end the run, naming the missing ranks, if not every client came ONLINE in time."""
+        deadline = time.monotonic() + connect_timeout_s
+        while time.monotonic() < deadline:
+            if self.rounds_served > 0:
+                return
+            time.sleep(0.5)
+        if self.rounds_served > 0:
+            return
+        missing = [r for r in range(1, self.slots + 1) if r not in self.online]
+        named = ", ".join(f"{r} (expected at {':'.join(map(str, _endpoint(self.spec, r) or ('?',)))})" for r in missing)
+        _die(EXIT_CONNECT,
+             f"FedML server: client rank(s) {named or '(all reported ONLINE, but the first round never started)'} "
+             f"did not connect within {connect_timeout_s:.0f} s. Start them on their machine with the same config and "
+             f"--hosts plus `--role client --client-ranks {','.join(map(str, missing)) or 'N'}`, and check that each "
+             f"address is this machine's view of that host and that its port is open. Nothing was trained.",
+             self.spec)
+
     # --- FedML main thread
     def next_payload(self) -> RoundPayload:
         if self.rounds_served >= self.fedml_rounds:
@@ -198,7 +311,9 @@ class RoundBridge:
         try:
             payload = self._payloads.get(timeout=self.timeout_s)
         except queue.Empty:
-            _die(EXIT_TIMEOUT, self._stuck_message(self.last_round + 1, "the runner produced no next round"), self.spec)
+            _die(EXIT_TIMEOUT, self._stuck_message(
+                self.last_round + 1, f"the runner produced no next round within {self.timeout_s:.0f} s"), self.spec)
+        self._handed_at = time.perf_counter()
         self.rounds_served += 1
         return payload
 
@@ -207,8 +322,7 @@ class RoundBridge:
 
     def _stuck_message(self, rnd: int, what: str) -> str:
         return (
-            f"FedML round {rnd}: {what} within {self.timeout_s:.0f} s (a client process died or hangs). "
-            f"The run stopped; the last finished round is checkpointed in {self.spec['run_dir']}; "
+            f"FedML round {rnd}: {what}. The run stopped; the last finished round is checkpointed in {self.spec['run_dir']}; "
             f"rerun the same command with --resume to continue."
         )
 
@@ -268,6 +382,7 @@ def make_server_classes() -> tuple[type, type]:
             self.watchdog = watchdog
             self.payload: RoundPayload | None = None
             self.upload: dict[str, Any] = {"results": [], "rejected": {}}
+            self.where: dict[str, Any] = {}  # set by run_client
 
         def get_model_params(self) -> dict[str, Any]:
             return self.upload  # a plain dict: FedML passes it through untouched
@@ -285,7 +400,7 @@ def make_server_classes() -> tuple[type, type]:
             payload = self.payload
             assert payload is not None and not payload.done
             if os.environ.get(FAULT_ENV) == f"{self.slot + 1}:{payload.rnd}":
-                os._exit(9)  # failure drill: this client process dies mid-round
+                os.kill(os.getpid(), signal.SIGKILL)  # failure drill: this client process is killed mid-round
             t0 = time.perf_counter()
             results, rejected = [], {}
             device = self.local.trainer.device
@@ -301,32 +416,112 @@ def make_server_classes() -> tuple[type, type]:
                     rejected[cid] = str(err)
                 self.watchdog.touch()
             self.upload = {"slot": self.slot, "rnd": payload.rnd, "results": results, "rejected": rejected,
-                           "train_s": time.perf_counter() - t0}
+                           "train_s": time.perf_counter() - t0, "where": self.where}
 
     return StrategyAggregator, SlotTrainer
 
 
 class Watchdog:
-    """Ends a client process that has heard nothing from the server for ``timeout_s`` (gRPC has no mpirun to do it)."""
+    """Ends a client process whose server went away (gRPC has no mpirun to do it): silence or a refusing endpoint.
 
-    def __init__(self, timeout_s: float, spec: Mapping[str, Any]) -> None:
+    ``first_timeout_s`` bounds the wait for the first message (the server may wait
+    up to its connect timeout for the other clients); after that ``timeout_s``
+    bounds the silence between messages. With a server endpoint (gRPC) it also
+    probes it: PROBE_FAILURES refused connections in a row mean the server
+    process is gone, and the client stops within seconds instead of the timeout.
+    """
+
+    def __init__(self, timeout_s: float, spec: Mapping[str, Any], first_timeout_s: float | None = None,
+                 server: tuple[str, int] | None = None) -> None:
         self.timeout_s = timeout_s
+        self.first_timeout_s = timeout_s if first_timeout_s is None else first_timeout_s
         self.spec = spec
+        self.server = server
+        self._heard = False
         self._last = time.monotonic()
         self._stop = threading.Event()
         threading.Thread(target=self._watch, daemon=True, name="fednlp-watchdog").start()
 
     def touch(self) -> None:
+        self._heard = True
         self._last = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()
 
     def _watch(self) -> None:
-        while not self._stop.wait(1.0):
-            if time.monotonic() - self._last > self.timeout_s:
-                _die(EXIT_TIMEOUT, f"client process: no message from the FedML server for {self.timeout_s:.0f} s; "
+        failures = 0
+        while not self._stop.wait(PROBE_EVERY_S if self.server else 1.0):
+            limit = self.timeout_s if self._heard else self.first_timeout_s
+            if time.monotonic() - self._last > limit:
+                _die(EXIT_TIMEOUT, f"client process: no message from the FedML server for {limit:.0f} s; "
                                    f"stopping (the server or a peer died)", self.spec)
+            if self.server is not None:
+                failures = 0 if _reachable(self.server) else failures + 1
+                if failures >= PROBE_FAILURES and not self._stop.is_set():
+                    _die(EXIT_PEER_LOST, f"client process: the FedML server at {self.server[0]}:{self.server[1]} "
+                                         f"stopped accepting connections; stopping (the server ended or died)", self.spec)
+
+
+# ----------------------------------------------------------------- FedML 0.9.6 adjustments
+def _patch_fedml(bridge: RoundBridge | None = None) -> None:
+    """Three small changes to FedML 0.9.6's cross-silo loop, each for a reason stated here.
+
+    * Clients finish on the server's final payload (``RoundPayload.done``), not
+      on a round count: a client-only machine cannot know how many rounds a
+      resumed run has left, and FedML's client otherwise compares ``round_idx``
+      with its own ``comm_round``.
+    * The server records which client ranks reported ONLINE, so a connect
+      timeout can name the missing ones.
+    * The gRPC receive loop blocks on its queue (0.05 s) instead of spinning:
+      FedML's loop polls ``qsize()`` with its ``sleep`` outside the ``while``,
+      so every gRPC process burns a core while it waits, which on a small
+      machine slows the training it waits for.
+    """
+    from fedml.cross_silo.client.fedml_client_master_manager import ClientMasterManager
+    from fedml.cross_silo.client.message_define import MyMessage
+    from fedml.cross_silo.server.fedml_server_manager import FedMLServerManager
+
+    original_receive = ClientMasterManager.handle_message_receive_model_from_server
+
+    def receive_model(self: Any, msg_params: Any) -> None:
+        if getattr(msg_params.get(MyMessage.MSG_ARG_KEY_MODEL_PARAMS), "done", False):
+            self.num_rounds = self.round_idx  # FedML's own "last round" branch: report FINISHED and stop
+        original_receive(self, msg_params)
+
+    ClientMasterManager.handle_message_receive_model_from_server = receive_model
+
+    if bridge is not None:
+        original_online = FedMLServerManager.process_online_status
+
+        def online(self: Any, client_status: Any, msg_params: Any) -> None:
+            bridge.online.add(int(msg_params.get_sender_id()))
+            original_online(self, client_status, msg_params)
+
+        FedMLServerManager.process_online_status = online
+
+    from fedml.core.distributed.communication.grpc import grpc_comm_manager as gcm
+
+    def handling_loop(self: Any) -> None:
+        while self.is_running:
+            try:
+                msg_pkl = self.grpc_servicer.message_q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            with gcm.lock:
+                msg = gcm.pickle.loads(msg_pkl)
+                sender_id = int(msg.get_sender_id())
+                if sender_id not in self.grpc_mappings:
+                    params = msg.get_params()
+                    ip = str(params[gcm.GRPCCommManager.MSG_ARG_KEY_SENDER_IP])
+                    self.grpc_mappings[sender_id] = gcm.GRPCMapping(
+                        eid=sender_id, rank=int(params[gcm.GRPCCommManager.MSG_ARG_KEY_SENDER_RANK]),
+                        grpc_server_ip=ip, grpc_server_port=int(params[gcm.GRPCCommManager.MSG_ARG_KEY_SENDER_PORT]),
+                        ingress_ip=ip)
+                for observer in self._observers:
+                    observer.receive_message(msg.get_type(), msg)
+
+    gcm.GRPCCommManager.message_handling_subroutine = handling_loop
 
 
 # ----------------------------------------------------------------- per rank
@@ -354,6 +549,7 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
     task, _ = _prepare(spec)
     config = RunConfig.from_dict(spec["config"])
     bridge = RoundBridge(int(spec["processes"]), int(spec["fedml_rounds"]), float(spec["round_timeout_s"]), spec)
+    _patch_fedml(bridge)
     StrategyAggregator, _ = make_server_classes()
     outcome: dict[str, Any] = {}
 
@@ -377,6 +573,9 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
     thread = threading.Thread(target=run, name="fednlp-runner", daemon=True)
     t_fedml = time.perf_counter()
     thread.start()
+    if spec["comm"] == "GRPC":
+        threading.Thread(target=bridge.check_connected, args=(float(spec["connect_timeout_s"]),), daemon=True,
+                         name="fednlp-connect-timeout").start()
     model = torch.nn.Linear(1, 1)  # FedML wants a model object; the runner owns the real one
     FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model,
                 server_aggregator=StrategyAggregator(model, args, bridge)).run()
@@ -384,8 +583,16 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
     thread.join(timeout=float(spec["round_timeout_s"]))
     if thread.is_alive() or "record" not in outcome:
         _die(EXIT_TIMEOUT, "FedML finished but the runner did not write the record in time", spec)
+    _record_placement(outcome["record"], bridge, spec)
     stats = {"round_seconds": bridge.round_seconds, "runner_s": outcome["runner_s"], "fedml_server_s": fedml_s}
     Path(spec["stats_file"]).write_text(json.dumps(stats))
+
+
+def _record_placement(record: Any, bridge: RoundBridge, spec: Mapping[str, Any]) -> None:
+    """The record says which rank ran where (``hardware.fedml``); ``hardware`` is outside the config hash."""
+    record.hardware["fedml"] = {"comm": spec["comm"], "processes": int(spec["processes"]),
+                                "ranks": [bridge.placement[r] for r in sorted(bridge.placement)]}
+    record.save(Path(spec["run_dir"]))
 
 
 def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
@@ -401,6 +608,7 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     from fednlp_bench.engine.client_state import ClientStateStore
     from fednlp_bench.engine.local_trainer import LocalTrainer
 
+    _patch_fedml()
     task, prepare = _prepare(spec)
     config = RunConfig.from_dict(spec["config"])
     task = task if task is not None else prepare.build_task(config)
@@ -430,11 +638,21 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
             cache[cid] = trainer.rows_for(part.indices(cid))
         return cache[cid]
 
-    watchdog = Watchdog(float(spec["round_timeout_s"]) + 60.0, spec)
+    timeout = float(spec["round_timeout_s"]) + 60.0
+    watchdog = Watchdog(timeout, spec, first_timeout_s=timeout + float(spec.get("connect_timeout_s", 0.0)),
+                        server=_endpoint(spec, 0) if spec["comm"] == "GRPC" else None)
     _, SlotTrainer = make_server_classes()
     slot_trainer = SlotTrainer(model, args, rank - 1, local, rows, watchdog)
-    FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model,
-                client_trainer=slot_trainer).run()
+    slot_trainer.where = _where(rank, spec)
+    server = _endpoint(spec, 0)
+    try:
+        FedMLRunner(args, torch.device("cpu"), _fedml_dataset(int(spec["processes"])), model,
+                    client_trainer=slot_trainer).run()
+    except Exception as err:
+        if server is not None and not _reachable(server):  # a send to a server that ended: say so, not a traceback
+            _die(EXIT_PEER_LOST, f"client rank {rank}: the FedML server at {server[0]}:{server[1]} is gone "
+                                 f"({type(err).__name__}); stopping", spec)
+        raise
     watchdog.stop()
 
 
@@ -463,7 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     args = fedml.init(fedml_args(spec, rank), check_env=False, should_init_logs=False)
     logging.getLogger().setLevel(level)  # FedML logs every message at INFO
     if spec["comm"] == "GRPC" and rank > 0:
-        _wait_for_port("127.0.0.1", int(spec["grpc_base_port"]), float(spec["round_timeout_s"]), spec)
+        server = _endpoint(spec, 0)
+        assert server is not None
+        _wait_for_port(server, float(spec["connect_timeout_s"]), rank, spec)
     if rank == 0:
         run_server(spec, args)
     else:
@@ -471,18 +691,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _wait_for_port(host: str, port: int, timeout_s: float, spec: Mapping[str, Any]) -> None:
-    """gRPC clients announce themselves once; wait (bounded) until the server listens on loopback."""
-    import socket
-
+def _wait_for_port(server: tuple[str, int], timeout_s: float, rank: int, spec: Mapping[str, Any]) -> None:
+    """gRPC clients announce themselves once, so wait (bounded) until the server listens; it may start later."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(1.0)
-            if sock.connect_ex((host, port)) == 0:
-                return
+        if _reachable(server, timeout_s=1.0):
+            return
         time.sleep(0.5)
-    _die(EXIT_TIMEOUT, f"the FedML gRPC server never listened on {host}:{port} within {timeout_s:.0f} s", spec)
+    _die(EXIT_CONNECT, f"client rank {rank}: the FedML server at {server[0]}:{server[1]} did not accept connections "
+                       f"within {timeout_s:.0f} s. Start the server machine's command (--role server), and check the "
+                       f"address of rank 0 in --hosts and that the port is open.", spec)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from fednlp_bench.backends.fedml_hosts import GRPC_BASE_PORT, HostList, local_ranks, loopback_hosts, parse_hosts
 from fednlp_bench.config import RunConfig
 from fednlp_bench.results.record import RECORD_FILENAME, RunRecord
 
@@ -31,7 +32,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FEDML_VENV = REPO_ROOT / ".fedml-venv"
 FEDML_PYTHON_ENV = "FEDNLP_FEDML_PYTHON"
 COMMS = ("MPI", "GRPC")
-GRPC_BASE_PORT = 18890
 
 INSTALL_FEDML = (
     "FedML is not installed. It needs its own virtualenv (it pins numpy<2, protobuf<4):\n"
@@ -103,6 +103,71 @@ def check_fedml_environment(python: str | os.PathLike[str] | None = None, comm: 
 
 
 # ------------------------------------------------------------------ launcher
+@dataclass
+class FedMLClientRun:
+    """What a client-only machine (``--role client``) gets back: the server's machine writes the record."""
+
+    ranks: list[int]
+    total_s: float
+    log_path: str
+
+
+@dataclass
+class _Plan:
+    """Checked launch settings shared by the server-side and the client-only launchers."""
+
+    processes: int
+    hosts: HostList | None
+    ranks: list[int]
+    py: Path
+
+
+def _plan(config: RunConfig, processes: int | None, comm: str, hosts: str | os.PathLike[str] | HostList | None,
+          role: str | None, rank: int | None, client_ranks: str | list[int] | None, connect_timeout_s: float,
+          round_timeout_s: float, python: str | os.PathLike[str] | None, server: bool) -> _Plan:
+    """Validate everything before any process starts; the FedML environment is checked last (it runs a probe)."""
+    from fednlp_bench.algorithms.registry import get_algorithm_class
+
+    if get_algorithm_class(config.algorithm).centralized:
+        raise ValueError("the centralized baseline has no clients to distribute; run it with --backend inprocess")
+    if comm not in COMMS:
+        raise ValueError(f"comm={comm!r}; choose one of {list(COMMS)}")
+    split = role is not None or rank is not None or client_ranks is not None
+    if comm != "GRPC" and (hosts is not None or split):
+        raise ValueError("--hosts, --role, --rank and --client-ranks need --comm GRPC (mpirun starts every rank itself)")
+    host_list = hosts if isinstance(hosts, HostList) or hosts is None else parse_hosts(hosts)
+    if host_list is not None:
+        if processes is not None and int(processes) != host_list.processes:
+            raise ValueError(f"processes={processes} but --hosts {host_list.source} names {host_list.processes} "
+                             f"client ranks; drop --processes or make them agree")
+        processes = host_list.processes
+    p = config.clients_per_round if processes is None else int(processes)
+    if not 1 <= p <= config.clients_per_round:
+        raise ValueError(f"processes={processes} must be between 1 and clients_per_round ({config.clients_per_round})")
+    if round_timeout_s <= 0:
+        raise ValueError(f"round_timeout_s={round_timeout_s} must be > 0")
+    if connect_timeout_s <= 0:
+        raise ValueError(f"connect_timeout_s={connect_timeout_s} must be > 0")
+    ranks = local_ranks(p, role, rank, client_ranks)
+    if split:
+        from fednlp_bench.algorithms.registry import create_strategy
+
+        procedure = create_strategy(config.algorithm, config.algorithm_params).make_client()
+        if procedure is not None and procedure.stateful:
+            raise ValueError(
+                f"algorithm {config.algorithm!r} keeps per-client state on disk under the run directory, which the "
+                f"server commits after each checkpoint; split over machines (--role/--rank) the clients would not "
+                f"see it. Run it on one machine (MPI, or gRPC without --role), or choose a stateless algorithm")
+    if server and 0 not in ranks:
+        raise ValueError(f"this machine starts only client ranks {ranks}, which write no record: call "
+                         "run_fedml_clients (CLI: the same `fednlp-bench run` command with --role client)")
+    if not server and 0 in ranks:
+        raise ValueError("rank 0 is the server; start it with run_fedml_experiment (CLI: --role server)")
+    if comm == "GRPC" and host_list is None:
+        host_list = loopback_hosts(p)
+    return _Plan(p, host_list, ranks, check_fedml_environment(python, comm))
+
+
 def run_fedml_experiment(
     config: RunConfig,
     runs_dir: str | Path,
@@ -111,6 +176,11 @@ def run_fedml_experiment(
     *,
     processes: int | None = None,
     comm: str = "MPI",
+    hosts: str | os.PathLike[str] | HostList | None = None,
+    role: str | None = None,
+    rank: int | None = None,
+    client_ranks: str | list[int] | None = None,
+    connect_timeout_s: float = 300.0,
     task_factory: str | None = None,
     task_kwargs: Mapping[str, Any] | None = None,
     partition_factory: str | None = None,
@@ -133,22 +203,22 @@ def run_fedml_experiment(
     (auto|cpu|cuda|cuda:N|mps) goes to every process: with several GPUs, one
     GPU per process, round-robin (the server on cuda:0); ``frozen_cache_dir``
     is where every process finds the frozen-bottom cache.
+
+    Several machines (gRPC): ``hosts`` names every rank's ip[:port] (see
+    :mod:`fednlp_bench.backends.fedml_hosts`), and ``role``/``rank``/
+    ``client_ranks`` pick the ranks this machine starts. This function runs
+    the machine with rank 0 (``role="server"``); the other machines call
+    :func:`run_fedml_clients`. The server waits ``connect_timeout_s`` for its
+    clients, then stops naming the missing ranks.
     """
-    from fednlp_bench.algorithms.registry import get_algorithm_class
     from fednlp_bench.engine.run_id import default_run_id
 
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     if config.backend != "fedml":
         config = config.replace(backend="fedml")  # the record says where it ran
-    if get_algorithm_class(config.algorithm).centralized:
-        raise ValueError("the centralized baseline has no clients to distribute; run it with --backend inprocess")
-    p = config.clients_per_round if processes is None else int(processes)
-    if not 1 <= p <= config.clients_per_round:
-        raise ValueError(f"processes={processes} must be between 1 and clients_per_round ({config.clients_per_round})")
-    if round_timeout_s <= 0:
-        raise ValueError(f"round_timeout_s={round_timeout_s} must be > 0")
-    py = check_fedml_environment(python, comm)
+    plan = _plan(config, processes, comm, hosts, role, rank, client_ranks, connect_timeout_s, round_timeout_s, python,
+                 server=True)
 
     run_id = run_id or default_run_id(config)
     run_dir = Path(runs_dir) / run_id
@@ -163,32 +233,11 @@ def run_fedml_experiment(
     if remaining < 1:
         raise ValueError(f"{run_dir}: checkpoint is at round {done_rounds} of {config.rounds}, nothing left to run")
 
-    work = Path(tempfile.mkdtemp(prefix="fednlp-fedml-"))
-    spec = {
-        "config": config.to_dict(), "runs_dir": str(Path(runs_dir).resolve()), "run_id": run_id,
-        "run_dir": str(run_dir.resolve()), "resume": bool(resume), "fedml_rounds": remaining, "processes": p,
-        "comm": comm, "task_factory": task_factory, "task_kwargs": dict(task_kwargs or {}),
-        "partition_factory": partition_factory,
-        "partition_file": None if partition_file is None else str(Path(partition_file).resolve()),
-        "round_timeout_s": float(round_timeout_s), "torch_threads": int(torch_threads), "work_dir": str(work),
-        "device": device, "frozen_cache_dir": None if frozen_cache_dir is None else str(Path(frozen_cache_dir).resolve()),
-        "error_file": str(work / "error.txt"), "stats_file": str(work / "stats.json"),
-        "grpc_ipconfig": str(work / "grpc_ipconfig.csv"), "grpc_base_port": GRPC_BASE_PORT,
-    }
-    spec_path = work / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    log_path = work / "fedml.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": str(torch_threads), "WANDB_MODE": "disabled"}
-    # Overall bound: startup (imports ~20 s/process on 2 cores) + every round, each within its own timeout.
-    overall = 300.0 + round_timeout_s * (remaining + 1)
-    t0 = time.perf_counter()
-    with open(log_path, "wb") as log:
-        if comm == "MPI":
-            rc = _run_mpi(py, spec_path, p, env, log, overall)
-        else:
-            rc = _run_grpc(py, spec_path, p, env, log, overall, work)
-    total = time.perf_counter() - t0
+    spec = _spec(config, plan, comm, run_id, task_factory, task_kwargs, partition_factory, partition_file,
+                 round_timeout_s, connect_timeout_s, torch_threads, device, frozen_cache_dir)
+    spec.update({"runs_dir": str(Path(runs_dir).resolve()), "run_dir": str(run_dir.resolve()), "resume": bool(resume),
+                 "fedml_rounds": remaining})
+    work, rc, total, log_path = _launch(plan, spec, comm, 300.0 + connect_timeout_s + round_timeout_s * (remaining + 1))
     if rc != 0 or not (run_dir / RECORD_FILENAME).is_file():
         raise FedMLRunError(_failure_message(rc, work, log_path, run_dir))
     shutil.copyfile(log_path, run_dir / "fedml.log")
@@ -197,6 +246,94 @@ def run_fedml_experiment(
         stats.append(FedMLRunStats(total_s=total, log_path=str(run_dir / "fedml.log"), **extra))
     shutil.rmtree(work, ignore_errors=True)
     return RunRecord.load(run_dir)
+
+
+def run_fedml_clients(
+    config: RunConfig,
+    *,
+    hosts: str | os.PathLike[str] | HostList | None = None,
+    client_ranks: str | list[int] | None = None,
+    rank: int | None = None,
+    run_id: str | None = None,
+    processes: int | None = None,
+    comm: str = "GRPC",
+    role: str | None = "client",
+    connect_timeout_s: float = 300.0,
+    task_factory: str | None = None,
+    task_kwargs: Mapping[str, Any] | None = None,
+    partition_factory: str | None = None,
+    partition_file: str | Path | None = None,
+    round_timeout_s: float = 600.0,
+    python: str | os.PathLike[str] | None = None,
+    torch_threads: int = 1,
+    device: str | None = None,
+    frozen_cache_dir: str | os.PathLike[str] | None = None,
+) -> FedMLClientRun:
+    """A client-only machine of a multi-machine gRPC run: start ``client_ranks``, return when the server ends them.
+
+    It needs the same config and data as the server machine (each client
+    rank loads the task and partition itself) but no run directory: rank 0
+    writes the record and checkpoints on its machine. Its clients stop on the
+    server's final message, so they also serve a resumed run unchanged.
+    """
+    from fednlp_bench.engine.run_id import default_run_id
+
+    if hosts is None:
+        raise ValueError("a client-only machine needs --hosts (where rank 0, the server, listens)")
+    if rank is not None:
+        role = None  # --rank N is its own shorthand
+    if config.backend != "fedml":
+        config = config.replace(backend="fedml")
+    plan = _plan(config, processes, comm, hosts, role, rank, client_ranks, connect_timeout_s, round_timeout_s, python,
+                 server=False)
+    spec = _spec(config, plan, comm, run_id or default_run_id(config), task_factory, task_kwargs, partition_factory,
+                 partition_file, round_timeout_s, connect_timeout_s, torch_threads, device, frozen_cache_dir)
+    # Per-client state (client-side algorithms) lives under the run directory; a client-only machine keeps
+    # its own clients' states in its work folder (see docs/fedml.md: such algorithms need a shared --runs-dir).
+    spec.update({"fedml_rounds": None, "run_dir": str(Path(spec["work_dir"]) / "run")})
+    overall = 300.0 + connect_timeout_s + round_timeout_s * (config.rounds + 1)
+    work, rc, total, log_path = _launch(plan, spec, comm, overall)
+    if rc != 0:
+        raise FedMLRunError(_failure_message(rc, work, log_path, None))
+    return FedMLClientRun(ranks=plan.ranks, total_s=total, log_path=str(log_path))
+
+
+def _spec(config: RunConfig, plan: _Plan, comm: str, run_id: str, task_factory: str | None,
+          task_kwargs: Mapping[str, Any] | None, partition_factory: str | None, partition_file: str | Path | None,
+          round_timeout_s: float, connect_timeout_s: float, torch_threads: int, device: str | None,
+          frozen_cache_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="fednlp-fedml-"))
+    return {
+        "config": config.to_dict(), "run_id": run_id, "processes": plan.processes, "comm": comm,
+        "task_factory": task_factory, "task_kwargs": dict(task_kwargs or {}), "partition_factory": partition_factory,
+        "partition_file": None if partition_file is None else str(Path(partition_file).resolve()),
+        "round_timeout_s": float(round_timeout_s), "connect_timeout_s": float(connect_timeout_s),
+        "torch_threads": int(torch_threads), "work_dir": str(work), "device": device,
+        "frozen_cache_dir": None if frozen_cache_dir is None else str(Path(frozen_cache_dir).resolve()),
+        "error_file": str(work / "error.txt"), "stats_file": str(work / "stats.json"),
+        "grpc_ipconfig": str(work / "grpc_ipconfig.csv"), "local_ranks": plan.ranks,
+        "hosts": None if plan.hosts is None else plan.hosts.to_list(),
+    }
+
+
+def _launch(plan: _Plan, spec: dict[str, Any], comm: str, overall: float) -> tuple[Path, int, float, Path]:
+    """Write the spec, start this machine's ranks, wait (bounded); returns (work dir, exit code, seconds, log)."""
+    work = Path(spec["work_dir"])
+    if plan.hosts is not None:
+        plan.hosts.write_ipconfig(spec["grpc_ipconfig"])
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    log_path = work / "fedml.log"
+    threads = str(spec["torch_threads"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": threads, "WANDB_MODE": "disabled"}
+    t0 = time.perf_counter()
+    with open(log_path, "wb") as log:
+        if comm == "MPI":
+            rc = _run_mpi(plan.py, spec_path, plan.processes, env, log, overall)
+        else:
+            rc = _run_grpc(plan.py, spec_path, plan.ranks, env, log, overall)
+    return work, rc, time.perf_counter() - t0, log_path
 
 
 def _run_mpi(py: Path, spec_path: Path, p: int, env: dict[str, str], log: Any, overall: float) -> int:
@@ -212,13 +349,10 @@ def _run_mpi(py: Path, spec_path: Path, p: int, env: dict[str, str], log: Any, o
         return 124
 
 
-def _run_grpc(py: Path, spec_path: Path, p: int, env: dict[str, str], log: Any, overall: float, work: Path) -> int:
-    with open(work / "grpc_ipconfig.csv", "w") as f:
-        f.write("eid,rank,grpc_server_ip,grpc_server_port\n")
-        for r in range(p + 1):
-            f.write(f"{r},{r},127.0.0.1,{GRPC_BASE_PORT + r}\n")
+def _run_grpc(py: Path, spec_path: Path, ranks: list[int], env: dict[str, str], log: Any, overall: float) -> int:
+    """This machine's ranks as separate processes; the first to fail ends the others (no half-dead run)."""
     procs = []
-    for rank in range(p + 1):
+    for rank in ranks:
         cmd = [str(py), "-m", "fednlp_bench.backends.fedml_adapter", str(spec_path), "--rank", str(rank)]
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
     deadline = time.monotonic() + overall
@@ -253,16 +387,17 @@ def _checkpoint_round(run_dir: Path) -> int:
     return int(json.loads(state.read_text())["round"])
 
 
-def _failure_message(rc: int, work: Path, log_path: Path, run_dir: Path) -> str:
+def _failure_message(rc: int, work: Path, log_path: Path, run_dir: Path | None) -> str:
     error = work / "error.txt"
     reason = error.read_text().strip().splitlines()[0] if error.is_file() else ""
     if not reason:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:] if log_path.is_file() else []
         reason = "\n    ".join(tail) or "no output"
-    what = "timed out" if rc == 124 else f"failed (exit {rc})"
+    what = "timed out" if rc == 124 else f"failed (a process was killed by signal {-rc})" if rc < 0 else f"failed (exit {rc})"
     resume = ""
     try:
-        resume = f"; the last finished round ({_checkpoint_round(run_dir)}) is checkpointed, rerun with --resume"
+        if run_dir is not None:
+            resume = f"; the last finished round ({_checkpoint_round(run_dir)}) is checkpointed, rerun with --resume"
     except (FileNotFoundError, ValueError, KeyError):
         pass
     return f"FedML run {what}: {reason}\n(full log: {log_path}{resume})"

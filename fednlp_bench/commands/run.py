@@ -45,9 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --runs-dir/--run-id from its last checkpoint")
     f = p.add_argument_group("FedML backend (--backend fedml; see docs/fedml.md)")
     f.add_argument("--processes", type=int, help="client processes P, 1..clients-per-round (default: clients-per-round)")
-    f.add_argument("--comm", choices=("MPI", "GRPC"), help="FedML transport: mpirun (default) or gRPC on 127.0.0.1")
+    f.add_argument("--comm", choices=("MPI", "GRPC"),
+                   help="FedML transport: mpirun (default) or gRPC (127.0.0.1, or the machines of --hosts)")
     f.add_argument("--round-timeout", type=float,
                    help="seconds a round may take before the run stops, resumable (default: 600)")
+    from fednlp_bench.backends.fedml_hosts import HOSTS_HELP, ROLES
+
+    f.add_argument("--hosts", help=f"gRPC across machines: every rank's address, {HOSTS_HELP}")
+    f.add_argument("--role", choices=ROLES,
+                   help="start only this machine's ranks: server = rank 0 (plus --client-ranks, if given), "
+                        "client = only --client-ranks (default: every rank here)")
+    f.add_argument("--client-ranks", help="client ranks this machine starts, e.g. 1,2 or 1-3")
+    f.add_argument("--rank", type=int, help="shorthand: --rank 0 = --role server, --rank N = --role client --client-ranks N")
+    f.add_argument("--connect-timeout", type=float,
+                   help="seconds the server waits for every client rank (then names the missing ones), and a client "
+                        "for the server (default: 300)")
     p.set_defaults(func=main, algorithm_flags=algorithm_flags, flag_params={},
                    parser_flags=[s for a in p._actions for s in a.option_strings])
 
@@ -98,7 +110,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--batch-size", type=int, help="batch size (default: 16)")
     b.add_argument("--lr", type=float, help="client learning rate (default: 5e-5)")
     b.add_argument("--optimizer", choices=OPTIMIZERS, help="client optimizer (default: adamw)")
-    b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size)")
+    b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size; activity_power/top_active/poisson: docs/trust.md)")
     b.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round (default: 0)")
     b.add_argument("--eval-every", type=int, help="evaluate on validation every N rounds and at the end (default: 1)")
     b.add_argument("--test-best-round", action="store_true", default=None,
@@ -246,11 +258,20 @@ def main(args: argparse.Namespace) -> int:
     apply_threads(args)
     if args.partition_file and not Path(args.partition_file).is_file():
         raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
+    options = backend_options(args, config.backend)
     try:
+        if options is not None and is_client_only(options):
+            from fednlp_bench.backends.fedml_backend import run_fedml_clients
+
+            compute = {k: v for k, v in compute_options(args).items() if v is not None}
+            done = run_fedml_clients(config, run_id=args.run_id, partition_file=args.partition_file, **options, **compute)
+            print(f"client ranks {done.ranks} finished in {done.total_s:.1f} s; the record is written on the server "
+                  f"machine (rank 0). Log: {done.log_path}")
+            return 0
         record = run_experiment(
             config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
             partition_file=args.partition_file, progress=progress_flag(args),
-            backend_options=backend_options(args, config.backend),
+            backend_options=options,
             **compute_options(args),
         )
     except NonFiniteModelError as err:
@@ -265,16 +286,23 @@ def main(args: argparse.Namespace) -> int:
 
 def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any] | None:
     """The FedML launcher's run options from --processes/--comm/--round-timeout (--threads: per process)."""
-    given = {"processes": args.processes, "comm": args.comm, "round_timeout_s": args.round_timeout}
+    flags = {"processes": "--processes", "comm": "--comm", "round_timeout_s": "--round-timeout", "hosts": "--hosts",
+             "role": "--role", "client_ranks": "--client-ranks", "rank": "--rank",
+             "connect_timeout_s": "--connect-timeout"}
+    given = {k: getattr(args, flag[2:].replace("-", "_")) for k, flag in flags.items()}
     given = {k: v for k, v in given.items() if v is not None}
     if backend != "fedml":
         if given:
-            flags = {"processes": "--processes", "comm": "--comm", "round_timeout_s": "--round-timeout"}
             raise ValueError(f"{', '.join(flags[k] for k in given)}: only for --backend fedml (backend is {backend!r})")
         return None
     if args.threads is not None:
         given["torch_threads"] = args.threads
     return given
+
+
+def is_client_only(options: dict[str, Any]) -> bool:
+    """--role client / --rank N>0: this machine runs client ranks only and gets no record."""
+    return options.get("role") == "client" or (options.get("rank") or 0) > 0
 
 
 def summarize_record(record: Any, runs_dir: Path) -> str:

@@ -15,7 +15,6 @@ errors derive from it.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -23,9 +22,6 @@ import torch
 
 from fednlp_bench.hints import closest_hint
 from fednlp_bench.registry import Registry
-
-log = logging.getLogger("fednlp_bench.compute")
-
 
 REQUIRED = object()
 

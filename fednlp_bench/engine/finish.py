@@ -18,6 +18,8 @@ def finish_record(run: PreparedRun) -> RunRecord:
     data_info = summary() if callable(summary) else None
     make_baselines = getattr(run.task, "baselines", None)
     baselines = make_baselines() if callable(make_baselines) else None
+    run.trainer.state.load(run.global_weights)  # the audit and per-client metrics use the final model
+    extras = run.run_features.finish(run.task, run.trainer.model, run.trainer, run.eval_features, rounds, EVAL_BATCH_SIZE)
     record_config = config.to_dict()
     record = RunRecord(
         run_id=run.run_id,
@@ -40,6 +42,7 @@ def finish_record(run: PreparedRun) -> RunRecord:
         versions=package_versions(),
         git_commit=git_commit(),
         hardware={**hardware_info(run.trainer.device), **run.compute.describe()},
+        **extras,
     )
     record.save(run.run_dir)
     return record

@@ -31,6 +31,7 @@ from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.client_state import ClientStateStore
 from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.run_features import RunFeatures
 from fednlp_bench.engine.run_id import check_run_id, default_run_id
 from fednlp_bench.engine.simulator import Backend, InProcessBackend
 from fednlp_bench.results.record import RECORD_FILENAME, RoundResult, RunRecord
@@ -166,6 +167,8 @@ class PreparedRun:
     central_opt: torch.optim.Optimizer | None
     central_steps: int
     compute: Compute
+    #: DP wrapper and accountant, client_eval split, continual population, audit (engine/run_features.py).
+    run_features: RunFeatures
 
 
 def resolve_run(
@@ -230,6 +233,10 @@ def prepare_run(
         train_raw, config.partition
     )
     check_partition(config, part, checkpoint, run_dir)
+    partition_info = {**part.spec.to_dict(), "content_hash": part.content_hash}
+    features = RunFeatures(config, part, train_raw)  # DP, client_eval, continual: checked before training
+    strategy = features.wrap_strategy(strategy)
+    part = features.partition  # with client_eval: each client's local-train rows only
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
     test_features = task.preprocess(test_raw, train=False)
@@ -246,14 +253,15 @@ def prepare_run(
     prepared = PreparedRun(
         config=config, run_id=run_id, run_dir=run_dir, task=task, eval_raw=eval_raw, eval_features=eval_features,
         test_raw=test_raw, test_features=test_features,
-        partition=part, partition_info={**part.spec.to_dict(), "content_hash": part.content_hash},
+        partition=part, partition_info=partition_info,
         strategy=strategy, trainer=trainer, client_states=states,
-        backend=make_backend(client, lambda cid: trainer.rows_for(part.indices(cid)), progress=progress),
+        backend=make_backend(client, lambda cid: trainer.rows_for(features.client_indices(cid)), progress=progress),
         global_weights=trainer.state.get(), start_round=1, rounds=[],
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), union_rows=union_rows,
         central_opt=trainer.make_optimizer() if strategy.centralized else None,
         central_steps=centralized_steps_per_round(config, len(union_rows), part.num_clients),
         compute=compute,
+        run_features=features,
     )
     if checkpoint is not None:
         restore(prepared, checkpoint)

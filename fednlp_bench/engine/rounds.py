@@ -24,7 +24,7 @@ from fednlp_bench.compute.device import cuda_rng_states
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
 from fednlp_bench.engine.prepare import PreparedRun
-from fednlp_bench.engine.sampling import apply_dropout, central_seed, sample_clients
+from fednlp_bench.engine.sampling import apply_dropout, central_seed
 from fednlp_bench.engine.test_eval import keep_if_best
 from fednlp_bench.results.record import RoundResult
 
@@ -67,7 +67,8 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
             bad = non_finite_names(step.weights)
             raise NonFiniteModelError(nonfinite_message(run, rnd, f"{len(bad)} tensor(s) non-finite, e.g. {bad[0]!r}"))
         run.global_weights = step.weights
-        metrics = evaluate(run, rnd) if rnd % config.eval_every == 0 or rnd == config.rounds else {}
+        due = rnd % config.eval_every == 0 or rnd == config.rounds or run.run_features.must_evaluate(rnd)
+        metrics = evaluate(run, rnd) if due else {}
         row = RoundResult(
             round=rnd,
             clients=[int(c) for c in step.clients],
@@ -77,6 +78,7 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
             bytes_down=int(step.bytes_down),
             wall_time_s=time.perf_counter() - t0,
             rejected_clients=[int(c) for c in step.rejected],
+            privacy=None if run.strategy.centralized else run.run_features.round_privacy(rnd, run.strategy),
         )
         run.rounds.append(row)
         save_checkpoint(run, rnd)
@@ -90,21 +92,22 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
 
 def federated_round(run: PreparedRun, rnd: int) -> RoundWork:
     config, part, strategy = run.config, run.partition, run.strategy
-    sizes = np.asarray(part.sizes(), dtype=np.int64)
-    sampled = sample_clients(part.num_clients, config.clients_per_round, rnd, config.seed, config.sampling, sizes)
+    sampled = run.run_features.select(rnd)
     clients, dropped = apply_dropout(sampled, config.dropout, rnd, config.seed)
     if dropped:
         log.info("round %d: clients %s dropped out", rnd, dropped)
     instructions = strategy.configure_round(rnd, clients)
     outcome = run.backend.run_round(rnd, instructions, run.global_weights, config.seed)
     rejected = sorted(outcome.rejected)
+    loss: float | None = None
     if outcome.results:
-        weights = strategy.aggregate(rnd, run.global_weights, outcome.results)
         n = sum(r.num_examples for r in outcome.results)
-        loss: float | None = sum(r.loss * r.num_examples for r in outcome.results) / n
+        loss = sum(r.loss * r.num_examples for r in outcome.results) / n
+    if outcome.results or getattr(strategy, "aggregates_empty_rounds", False):  # DP releases noise regardless
+        weights = strategy.aggregate(rnd, run.global_weights, outcome.results)
     else:
         log.warning("round %d: no client update survived; the global model is unchanged", rnd)
-        weights, loss = run.global_weights, None
+        weights = run.global_weights
     model_bytes = run.trainer.state.num_bytes
     return RoundWork(
         weights=weights,

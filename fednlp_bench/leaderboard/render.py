@@ -20,6 +20,8 @@ from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
 from fednlp_bench.leaderboard.plots import plot_filename, write_plot
 from fednlp_bench.leaderboard.tables import (
+    Cell,
+    ColumnKey,
     Table,
     _fmt_param,
     algorithm_label,
@@ -36,7 +38,7 @@ CSV_FIELDS = [
     "algorithm", "algorithm_label", "algorithm_params", "n", "seeds", "mean", "std", "gap_to_centralized",
     "best_fedopt", "centralized_shared", "mean_wall_time_s", "record_ids", "rounds", "num_clients",
     "clients_per_round", "local_epochs", "local_steps", "max_train_examples", "max_eval_examples",
-    "max_length", "budget",
+    "max_length", "budget", "epsilon", "worst_10pct", "mia_auc",
 ]
 
 
@@ -131,6 +133,8 @@ def table_markdown(table: Table, out_dir: Path, heading: str, plots: dict[str, s
     fl_columns = [c for c in table.columns if not c.is_centralized]
     header = ["Partition"] + [table.column_label(c) for c in table.columns]
     header += [f"Gap {table.column_label(c)}" for c in fl_columns]
+    trust = trust_columns(table)
+    header += [f"{title} {table.column_label(c)}" for title, _, c in trust]
     lines = [f"## {heading}", ""]
     lines.append(
         f"Metric: `{table.metric}` of the final model on the test split (higher is better). Cell: mean ± sample std over seeds "
@@ -152,6 +156,7 @@ def table_markdown(table: Table, out_dir: Path, heading: str, plots: dict[str, s
                 any_best = True
             cells.append(text)
         cells += [format_gap(table.gap(row, c)) for c in fl_columns]
+        cells += [_trust_value(table.cell(row, c), attr) for _, attr, c in trust]
         lines.append("| " + " | ".join(cells) + " |")
 
     notes = [f"Budget (stated as run): {budget_text(table)}."]
@@ -159,6 +164,10 @@ def table_markdown(table: Table, out_dir: Path, heading: str, plots: dict[str, s
               for c in table.columns if c.params]
     if params:
         notes.append("Algorithm parameters: " + "; ".join(params) + ".")
+    if trust:
+        notes.append("ε: client-level DP epsilon after the last round (dp-accounting RDP, the δ in the budget); "
+                     "worst 10%: mean per-client metric of the worst-served 10% of clients (client_eval); "
+                     "MIA AUC: loss-threshold membership inference on the final model (0.5 = no leakage).")
     if any_best:
         notes.append("**Bold**: best mean of the FedOpt family (FedAdam, FedYogi, FedAdagrad, FedAvgM, plugins "
                      "registered as members) in its row.")
@@ -207,6 +216,26 @@ def task_markdown(task: str, tables: list[Table], out_dir: Path, plots: dict[str
     return "\n".join(lines)
 
 
+#: (header, Cell attribute, digits) of the trust columns a table shows when any of its cells has them.
+TRUST_COLUMNS = (("ε", "epsilon", 2), ("Worst 10%", "worst_10pct", 4), ("MIA AUC", "mia_auc", 3))
+_DIGITS = {attr: digits for _, attr, digits in TRUST_COLUMNS}
+
+
+def trust_columns(table: Table) -> list[tuple[str, str, ColumnKey]]:
+    """(title, attribute, algorithm column) for every trust figure some cell of that column has."""
+    out = []
+    for title, attr, _ in TRUST_COLUMNS:
+        for column in table.columns:
+            if any(getattr(c, attr) is not None for c in (table.cell(r, column) for r in table.rows) if c):
+                out.append((title, attr, column))
+    return out
+
+
+def _trust_value(cell: Cell | None, attr: str) -> str:
+    value = None if cell is None else getattr(cell, attr)
+    return "—" if value is None else f"{value:.{_DIGITS[attr]}f}"
+
+
 # ---------------------------------------------------------------- csv
 def _num(value: float | None) -> str:
     return "" if value is None else repr(float(value))
@@ -242,6 +271,7 @@ def task_csv(tables: list[Table]) -> str:
                     "max_train_examples": "" if b.get("max_train_examples") is None else b["max_train_examples"],
                     "max_eval_examples": "" if b.get("max_eval_examples") is None else b["max_eval_examples"],
                     "max_length": b.get("max_length", ""), "budget": json.dumps(b, sort_keys=True),
+                    "epsilon": _num(cell.epsilon), "worst_10pct": _num(cell.worst_10pct), "mia_auc": _num(cell.mia_auc),
                 })
     return buf.getvalue()
 

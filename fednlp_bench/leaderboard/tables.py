@@ -205,6 +205,33 @@ class Cell:
     def mean_wall_time_s(self) -> float:
         return statistics.fmean(item.record.wall_time_s for item in self.records)
 
+    def _optional_mean(self, section: str, *path: str) -> float | None:
+        """Mean of a number every record of the cell has under ``section`` (e.g. DP's epsilon), else None."""
+        values = []
+        for item in self.records:
+            value: Any = getattr(item.record, section, None)
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return None
+            values.append(float(value))
+        return statistics.fmean(values) if values else None
+
+    @property
+    def epsilon(self) -> float | None:
+        """Final epsilon of client-level DP (same for every seed of one setting); None without DP."""
+        return self._optional_mean("privacy", "epsilon")
+
+    @property
+    def worst_10pct(self) -> float | None:
+        """Mean over seeds of the per-client metric of the worst 10% of clients (``client_eval`` runs)."""
+        return self._optional_mean("client_eval", "summary", "worst_10pct")
+
+    @property
+    def mia_auc(self) -> float | None:
+        """Mean over seeds of the membership-inference AUC (runs with ``mia_examples``)."""
+        return self._optional_mean("membership_audit", "auc")
+
 
 @dataclass
 class Table:

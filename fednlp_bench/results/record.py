@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class RoundResult:
     bytes_down: int
     wall_time_s: float
     rejected_clients: list[int] = field(default_factory=list)
+    #: DP runs: epsilon so far, clip norm, noise std, clipped fraction (fednlp_bench/privacy).
+    privacy: dict[str, Any] | None = None
 
 
 @dataclass
@@ -67,6 +69,15 @@ class RunRecord:
     git_commit: str | None
     hardware: dict[str, Any]
     schema_version: int = SCHEMA_VERSION
+    #: Optional features (absent in records of runs that did not use them):
+    #: DP mechanism, accountant and final epsilon;
+    privacy: dict[str, Any] | None = None
+    #: loss-threshold membership inference on the final model (AUC, members, non-members);
+    membership_audit: dict[str, Any] | None = None
+    #: per-client metric of the final model on each client's local test rows, and its summary;
+    client_eval: dict[str, Any] | None = None
+    #: continual setting: arrival of rows, and one row (metrics) per period.
+    continual: dict[str, Any] | None = None
     #: How test was evaluated: split, rows, and (``test_best_round``) the best-validation round's
     #: ``{round, validation, test}``. None in records made before validation splits existed.
     test: dict[str, Any] | None = None
@@ -77,7 +88,14 @@ class RunRecord:
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for name in _OPTIONAL:
+            if data[name] is None:
+                del data[name]
+        for row in data["rounds"]:
+            if row.get("privacy") is None:
+                row.pop("privacy", None)
+        return data
 
     def save(self, run_dir: str | os.PathLike[str]) -> Path:
         """Write ``record.json`` and ``metrics.csv`` atomically (no half-written record on a crash)."""
@@ -90,12 +108,16 @@ class RunRecord:
 
     def metrics_csv(self) -> str:
         names = sorted({k for r in self.rounds for k in r.metrics})
-        header = ["round", "train_loss", "bytes_up", "bytes_down", "wall_time_s", *names]
+        private = any(r.privacy for r in self.rounds)
+        header = ["round", "train_loss", "bytes_up", "bytes_down", "wall_time_s", *names] + (["epsilon"] if private else [])
         lines = [",".join(header)]
         for r in self.rounds:
             loss = "" if r.train_loss is None else repr(r.train_loss)
             row = [str(r.round), loss, str(r.bytes_up), str(r.bytes_down), f"{r.wall_time_s:.4f}"]
             row += ["" if n not in r.metrics else repr(r.metrics[n]) for n in names]
+            if private:
+                eps = (r.privacy or {}).get("epsilon")
+                row.append("" if eps is None else repr(eps))
             lines.append(",".join(row))
         return "\n".join(lines) + "\n"
 
@@ -138,9 +160,10 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 #: Fields added after schema 1 was published; records written before them stay valid.
-_OPTIONAL = {"test", "data", "baselines"}
-_REQUIRED = {f.name for f in fields(RunRecord)} - _OPTIONAL
-_ROUND_REQUIRED = {f.name for f in fields(RoundResult) if f.name != "rejected_clients"}
+_OPTIONAL = ("privacy", "membership_audit", "client_eval", "continual", "test", "data", "baselines")
+_FIELDS = {f.name for f in fields(RunRecord)}
+_REQUIRED = _FIELDS - set(_OPTIONAL)
+_ROUND_REQUIRED = {f.name for f in fields(RoundResult) if f.default is MISSING and f.default_factory is MISSING}
 
 
 def validate_record_dict(data: dict[str, Any], source: str) -> None:
@@ -154,7 +177,7 @@ def validate_record_dict(data: dict[str, Any], source: str) -> None:
     missing = sorted(_REQUIRED - data.keys())
     if missing:
         raise RecordError(f"{source}: missing field(s) {missing}")
-    unknown = sorted(data.keys() - _REQUIRED - _OPTIONAL)
+    unknown = sorted(data.keys() - _FIELDS)
     if unknown:
         raise RecordError(f"{source}: unknown field(s) {unknown}")
     if not isinstance(data["rounds"], list) or not data["rounds"]:
@@ -166,6 +189,9 @@ def validate_record_dict(data: dict[str, Any], source: str) -> None:
         if lost:
             raise RecordError(f"{source}: rounds[{i}] is missing field(s) {lost}")
         _check_finite(r["metrics"], f"{source}: rounds[{i}].metrics")
+        eps = (r.get("privacy") or {}).get("epsilon")
+        if eps is not None and (not isinstance(eps, (int, float)) or not math.isfinite(eps)):
+            raise RecordError(f"{source}: rounds[{i}].privacy.epsilon = {eps!r} is not a finite number")
     _check_finite(data["final_metrics"], f"{source}: final_metrics")
     if data["primary_metric"] not in data["final_metrics"]:
         raise RecordError(

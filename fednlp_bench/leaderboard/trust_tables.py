@@ -1,0 +1,170 @@
+"""Two comparison tables the trust features publish, built from records only.
+
+* ``privacy``: the same run without DP and at several noise multipliers:
+  epsilon, the primary metric and the membership-inference AUC side by side
+  (the theoretical and the practical privacy next to the cost in accuracy).
+* ``population``: client selection (uniform vs activity-based) crossed with
+  the setting (static vs continual), final metric and the metric after each
+  continual period.
+
+A table only compares records that agree on everything else (task, data,
+model, partition, algorithm, budget, seed set); a mismatch is an error that
+names the differing keys, so a row never mixes budgets.
+
+    python -m fednlp_bench.leaderboard.trust_tables privacy RUNS_DIR OUT.md
+    python -m fednlp_bench.leaderboard.trust_tables population RUNS_DIR OUT.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
+
+#: Config keys each table varies; everything else must be equal across its records.
+VARIED = {
+    "privacy": ("privacy", "sampling", "mia_examples"),
+    "population": ("sampling", "sampling_params", "continual", "rounds", "eval_every"),
+}
+
+
+def _check_comparable(records: Sequence[LoadedRecord], kind: str) -> dict[str, Any]:
+    if not records:
+        raise ValueError("no records to tabulate")
+    ignore = set(VARIED[kind]) | {"seed"}
+    first = {k: v for k, v in records[0].record.config.items() if k not in ignore}
+    for item in records[1:]:
+        other = {k: v for k, v in item.record.config.items() if k not in ignore}
+        if other != first:
+            diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+            raise ValueError(
+                f"{item.path}: differs from {records[0].path} in {diff}, which the {kind} table keeps fixed; "
+                f"tabulate those runs separately"
+            )
+    return first
+
+
+def _group(records: Sequence[LoadedRecord], key: Callable[[LoadedRecord], Any]) -> dict[Any, list[LoadedRecord]]:
+    groups: dict[Any, list[LoadedRecord]] = {}
+    for item in records:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+def _mean(values: list[float | None]) -> float | None:
+    clean = [v for v in values if v is not None]
+    return statistics.fmean(clean) if clean and len(clean) == len(values) else None
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _budget_line(fixed: dict[str, Any], records: Sequence[LoadedRecord]) -> str:
+    part = fixed.get("partition", {})
+    seeds = sorted({item.record.seed for item in records})
+    return (
+        f"task `{fixed.get('task')}`, data `{fixed.get('data')}`, model `{fixed.get('model')}`, "
+        f"{fixed.get('max_train_examples')} train / {fixed.get('max_eval_examples')} eval examples, "
+        f"max_length {fixed.get('max_length')}, partition {part.get('scheme')} {part.get('params')} over "
+        f"{part.get('num_clients')} clients, {fixed.get('clients_per_round')} clients/round, "
+        f"algorithm {fixed.get('algorithm')} {fixed.get('algorithm_params') or ''}, local_epochs "
+        f"{fixed.get('local_epochs')}, local_steps {fixed.get('local_steps')}, batch {fixed.get('batch_size')}, "
+        f"lr {fixed.get('lr')}, seeds {seeds}"
+    )
+
+
+def privacy_table(records: Sequence[LoadedRecord]) -> str:
+    fixed = _check_comparable(records, "privacy")
+    metric = records[0].record.primary_metric
+
+    def key(item: LoadedRecord) -> tuple[float, str]:
+        p = item.record.config.get("privacy")
+        return (0.0, "none") if not p else (float(p["noise_multiplier"]), str(p["mechanism"]))
+
+    lines = [
+        "| DP | noise multiplier z | clip norm C | δ | ε | " + metric + " | MIA AUC | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for (z, mech), items in sorted(_group(records, key).items()):
+        p = items[0].record.config.get("privacy") or {}
+        eps = _mean([(it.record.privacy or {}).get("epsilon") for it in items])
+        acc = _mean([float(it.record.final_metrics[metric]) for it in items])
+        auc = _mean([(it.record.membership_audit or {}).get("auc") for it in items])
+        lines.append(
+            f"| {mech if p else 'off'} | {z:g} | {p.get('clip_norm', '—')} | {p.get('delta', '—')} | "
+            f"{'∞ (no DP)' if not p else _fmt(eps, 2)} | {_fmt(acc)} | {_fmt(auc, 3)} | "
+            f"{', '.join(it.record.run_id for it in items)} |"
+        )
+    runs = sorted({it.record.config.get("rounds") for it in records})
+    return "\n".join([
+        f"Client-level DP vs no DP ({_budget_line(fixed, records)}, rounds {runs}).", "",
+        *lines, "",
+        "ε: dp-accounting RDP accountant, Poisson-sampled Gaussian per round (q = clients_per_round / clients). "
+        "MIA AUC: Yeom et al. loss-threshold attack on the final global model, members = training rows of "
+        "participating clients, non-members = held-out rows: the clients' own local test rows with client_eval, "
+        "else the evaluation split (for 20News a by-date split, so part of the AUC can be that shift); "
+        "0.5 = no measurable leakage.",
+    ]) + "\n"
+
+
+def population_table(records: Sequence[LoadedRecord]) -> str:
+    fixed = _check_comparable(records, "population")
+    metric = records[0].record.primary_metric
+
+    def key(item: LoadedRecord) -> tuple[str, str]:
+        cfg = item.record.config
+        params = cfg.get("sampling_params") or {}
+        sampling = cfg["sampling"] + (f" (p={params['power']:g})" if "power" in params else "")
+        cont = cfg.get("continual")
+        setting = "static" if not cont else (
+            f"continual T={cont['periods']}, W={cont['retention']}, R={cont['rounds_per_period']}")
+        return (setting, sampling)
+
+    lines = [f"| setting | sampling | final {metric} | worst-10% clients | {metric} after each period | rounds | runs |",
+             "|---|---|---:|---:|---|---:|---|"]
+    for (setting, sampling), items in sorted(_group(records, key).items()):
+        final = _mean([float(it.record.final_metrics[metric]) for it in items])
+        periods = "—"
+        if items[0].record.continual:
+            n = len(items[0].record.continual["rows"])
+            per = [_mean([float(it.record.continual["rows"][i]["metrics"][metric]) for it in items]) for i in range(n)]
+            periods = " → ".join(_fmt(v) for v in per)
+        worst = _mean([((it.record.client_eval or {}).get("summary") or {}).get("worst_10pct") for it in items])
+        lines.append(f"| {setting} | {sampling} | {_fmt(final)} | {_fmt(worst)} | {periods} | {items[0].record.config['rounds']} | "
+                     f"{', '.join(it.record.run_id for it in items)} |")
+    return "\n".join([
+        f"Client populations ({_budget_line(fixed, records)}).", "", *lines, "",
+        "Continual: each client's rows arrive over T periods (seeded, recorded order when the data has no time "
+        "column), only the last W periods are kept, R rounds run per period; the metric is measured on the same "
+        "test split after every period. Worst-10% clients: mean per-client metric of the worst ⌈N/10⌉ clients on "
+        "their own local test rows (client_eval; — when off).",
+    ]) + "\n"
+
+
+TABLES = {"privacy": privacy_table, "population": population_table}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fednlp_bench.leaderboard.trust_tables", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=sorted(TABLES))
+    parser.add_argument("runs_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    body = TABLES[args.kind](collect_records(args.runs_dir))
+    title = args.title or {"privacy": "Client-level DP", "population": "Client populations"}[args.kind]
+    atomic_write_text(args.out, f"# {title}\n\nGenerated from records by `python -m fednlp_bench.leaderboard."
+                                f"trust_tables {args.kind}`; do not edit by hand.\n\n{body}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
