@@ -56,19 +56,43 @@ class PartitionLike(Protocol):
 
 # ------------------------------------------------------------------ seams (tests swap these)
 def build_task(config: RunConfig) -> Task:
-    from fednlp_bench.tasks import get_task
+    from fednlp_bench.tasks import get_task_class
 
-    # The data subset follows the partition seed, not the run seed, so repeated
-    # seeds of one setting train on the same rows and the same partition.
-    return get_task(
-        config.task,
+    cls = get_task_class(config.task)
+    accepted = task_options(cls)
+    unknown = sorted(k for k in config.task_params if accepted is not None and k not in accepted)
+    if unknown:
+        raise ValueError(
+            f"task_params {unknown} are not options of task {config.task!r}; valid: {sorted(accepted or [])}"
+        )
+    # The data subset (and a held-out validation split) follows the partition seed, not the run
+    # seed, so repeated seeds of one setting train on the same rows and the same partition.
+    return cls(
         model=config.model,
         data=config.data,
         max_length=config.max_length,
         max_train_examples=config.max_train_examples,
         max_eval_examples=config.max_eval_examples,
         seed=int(config.partition["seed"]),
+        columns=config.columns,
+        **config.task_params,
     )
+
+
+def task_options(cls: type) -> set[str] | None:
+    """Keyword options a task class takes over its MRO (besides those the config sets itself)."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        names |= {n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return names - {"model", "data", "max_length", "max_train_examples", "max_eval_examples", "seed", "columns"}
 
 
 def build_partition(train: Any, spec: Mapping[str, Any]) -> PartitionLike:
@@ -125,8 +149,10 @@ class PreparedRun:
     run_id: str
     run_dir: Path
     task: Task
-    eval_raw: Dataset
+    eval_raw: Dataset  # validation: every evaluated round
     eval_features: Dataset
+    test_raw: Dataset  # test: once, at the end (engine/test_eval.py)
+    test_features: Dataset
     partition: PartitionLike
     partition_info: dict[str, Any]
     strategy: Strategy
@@ -201,7 +227,8 @@ def prepare_run(
     # The model comes before the partition and tokenizing, so a bad trainable setting (depth, LoRA module) fails first.
     compute = build_compute(task, config, device, precision)
     train_raw = splits["train"]
-    eval_raw = splits[eval_split_name(task, splits)]
+    eval_raw = split_of(task, splits, "validation")
+    test_raw = split_of(task, splits, "test")
     part = load_partition_file(partition_file, train_raw) if partition_file is not None else build_partition(
         train_raw, config.partition
     )
@@ -212,7 +239,8 @@ def prepare_run(
     part = features.partition  # with client_eval: each client's local-train rows only
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
-    attach_frozen_cache(compute, task, [train_features, eval_features], frozen_cache_dir)
+    test_features = task.preprocess(test_raw, train=False)
+    attach_frozen_cache(compute, task, [train_features, eval_features, test_features], frozen_cache_dir)
     trainer = LocalTrainer(
         task, compute.model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
         local_epochs=config.local_epochs, local_steps=config.local_steps, precision=precision,
@@ -224,6 +252,7 @@ def prepare_run(
     make_backend = backend_factory or InProcessBackend
     prepared = PreparedRun(
         config=config, run_id=run_id, run_dir=run_dir, task=task, eval_raw=eval_raw, eval_features=eval_features,
+        test_raw=test_raw, test_features=test_features,
         partition=part, partition_info=partition_info,
         strategy=strategy, trainer=trainer, client_states=states,
         backend=make_backend(client, lambda cid: trainer.rows_for(features.client_indices(cid)), progress=progress),
@@ -277,14 +306,13 @@ def restore(prepared: PreparedRun, checkpoint: ckpt.Checkpoint) -> None:
     log.info("resuming %s after round %d", prepared.run_id, checkpoint.round)
 
 
-def eval_split_name(task: Task, splits: Mapping[str, Any]) -> str:
-    getter = getattr(task, "eval_split_name", None)
-    if callable(getter):
-        return str(getter())
-    for name in ("test", "validation"):
-        if name in splits:
-            return name
-    raise ValueError(f"task {task.name!r} has no test or validation split (found {sorted(splits)})")
+def split_of(task: Task, splits: Mapping[str, Any], name: str) -> Any:
+    if name not in splits:
+        raise ValueError(
+            f"task {task.name!r} has no {name!r} split (found {sorted(splits)}); a task's load() must return "
+            f"train, validation (per-round evaluation) and test (evaluated once, at the end)"
+        )
+    return splits[name]
 
 
 def check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path) -> None:

@@ -25,6 +25,7 @@ from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
 from fednlp_bench.engine.prepare import PreparedRun
 from fednlp_bench.engine.sampling import apply_dropout, central_seed
+from fednlp_bench.engine.test_eval import keep_if_best
 from fednlp_bench.results.record import RoundResult
 
 log = logging.getLogger("fednlp_bench.engine")
@@ -133,10 +134,14 @@ def centralized_round(run: PreparedRun, rnd: int) -> RoundWork:
 
 
 def evaluate(run: PreparedRun, rnd: int) -> dict[str, float]:
+    """Validation metrics of this round's global model (test is only read at the end: test_eval.py)."""
     run.trainer.state.load(run.global_weights)
     with run.compute.precision.autocast():
         raw = run.task.evaluate(run.trainer.model, run.eval_raw, run.eval_features, batch_size=EVAL_BATCH_SIZE)
-    return finite_metrics(raw, rnd)
+    metrics = finite_metrics(raw, rnd)
+    if run.config.test_best_round:
+        keep_if_best(Path(run.run_dir), rnd, metrics, run.rounds, run.task.primary_metric, run.global_weights)
+    return metrics
 
 
 def finite_metrics(metrics: Mapping[str, Any], rnd: int) -> dict[str, float]:
