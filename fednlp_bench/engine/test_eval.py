@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from fednlp_bench.algorithms.base import Weights
+from fednlp_bench.engine.finite import finite_metrics
 from fednlp_bench.results.record import RoundResult
 
 BEST_WEIGHTS_FILE = "best_validation.pt"
@@ -33,8 +34,6 @@ def keep_if_best(run_dir: Path, rnd: int, metrics: Mapping[str, float], earlier:
 
 def evaluate_test(run: Any, batch_size: int) -> tuple[dict[str, float], dict[str, Any]]:
     """(final model's test metrics, the record's ``test`` entry) for a run whose rounds are done."""
-    from fednlp_bench.engine.rounds import finite_metrics
-
     task, model, state = run.task, run.trainer.model, run.trainer.state
     features = run.test_features
     state.load(run.global_weights)
