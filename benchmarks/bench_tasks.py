@@ -5,8 +5,9 @@ epochs with a plain AdamW loop (the real trainer lives in the engine; this
 script only measures the task layer), then report the metric before and
 after, training examples/second and evaluation examples/second.
 
-QA has no offline SQuAD copy, so unless ``--qa-data`` is given it uses the
-entity-QA set built from W-NUT (``fednlp_bench.testing.entity_qa``).
+Every task reads its offline default (QA: SQuAD v1.1 dev re-split by article,
+or ``--qa-data``; generation: AESLC, reported beside the lead baseline) and is
+scored on its validation split (test is for the engine's final evaluation).
 
     python benchmarks/bench_tasks.py --tasks classification tagging qa generation \
         --train-examples 1000 --eval-examples 300 --epochs 2 --out benchmarks/bench_tasks.json
@@ -28,9 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fednlp_bench.paths import DATA_DIR_ENV
 from fednlp_bench.tasks import get_task
-from fednlp_bench.testing.entity_qa import write_entity_qa
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default: 1e-4 (5e-5 for generation)")
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--qa-data", default=None, help="SQuAD-format folder or hub name (default: W-NUT entity QA)")
+    p.add_argument("--qa-data", default=None, help="SQuAD-format folder or hub name (default: $FEDNLP_DATA_DIR/squad)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=None, help="write results as JSON (atomically)")
@@ -68,7 +67,7 @@ def bench_task(name: str, args: argparse.Namespace, qa_dir: str | None) -> dict[
         seed=args.seed,
     )
     splits = task.load()
-    eval_name = task.eval_split_name()  # type: ignore[attr-defined]
+    eval_name = "validation"
     train_feats = task.preprocess(splits["train"], train=True)
     eval_feats = task.preprocess(splits[eval_name], train=False)
     seed_everything(args.seed)
@@ -117,6 +116,7 @@ def bench_task(name: str, args: argparse.Namespace, qa_dir: str | None) -> dict[
         "last_loss": float(np.mean(losses[-k:])),
         "train_examples_per_s": seen / train_s,
         "eval_examples_per_s": len(splits[eval_name]) / eval_s,
+        "baselines": task.baselines() if hasattr(task, "baselines") else None,
     }
 
 
@@ -125,23 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        qa_dir = args.qa_data
-        if "qa" in args.tasks and qa_dir is None:
-            root = os.environ.get(DATA_DIR_ENV)
-            if not root:
-                raise SystemExit(f"set {DATA_DIR_ENV} (W-NUT is needed to build the offline QA set) or pass --qa-data")
-            write_entity_qa(Path(root) / "wnut17", Path(tmp) / "entity_qa")
-            qa_dir = str(Path(tmp) / "entity_qa")
-        for name in args.tasks:
-            r = bench_task(name, args, qa_dir)
-            m = r["primary_metric"]
-            print(
-                f"{name:15s} {m}={r['after'][m]:.4f} (before {r['before'][m]:.4f})  loss {r['first_loss']:.3f}->{r['last_loss']:.3f}  "
-                f"train {r['train_examples_per_s']:.1f} ex/s  eval {r['eval_examples_per_s']:.1f} ex/s",
-                flush=True,
-            )
-            results.append(r)
+    for name in args.tasks:
+        r = bench_task(name, args, args.qa_data)
+        m = r["primary_metric"]
+        lead = (r["baselines"] or {}).get("lead")
+        print(
+            f"{name:15s} {m}={r['after'][m]:.4f} (before {r['before'][m]:.4f})  loss {r['first_loss']:.3f}->{r['last_loss']:.3f}  "
+            f"train {r['train_examples_per_s']:.1f} ex/s  eval {r['eval_examples_per_s']:.1f} ex/s"
+            + (f"  lead-{lead['k']} baseline {m}={lead['validation'][m]:.4f}" if lead else ""),
+            flush=True,
+        )
+        results.append(r)
     meta = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -67,6 +67,11 @@ class RunConfig:
     max_length: int = 128
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    #: ``{task field: column in the user's files}``, e.g. ``{text: body, label: topic}``.
+    columns: dict[str, str] = field(default_factory=dict)
+    #: Extra keyword options of the task: text_format (auto|email|plain), skip_invalid_rows,
+    #: validation_fraction, tag_scheme (tagging), doc_stride (qa), max_target_length (generation)...
+    task_params: dict[str, Any] = field(default_factory=dict)
     partition: dict[str, Any] = field(default_factory=_default_partition)
     algorithm: str = "fedavg"
     algorithm_params: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +87,8 @@ class RunConfig:
     sampling_params: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.0
     eval_every: int = 1
+    #: Also evaluate test on the round with the best validation score (the final round always is).
+    test_best_round: bool = False
     seed: int = 0
     backend: str = "inprocess"
     #: Client-level DP: {mechanism, noise_multiplier, clip_norm, delta, ...} (fednlp_bench/privacy).
@@ -108,6 +115,8 @@ class RunConfig:
         if "params" in self.partition and self.partition["params"] is None:
             self.partition["params"] = {}
         self.algorithm_params = dict(self.algorithm_params or {})
+        self.columns = dict(self.columns or {})
+        self.task_params = dict(self.task_params or {})
         self.sampling_params = dict(self.sampling_params or {})
         self.trainable_params = dict(self.trainable_params or {})
         self.validate()
@@ -193,6 +202,14 @@ class RunConfig:
             raise ValueError(f"task={self.task!r} must be a task name such as 'classification'")
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model={self.model!r} must be 'minilm', 'tiny', a hub name or a local path")
+        for name in ("columns", "task_params"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a mapping, e.g. {{text: body}}")
+        bad = {k: v for k, v in self.columns.items() if not isinstance(v, str) or not v}
+        if bad:
+            raise ValueError(f"columns {bad}: each task field must map to a column name (a non-empty string)")
+        if not isinstance(self.test_best_round, bool):
+            raise ValueError(f"test_best_round={self.test_best_round!r} must be true or false")
         self._validate_partition()
         self._validate_algorithm()
         self._validate_populations()
@@ -291,7 +308,8 @@ class RunConfig:
 
 #: Fields added after records were first published, with the value every older record implicitly had.
 #: ``config_hash`` leaves them out while they hold that value, so old records keep their hash.
-FIELDS_ADDED_LATER: dict[str, Any] = {"precision": "fp32", "trainable": "full", "trainable_params": {}}
+FIELDS_ADDED_LATER: dict[str, Any] = {"precision": "fp32", "trainable": "full", "trainable_params": {},
+                                      "columns": {}, "task_params": {}, "test_best_round": False}
 
 
 def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

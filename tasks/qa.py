@@ -1,8 +1,14 @@
 """Extractive question answering (SQuAD v1.1 style): predict the answer span in the context.
 
-Sources: hub ``squad``; local folders with the official nested SQuAD JSON
-(``train-v1.1.json``, ``dev-v1.1.json``; ``train.json``...) or flat JSONL rows
-``{"id", "context", "question", "answers": {"text": [...], "answer_start": [...]}}``.
+Sources: offline ``$FEDNLP_DATA_DIR/squad`` (SQuAD v1.1 dev re-split by
+article: train 8,001 questions / 36 articles, test 2,569 / 12 articles; see
+``../shared/DATA.md``); hub ``squad`` (its ``validation`` split is the one
+reported, so it becomes ``test``); local folders with the official nested
+SQuAD JSON (``train-v1.1.json``, ``dev-v1.1.json``; ``train.json``...) or flat
+JSONL/Parquet rows ``{"id", "title", "context", "question", "answers":
+{"text": [...], "answer_start": [...]}}``. The validation split is held out
+of train by whole articles (``title``), so no context is on both sides, and
+``natural_id`` over ``title`` gives one Wikipedia article per client.
 Every gold answer is checked against its context when loading: a wrong
 ``answer_start`` would otherwise train the model on the wrong span silently.
 
@@ -26,7 +32,7 @@ from transformers import AutoModelForQuestionAnswering
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import squad_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_squad_json
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet, read_squad_json
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +79,10 @@ class QATask(HFTask):
     primary_metric = "f1"
     hub_default = "squad"
     local_default = "squad"
-    local_formats = ("json", "jsonl")
+    local_formats = ("json", "jsonl", "parquet")
     partition_key_meaning = "question type: index into " + "/".join(WH_TYPES)
+    input_fields = ("id", "title", "context", "question", "answers")
+    holdout_group = "title"
 
     def partition_key_names(self) -> list[str] | None:
         return list(WH_TYPES)
@@ -99,38 +107,40 @@ class QATask(HFTask):
 
     # ----- data -------------------------------------------------------------
     def _read_raw(self) -> RawSplits:
+        need, cols = ("context", "question", "answers"), self.columns
         readers = {
             "json": read_squad_json,
-            "jsonl": lambda p: read_jsonl(p, ("context", "question", "answers")),
+            "jsonl": lambda p: read_jsonl(p, need, cols),
+            "parquet": lambda p: read_parquet(p, need, cols),
         }
-        return load_raw(self.data, self.local_default, self.hub_default, readers)
+        return load_raw(self.data, self.local_default, self.hub_default, readers, cols)
 
     def _build_splits(self, raw: RawSplits) -> dict[str, Dataset]:
         out: dict[str, Dataset] = {}
-        skipped: dict[str, int] = {}
         for split, rows in raw.splits.items():
-            cols: dict[str, list[Any]] = {k: [] for k in ("id", "text", "question", "context", "answers", "partition_key")}
-            skipped[split] = 0
+            cols: dict[str, list[Any]] = {
+                k: [] for k in ("id", "text", "title", "question", "context", "answers", "partition_key")
+            }
             for n, (record, where) in enumerate(rows):
                 for key in ("context", "question"):
                     if not isinstance(record.get(key), str):
                         raise ValueError(f"{where}: {key!r} must be a string")
                 question = record["question"].strip()
                 if not question or not record["context"].strip():
-                    skipped[split] += 1
+                    self.unusable(split, where, "empty 'question' or 'context'")
                     continue
                 texts, starts = check_answers(record, where)
                 if split == "train" and not texts:
                     raise ValueError(f"{where}: training question has no answer (SQuAD v1.1 needs one)")
                 cols["id"].append(str(record.get("id", f"{split}-{n}")))
                 cols["text"].append(question)
+                cols["title"].append(str(record.get("title") or ""))
                 cols["question"].append(question)
                 cols["context"].append(record["context"])
                 cols["answers"].append({"text": texts, "answer_start": starts})
                 cols["partition_key"].append(question_type(question))
             out[split] = Dataset.from_dict(cols)
-        self.skipped = skipped
-        log_skipped(self.name, skipped, "an empty question or context")
+        log_skipped(self.name, self.skipped, "an empty question or context")
         return out
 
     # ----- tokenization -----------------------------------------------------

@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from fednlp_bench.paths import DATA_DIR_ENV, DataSourceError, data_root, resolve_local_dir
 
@@ -89,9 +89,19 @@ def find_split_files(directory: Path, extensions: Sequence[str]) -> dict[str, Pa
     return found
 
 
-def load_hub(name: str, looked: list[str]) -> RawSplits:
-    """Load a hub dataset; on failure list every place that was tried (at once when the hub is unreachable)."""
+def parse_hub_name(name: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME:CONFIG`` (e.g. ``glue:sst2``, ``conll2003``) -> (path, config name or None)."""
+    path, sep, config = name.partition(":")
+    if sep and (not path or not config):
+        raise DataSourceError(f"hub dataset {name!r}: write NAME or NAME:CONFIG, e.g. 'ag_news' or 'glue:sst2'")
+    return path, (config or None)
+
+
+def load_hub(name: str, looked: list[str], columns: Mapping[str, str] | None = None) -> RawSplits:
+    """Load a hub dataset (``NAME`` or ``NAME:CONFIG``); on failure list every place that was tried."""
     from datasets import load_dataset
+
+    path, config = parse_hub_name(name)
 
     from fednlp_bench.hub import unreachable_reason
 
@@ -103,7 +113,7 @@ def load_hub(name: str, looked: list[str]) -> RawSplits:
             f"Pass --data DIR (or set ${DATA_DIR_ENV}) for offline files (docs/tasks.md lists the expected layout)."
         )
     try:
-        dsd = load_dataset(name)
+        dsd = load_dataset(path, config) if config else load_dataset(path)
     except Exception as err:  # network, offline mode, unknown name: all mean "not available"
         raise DataSourceError(
             f"could not load data: looked for {', '.join(looked)} and the Hugging Face hub dataset {name!r} "
@@ -120,20 +130,51 @@ def load_hub(name: str, looked: list[str]) -> RawSplits:
                 for row in rows:
                     value = row[column]
                     row[column] = [names[v] for v in value] if isinstance(value, list) else names[value]
+        rows = [rename_columns(row, columns, f"hub {name} {split}") for row in rows]
         splits[canonical] = [(row, f"hub {name} {split} row {i}") for i, row in enumerate(rows)]
     return RawSplits(splits=splits, origin=f"hub {name}")
 
 
 # ----------------------------------------------------------------------------- readers
+def check_columns(columns: Mapping[str, str] | None, fields: Sequence[str], task: str) -> dict[str, str]:
+    """Validate a ``{task field: column in the file}`` mapping before any data is read."""
+    columns = dict(columns or {})
+    for key, value in columns.items():
+        if key not in fields:
+            raise ValueError(
+                f"columns: {key!r} is not a field of task {task!r}; map one of {list(fields)} to your column "
+                f"name, e.g. columns: {{{fields[0]}: my_column}}"
+            )
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"columns: {key!r} must map to a column name (a non-empty string), got {value!r}")
+    if len(set(columns.values())) != len(columns):
+        raise ValueError(f"columns: {columns} maps two fields to the same column")
+    return columns
+
+
+def rename_columns(record: dict[str, Any], columns: Mapping[str, str] | None, where: str) -> dict[str, Any]:
+    """Expose the user's column names under the task's field names (``{text: body}``: ``body`` -> ``text``)."""
+    if not columns:
+        return record
+    out = dict(record)
+    for field_name, column in columns.items():
+        if column in record:
+            out[field_name] = record[column]
+            if column != field_name:
+                out.pop(column, None)
+    return out
+
+
 def _check_fields(record: dict[str, Any], required: Sequence[str], where: str) -> None:
     missing = [f for f in required if f not in record or record[f] is None]
     if missing:
         raise ValueError(
-            f"{where}: missing field(s) {', '.join(repr(m) for m in missing)}; each row needs {', '.join(required)}"
+            f"{where}: missing field(s) {', '.join(repr(m) for m in missing)}; each row needs {', '.join(required)} "
+            f"(map other names with columns: {{field: column}})"
         )
 
 
-def read_jsonl(path: Path, required: Sequence[str]) -> list[Row]:
+def read_jsonl(path: Path, required: Sequence[str], columns: Mapping[str, str] | None = None) -> list[Row]:
     rows: list[Row] = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -146,21 +187,51 @@ def read_jsonl(path: Path, required: Sequence[str]) -> list[Row]:
                 raise ValueError(f"{where}: not valid JSON ({err.msg}); each line must be one JSON object") from err
             if not isinstance(record, dict):
                 raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            record = rename_columns(record, columns, where)
             _check_fields(record, required, where)
             rows.append((record, where))
     return rows
 
 
-def read_csv(path: Path, required: Sequence[str]) -> list[Row]:
+def read_csv(path: Path, required: Sequence[str], columns: Mapping[str, str] | None = None) -> list[Row]:
     rows: list[Row] = []
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = [f for f in required if f not in (reader.fieldnames or [])]
+        header = list(rename_columns({c: None for c in reader.fieldnames or []}, columns, str(path)))
+        missing = [f for f in required if f not in header]
         if missing:
-            raise ValueError(f"{path}:1: header lacks column(s) {missing}; it needs {list(required)}")
+            raise ValueError(f"{path}:1: header lacks column(s) {missing}; it needs {list(required)}{_mapping_hint(columns)}")
         for record in reader:
-            rows.append((dict(record), f"{path}:{reader.line_num}"))
+            where = f"{path}:{reader.line_num}"
+            if None in record or any(v is None for v in record.values()):
+                raise ValueError(f"{where}: the row has {'more' if None in record else 'fewer'} fields than the header")
+            rows.append((rename_columns(dict(record), columns, where), where))
     return rows
+
+
+def read_parquet(path: Path, required: Sequence[str], columns: Mapping[str, str] | None = None) -> list[Row]:
+    """A Parquet file; ``where`` is ``path:row N`` (1-based), Parquet having no lines."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise ValueError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from err
+    header = list(rename_columns({c: None for c in table.column_names}, columns, str(path)))
+    missing = [f for f in required if f not in header]
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {missing}; it needs {list(required)}{_mapping_hint(columns)}")
+    rows: list[Row] = []
+    for n, record in enumerate(table.to_pylist(), start=1):
+        where = f"{path}:row {n}"
+        record = rename_columns(record, columns, where)
+        _check_fields(record, required, where)
+        rows.append((record, where))
+    return rows
+
+
+def _mapping_hint(columns: Mapping[str, str] | None) -> str:
+    return f" (after the column mapping {dict(columns)})" if columns else " (map other names with columns: {field: column})"
 
 
 def read_conll(path: Path) -> list[Row]:
@@ -228,37 +299,83 @@ def read_local(directory: Path, readers: dict[str, Any]) -> RawSplits:
     return RawSplits(splits=splits, origin=f"local {directory}", files={s: str(p) for s, p in files.items()})
 
 
-def load_raw(data: str | None, local_default: str, hub_default: str, readers: dict[str, Any]) -> RawSplits:
-    """Local folder if one resolves, else the hub (see :func:`resolve_source`)."""
+def load_raw(
+    data: str | None, local_default: str, hub_default: str, readers: dict[str, Any],
+    columns: Mapping[str, str] | None = None,
+) -> RawSplits:
+    """Local folder if one resolves, else the hub (see :func:`resolve_source`).
+
+    Local readers apply ``columns`` themselves (they check required fields per
+    row); hub rows are renamed here.
+    """
     kind, where, looked = resolve_source(data, local_default, hub_default)
     if kind == "local":
         return read_local(Path(where), readers)
-    return load_hub(str(where), looked)
+    return load_hub(str(where), looked, columns)
 
 
 # ----------------------------------------------------------------------------- email messages
 _HEADER = re.compile(r"^([A-Za-z][^\s:]*):[ \t]*(.*)$")
 _BLANK = re.compile(r"\n[ \t]*\n")
 _EMAIL = re.compile(r"[\w.+-]+@[\w.-]+")
+#: ``text_format`` values: how a text field is read.
+TEXT_FORMATS = ("auto", "email", "plain")
+#: Standard e-mail (RFC 5322) and netnews (RFC 1036) header names; ``auto`` needs them, not any ``Word:``.
+KNOWN_HEADERS = frozenset({
+    "from", "subject", "organization", "organisation", "lines", "date", "newsgroups", "message-id", "path",
+    "reply-to", "sender", "to", "cc", "bcc", "references", "in-reply-to", "keywords", "summary", "distribution",
+    "followup-to", "expires", "nntp-posting-host", "article-i.d.", "x-newsreader", "x-mailer", "mime-version",
+    "content-type", "content-transfer-encoding", "return-path", "received", "originator", "approved",
+    "supersedes", "xref", "news-software",
+})
+#: ``auto`` needs one of these (every message has a sender or a subject) and two known names in all.
+_ANCHOR_HEADERS = frozenset({"from", "subject", "newsgroups", "message-id"})
 
 
-def split_message(raw: str) -> tuple[dict[str, str], str]:
-    """Email/netnews message -> (lower-cased headers, body).
-
-    Headers are everything up to the first blank line, but only when that block
-    is all ``Name: value`` lines (or folded continuations); plain texts (hub copies with headers already
-    removed) come back unchanged as the body.
-    """
-    raw = raw.replace("\r\n", "\n")
+def _header_block(raw: str) -> tuple[list[str], str] | None:
+    """(header lines, body) when the text opens with a block of ``Name: value`` lines, else None."""
     parts = _BLANK.split(raw, maxsplit=1)
     head, body = parts[0], (parts[1] if len(parts) > 1 else "")
     lines = head.split("\n")
-    # A header block: every line a "Name: value" header or a folded continuation (leading space).
-    is_header = any(_HEADER.match(x) for x in lines) and all(_HEADER.match(x) or x[:1] in (" ", "\t") for x in lines)
-    if not is_header:
+    # Every line a "Name: value" header or a folded continuation (leading space).
+    if any(_HEADER.match(x) for x in lines) and all(_HEADER.match(x) or x[:1] in (" ", "\t") for x in lines):
+        return lines, body
+    return None
+
+
+def looks_like_email(raw: str) -> bool:
+    """``auto``'s test: a header block with real header names (From/Subject...), not any ``Word:`` opening."""
+    block = _header_block(raw.replace("\r\n", "\n"))
+    if block is None:
+        return False
+    names = {m.group(1).lower() for m in map(_HEADER.match, block[0]) if m}
+    known = names & KNOWN_HEADERS
+    return bool(names & _ANCHOR_HEADERS) and len(known) >= 2
+
+
+def split_message(raw: str, text_format: str = "auto", where: str = "") -> tuple[dict[str, str], str]:
+    """Text -> (lower-cased headers, body), by ``text_format``.
+
+    ``plain``: never strip (the whole text is the body). ``email``: the text
+    must open with a header block (everything up to the first blank line, all
+    ``Name: value`` lines or folded continuations); otherwise a ``ValueError``
+    naming ``where``. ``auto``: strip only when :func:`looks_like_email` -
+    a plain text that merely begins with ``MLB:`` or ``Note:`` is kept whole.
+    """
+    if text_format not in TEXT_FORMATS:
+        raise ValueError(f"text_format={text_format!r} is not one of {list(TEXT_FORMATS)}")
+    raw = raw.replace("\r\n", "\n")
+    if text_format == "plain" or (text_format == "auto" and not looks_like_email(raw)):
         return {}, raw.strip()
+    block = _header_block(raw)
+    if block is None:
+        raise ValueError(
+            f"{where or 'text'}: text_format=email but the text does not open with a header block "
+            f"('Name: value' lines, then a blank line); use text_format=plain or auto for such texts"
+        )
+    lines, body = block
     headers: dict[str, str] = {}
-    for line in head.split("\n"):
+    for line in lines:
         m = _HEADER.match(line)
         if m:
             headers.setdefault(m.group(1).lower(), m.group(2).strip())

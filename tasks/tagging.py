@@ -5,7 +5,12 @@ Offline data: ``$FEDNLP_DATA_DIR/wnut17/{train,validation,test}.jsonl`` with
 (``train.conll``/``train.txt``: token first, tag last column). Hub: ``wnut_17``
 (integer ``ner_tags`` become their names). The label set comes from the
 training split; a tag outside it in another split is an error, since the
-model head cannot predict it and the score would silently be capped.
+model head cannot predict it and the score would silently be capped. Any tag
+set works, in BIO/IOB2 (``B-`` opens every entity): a sequence that is not
+valid BIO (``I-x`` after ``O`` or after another type) is refused with its
+``file:line``, and the message says so; IOB1 data (``I-`` opens an entity,
+``B-`` only between two adjacent entities of one type, as in the original
+CoNLL-2003 files) is converted to BIO on load with ``tag_scheme="iob1"``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from transformers import AutoModelForTokenClassification
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import span_f1
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_conll, read_jsonl
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_conll, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -30,6 +35,33 @@ IGNORE = -100
 def entity_type(tag: str) -> str | None:
     """``B-person``/``I-person`` -> ``person``; ``O`` -> None."""
     return tag.split("-", 1)[1] if "-" in tag and tag[:2] in ("B-", "I-", "E-", "S-", "U-", "L-") else None
+
+
+#: ``tag_scheme`` values: how the input tags are written.
+TAG_SCHEMES = ("bio", "iob1")
+
+
+def bio_error(tags: list[str]) -> str | None:
+    """Why ``tags`` is not valid BIO/IOB2 (None when it is)."""
+    previous = "O"
+    for k, tag in enumerate(tags):
+        if tag != "O" and tag[:2] not in ("B-", "I-"):
+            return f"tag {tag!r} at token {k} is neither 'O' nor 'B-<type>'/'I-<type>'"
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            return f"tag {tag!r} at token {k} follows {previous!r}, so it opens an entity, which BIO does with 'B-'"
+        previous = tag
+    return None
+
+
+def iob1_to_bio(tags: list[str]) -> list[str]:
+    """IOB1 -> BIO/IOB2: an ``I-x`` that opens an entity becomes ``B-x`` (seqeval/CoNLL convention)."""
+    out, previous = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        previous = tag
+    return out
 
 
 def dominant_type(tags: list[str], types: list[str]) -> int:
@@ -49,14 +81,19 @@ class TaggingTask(HFTask):
     primary_metric = "f1"
     hub_default = "wnut_17"
     local_default = "wnut17"
-    local_formats = ("jsonl", "conll", "txt")
+    local_formats = ("jsonl", "conll", "txt", "parquet")
     partition_key_meaning = "index of the sentence's most frequent entity type (sorted types); len(types) = no entity"
+    input_fields = ("id", "tokens", "tags")
 
     def partition_key_names(self) -> list[str] | None:
         return [*self.entity_types, "(no entity)"] if self.entity_types else None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, tag_scheme: str = "bio", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if tag_scheme not in TAG_SCHEMES:
+            raise ValueError(f"tag_scheme={tag_scheme!r} is not one of {list(TAG_SCHEMES)}")
+        #: ``bio`` (checked) or ``iob1`` (converted to BIO on load).
+        self.tag_scheme = tag_scheme
         #: ``O`` first, then the B-/I- tags sorted; ``labels`` index into this list.
         self.label_names: list[str] = []
         #: Sorted entity types; ``partition_key`` indexes into this list (``len`` = "O only").
@@ -64,18 +101,30 @@ class TaggingTask(HFTask):
 
     # ----- data -------------------------------------------------------------
     def _read_raw(self) -> RawSplits:
+        need, cols = ("tokens", "tags"), self.columns
         readers = {
-            "jsonl": lambda p: read_jsonl(p, ("tokens", "tags")),
+            "jsonl": lambda p: read_jsonl(p, need, cols),
             "conll": read_conll,
             "txt": read_conll,
+            "parquet": lambda p: read_parquet(p, need, cols),
         }
-        raw = load_raw(self.data, self.local_default, self.hub_default, readers)
+        raw = load_raw(self.data, self.local_default, self.hub_default, readers, cols)
         for rows in raw.splits.values():  # hub wnut_17 / conll2003 call the column ner_tags
             for record, where in rows:
                 if "tags" not in record and "ner_tags" in record:
                     record["tags"] = record["ner_tags"]
                 if "tags" not in record or "tokens" not in record:
                     raise ValueError(f"{where}: missing field 'tokens' or 'tags' (or 'ner_tags')")
+                tags = [str(t) for t in record["tags"]]
+                if self.tag_scheme == "iob1":
+                    tags = iob1_to_bio(tags)
+                problem = bio_error(tags)
+                if problem is not None:
+                    hint = (" The data looks like IOB1 (I- opens an entity): load it with tag_scheme=iob1 "
+                            "(--task-param tag_scheme=iob1) to convert it to BIO."
+                            if self.tag_scheme == "bio" and "opens an entity" in problem else "")
+                    raise ValueError(f"{where}: not valid BIO/IOB2 tags: {problem}.{hint}")
+                record["tags"] = tags
         return raw
 
     def _build_splits(self, raw: RawSplits) -> dict[str, Dataset]:
@@ -86,16 +135,14 @@ class TaggingTask(HFTask):
         self.entity_types = sorted({e for e in (entity_type(t) for t in seen) if e})
         index = {t: i for i, t in enumerate(self.label_names)}
         out: dict[str, Dataset] = {}
-        skipped: dict[str, int] = {}
         for split, rows in raw.splits.items():
             cols: dict[str, list[Any]] = {k: [] for k in ("id", "text", "tokens", "tags", "labels_word", "partition_key")}
-            skipped[split] = 0
             for n, (record, where) in enumerate(rows):
                 tokens, tags = [str(t) for t in record["tokens"]], [str(t) for t in record["tags"]]
                 if len(tokens) != len(tags):
                     raise ValueError(f"{where}: {len(tokens)} tokens but {len(tags)} tags")
                 if not tokens:
-                    skipped[split] += 1
+                    self.unusable(split, where, "no tokens")
                     continue
                 bad = [t for t in tags if t not in index]
                 if bad:
@@ -110,8 +157,7 @@ class TaggingTask(HFTask):
                 cols["labels_word"].append([index[t] for t in tags])
                 cols["partition_key"].append(dominant_type(tags, self.entity_types))
             out[split] = Dataset.from_dict(cols)
-        self.skipped = skipped
-        log_skipped(self.name, skipped, "no tokens")
+        log_skipped(self.name, self.skipped, "no tokens")
         return out
 
     # ----- tokenization -----------------------------------------------------

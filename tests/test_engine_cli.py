@@ -34,7 +34,7 @@ def test_run_writes_record_and_resume_returns_it(tmp_path: Path, capsys: pytest.
     argv = ["run", *TOY, "--runs-dir", str(tmp_path), "--run-id", "one"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert re.search(r"fedavg on toy: accuracy=0\.\d{4}", out)
+    assert re.search(r"fedavg on toy: test accuracy=0\.\d{4}", out)
     record = RunRecord.load(tmp_path / "one")
     assert record.config["partition"] == {"scheme": "iid", "num_clients": 4, "seed": 0, "min_size": 10, "params": {}}
     assert cli.main(argv) == 2  # exists, no --resume

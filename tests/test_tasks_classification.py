@@ -24,7 +24,7 @@ def tiny_task() -> Task:
 def test_columns_and_partition_key(tiny_task: Task) -> None:
     task = tiny_task
     splits = task.load()
-    assert set(splits) == {"train", "test"}
+    assert set(splits) == {"train", "validation", "test"}
     train = splits["train"]
     assert {"id", "text", "label", "partition_key", "author", "organization"} <= set(train.column_names)
     assert len(task.label_names) == 20 and task.label_names == sorted(task.label_names)

@@ -69,7 +69,7 @@ def test_columns_and_question_type(tiny_task: Task) -> None:
     for q, key in zip(train["question"], train["partition_key"]):
         expected = "who" if q.startswith("Who") else ("which" if q.startswith("Which") else "what")
         assert WH_TYPES[key] == expected
-    assert tiny_task.eval_split_name() == "test"
+    assert set(tiny_task.load()) == {"train", "validation", "test"}
 
 
 def test_training_features_point_at_the_answer(tiny_task: Task) -> None:
@@ -122,11 +122,13 @@ def test_flat_jsonl_pipeline(tmp_path: Path) -> None:
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     task = get_task("qa", model="tiny", data=str(tmp_path), max_length=32)
     splits = task.load()
-    assert set(splits) == {"train", "validation"} and task.eval_split_name() == "validation"
-    assert splits["train"]["partition_key"] == [WH_TYPES.index("when")] * 6
+    # dev is what SQuAD reports on, so it becomes test; validation is held out of train (1 of 6 rows).
+    assert {k: len(v) for k, v in splits.items()} == {"train": 5, "validation": 1, "test": 6}
+    assert task.validation_info["test_from"] == "validation"
+    assert splits["train"]["partition_key"] == [WH_TYPES.index("when")] * 5
     feats = task.preprocess(splits["train"], train=True)
-    assert all(task.tokenizer.decode(f["input_ids"][f["start_positions"]: f["end_positions"] + 1]) == r["answers"]["text"][0]
-               for f, r in zip(feats, rows))
+    assert all(task.tokenizer.decode(f["input_ids"][f["start_positions"]: f["end_positions"] + 1]) == a["text"][0]
+               for f, a in zip(feats, splits["train"]["answers"]))
 
 
 @pytest.mark.slow

@@ -83,23 +83,31 @@ def test_unseen_test_label_is_an_error(tmp_path: Path) -> None:
         get_task("classification", model="tiny", data=str(d)).load()
 
 
-def test_empty_bodies_are_skipped_and_counted(tmp_path: Path) -> None:
+def test_headers_stripped_empty_bodies_kept_and_empty_texts_refused(tmp_path: Path) -> None:
     d = tmp_path / "news"
     rows = [
         {"id": "1", "text": "From: A <a@x.org>\nSubject: hi\nOrganization: X Corp\n\nbody one", "label": "g1"},
         {"id": "2", "text": "From: b@y.org\nSubject: empty\n\n   \n", "label": "g2"},
         {"id": "3", "text": "plain text without headers: kept whole", "label": "g2"},
+        {"id": "4", "text": "From: c@y.org\nSubject: more\n\nbody four", "label": "g1"},
     ]
     write_jsonl(d / "train.jsonl", rows)
+    write_jsonl(d / "validation.jsonl", rows[:1])
     write_jsonl(d / "test.jsonl", rows[:1])
     task = get_task("classification", model="tiny", data=str(d))
     train = task.load()["train"]
-    assert task.skipped == {"train": 0 + 1, "test": 0}
-    assert train["text"] == ["body one", "plain text without headers: kept whole"]
-    assert train["author"] == ["a@x.org", ""]
-    assert train["organization"] == ["x corp", ""]
+    assert task.skipped == {"train": 0, "validation": 0, "test": 0}
+    # A message whose body is empty stays (as sklearn's remove=headers keeps it): no row is lost.
+    assert train["text"] == ["body one", "", "plain text without headers: kept whole", "body four"]
+    assert train["author"] == ["a@x.org", "b@y.org", "", "c@y.org"]
+    assert train["organization"] == ["x corp", "", "", ""]
     assert task.label_names == ["g1", "g2"]
-    assert train["partition_key"] == [0, 1]
+    assert train["partition_key"] == [0, 1, 1, 0]
+    write_jsonl(d / "test.jsonl", [rows[0], {"id": "5", "text": "  ", "label": "g1"}])
+    with pytest.raises(ValueError, match=r"test\.jsonl:2: empty 'text'.*--skip-invalid-rows"):
+        get_task("classification", model="tiny", data=str(d)).load()
+    task = get_task("classification", model="tiny", data=str(d), skip_invalid_rows=True)
+    assert len(task.load()["test"]) == 1 and task.skipped == {"train": 0, "validation": 0, "test": 1}
 
 
 def test_tag_outside_label_set_names_file_and_line(tmp_path: Path) -> None:
@@ -192,9 +200,12 @@ def test_datasets_command_lists_sources_and_sizes(capsys: pytest.CaptureFixture[
     rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["tagging"]["splits"] == {"train": 3394, "validation": 1009, "test": 1287}
     assert rows["tagging"]["source"] == f"local {DATA / 'wnut17'}"
-    # The offline SQuAD v1.1 dev re-split by article (../shared/DATA.md).
+    # The offline SQuAD v1.1 dev re-split by article (../shared/DATA.md); validation = whole articles of train.
     assert rows["qa"]["source"] == f"local {DATA / 'squad'}"
-    assert rows["qa"]["splits"] == {"train": 8001, "test": 2569}
+    assert rows["qa"]["splits"] == {"train": 7004, "validation": 997, "test": 2569}
+    assert rows["qa"]["validation"]["split_by"].startswith("whole title groups")
+    assert rows["tagging"]["validation"]["source"] == "dataset"
+    assert rows["tagging"]["skipped"] == {"train": 0, "validation": 0, "test": 0}
     assert rows["qa"]["partition_key"].startswith("question type")
     with pytest.raises(ValueError, match="unknown task 'tagger'"):
         args = parser.parse_args(["datasets", "--task", "tagger"])

@@ -297,7 +297,8 @@ def gap_table(records: dict[str, list[Any]], failed: dict[str, str] | None = Non
         f"{cfg['max_train_examples'] or 'all'} train examples), partition {part['scheme']}"
         f"{'(' + params + ')' if params else ''} over {part['num_clients']} clients, "
         f"{cfg['clients_per_round']} clients/round, {cfg['rounds']} rounds, {budget}, "
-        f"{cfg['optimizer']} lr={cfg['lr']}, seed(s) {seeds}; metric: {metric} (higher is better)"
+        f"{cfg['optimizer']} lr={cfg['lr']}, seed(s) {seeds}; metric: test {metric} of the final model "
+        f"(higher is better; rounds were evaluated on validation)"
     )
     central = done.get("centralized")
     central_mean = _mean_std([r.final_metrics[metric] for r in central])[0] if central else None
@@ -321,4 +322,19 @@ def gap_table(records: dict[str, list[Any]], failed: dict[str, str] | None = Non
         wall = statistics.fmean(r.wall_time_s for r in rs)
         rows.append(f"| {algo} | {_fmt(mean, std)} | {gap} | {rel} | {loss} | {up:.1f} | {wall:.1f} |")
     notes = [f"diverged: {a}: {msg}" for a, msg in failed.items()]
+    notes = baseline_lines(first, metric) + notes
     return "\n".join([header, "", *rows, *([""] + notes if notes else [])])
+
+
+def baseline_lines(record: Any, metric: str) -> list[str]:
+    """Reference baselines stored in the record (generation: lead-k), so a score can be read against them."""
+    lines = []
+    for name, base in sorted((getattr(record, "baselines", None) or {}).items()):
+        if name == "lead":
+            lines.append(
+                f"lead baseline (first {base['k']} words of the input, k chosen on validation): "
+                f"test {metric} {base['test'][metric]:.4f} (validation {base['validation'][metric]:.4f})"
+            )
+        else:
+            lines.append(f"{name} baseline: test {metric} {base['test'][metric]:.4f}")
+    return lines

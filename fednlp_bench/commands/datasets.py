@@ -1,8 +1,9 @@
 """`fednlp-bench datasets`: which tasks exist, where their data comes from, how big each split is.
 
 Answers "what will `run --task X` train on?" before any training: the
-resolved source (local folder or hub name), split sizes after skipping, how
-many rows were skipped, and what ``partition_key`` means for label skew.
+resolved source (local folder or hub name), split sizes (train, validation,
+test), where the validation split came from, how many rows were skipped
+(0 unless ``--skip-invalid-rows``), and what ``partition_key`` means.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def describe_task(name: str, data: str | None, sizes: bool) -> dict[str, Any]:
         try:
             task = cls(model=TINY_MODEL, data=data)  # tiny: only the tokenizer is touched
             row["splits"] = task.split_sizes()
-            row["skipped"] = {k: v for k, v in task.skipped.items() if v}
+            row["skipped"] = dict(task.skipped)
+            row["validation"] = dict(getattr(task, "validation_info", {}) or {})
             row["source"] = task.source
         except (DataSourceError, ValueError, FileNotFoundError) as err:
             row["error"] = str(err)
@@ -77,9 +79,25 @@ def run(args: argparse.Namespace) -> int:
         if "splits" in row:
             sizes = ", ".join(f"{k} {v:,}" for k, v in row["splits"].items())
             print(f"  splits        : {sizes}")
-        if row.get("skipped"):
+        if "validation" in row:
+            print(f"  validation    : {_validation_text(row['validation'])}")
+        if "skipped" in row:
             print(f"  skipped rows  : {', '.join(f'{k} {v}' for k, v in row['skipped'].items())}")
         if "error" in row:
             print(f"  not available : {row['error']}")
         print(f"  partition_key : {row['partition_key']}")
     return 0
+
+
+def _validation_text(info: dict[str, Any]) -> str:
+    """Where the validation split came from, in one line."""
+    if not info:
+        return "none"
+    if info.get("source") == "dataset":
+        text = "the dataset's own validation split"
+    else:
+        text = (f"held out of train: {info['fraction']:.0%} {info['split_by']}, seed {info['seed']} "
+                f"({info['rows']:,} of {info['train_rows_before']:,} rows)")
+    if info.get("test_from") == "validation":
+        text += "; the source's validation split is used as test"
+    return text

@@ -123,7 +123,35 @@ def load_raw_split(data: str | None, split: str) -> Any:
         raise ValueError(f"cannot read {str(file)!r}: use a .jsonl, .json, .csv or .parquet file")
     from datasets import load_dataset
 
-    return load_dataset(builder, data_files=str(file), split="train")
+    _check_rows(file)  # a malformed file -> the same one-line file:line error as `run`, before datasets sees it
+    try:
+        return load_dataset(builder, data_files=str(file), split="train")
+    except Exception as err:  # DatasetGenerationError & co.: say it in one line
+        raise ValueError(_locate_bad_row(file, err)) from None
+
+
+def _check_rows(file: Path) -> None:
+    """Read the file with the task readers, which name ``file:line`` for the first bad row."""
+    from fednlp_bench.tasks.sources import read_csv, read_jsonl, read_parquet
+
+    reader = {".jsonl": read_jsonl, ".csv": read_csv, ".parquet": read_parquet}.get(file.suffix.lower())
+    if reader is not None:
+        reader(file, ())
+
+
+def _locate_bad_row(file: Path, err: Exception) -> str:
+    """The same ``file:line`` message ``run`` gives for a file ``datasets`` could not read."""
+    from fednlp_bench.tasks.sources import read_csv, read_jsonl, read_parquet
+
+    reader = {".jsonl": read_jsonl, ".csv": read_csv, ".parquet": read_parquet}.get(file.suffix.lower())
+    if reader is not None:
+        try:
+            reader(file, ())
+        except ValueError as found:
+            return str(found)
+    cause = err.__cause__ or err.__context__ or err
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"{file}: could not be read as {file.suffix.lstrip('.')} ({type(cause).__name__}: {first})"
 
 
 def load_split(args: argparse.Namespace) -> tuple[Any, str, list[str] | None]:

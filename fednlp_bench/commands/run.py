@@ -31,7 +31,7 @@ from fednlp_bench.config import (
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
 #: the others; these are merged by hand below.
 _MERGED_BY_HAND = {"partition", "algorithm", "algorithm_params", "local_epochs", "local_steps", "trainable",
-                   "trainable_params"}
+                   "trainable_params", "columns", "task_params"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +75,19 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--model", help="minilm (offline default) | tiny (tests) | HF name or folder")
     t.add_argument("--max-length", type=int, help="max tokens per example (default: 128)")
     t.add_argument("--max-train-examples", type=int, help="seeded random subset of the train split")
-    t.add_argument("--max-eval-examples", type=int, help="seeded random subset of the test split")
+    t.add_argument("--max-eval-examples", type=int, help="seeded random subset of the validation and of the test split")
+    t.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
+                   help="read task field FIELD from your column NAME, e.g. --column text=body --column label=topic "
+                        "(repeatable; config: columns: {text: body})")
+    t.add_argument("--text-format", choices=("auto", "email", "plain"),
+                   help="strip e-mail/netnews headers: auto (only real headers such as From:/Subject:, default), "
+                        "email (always), plain (never)")
+    t.add_argument("--skip-invalid-rows", action="store_true", default=None,
+                   help="skip rows that cannot be used (counted in the record) instead of stopping at file:line")
+    t.add_argument("--validation-fraction", type=float,
+                   help="share of train held out as validation when the data has none (default: 0.1)")
+    t.add_argument("--task-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other task option, e.g. tag_scheme=iob1, doc_stride=128, max_target_length=24")
     q = p.add_argument_group("partition (either --partition FILE or a scheme)")
     q.add_argument("--partition", dest="partition_file", help="saved partition (.json/.npz from `fednlp-bench partition`)")
     add_named(q, "--scheme", schemes, "%(names)s")
@@ -102,7 +114,9 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--optimizer", choices=OPTIMIZERS, help="client optimizer (default: adamw)")
     b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size; activity_power/top_active/poisson: docs/trust.md)")
     b.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round (default: 0)")
-    b.add_argument("--eval-every", type=int, help="evaluate every N rounds and at the end (default: 1)")
+    b.add_argument("--eval-every", type=int, help="evaluate on validation every N rounds and at the end (default: 1)")
+    b.add_argument("--test-best-round", action="store_true", default=None,
+                   help="also evaluate test on the best-validation round (test is always evaluated on the final model)")
     b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
     b.add_argument("--backend", choices=BACKENDS,
                    help="execution backend: inprocess (default) | fedml (multi-process, own venv: docs/fedml.md)")
@@ -140,7 +154,8 @@ def apply_threads(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
 
 
-def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
+def parse_key_values(items: list[str], flag: str, parse: bool = True) -> dict[str, Any]:
+    """``KEY=VALUE`` items -> dict; values are YAML scalars unless ``parse`` is False (kept as text)."""
     import yaml
 
     out: dict[str, Any] = {}
@@ -148,7 +163,7 @@ def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = yaml.safe_load(value) if parse else value.strip()
     return out
 
 
@@ -169,6 +184,17 @@ def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dic
     elif args.local_epochs is not None:
         data["local_epochs"] = args.local_epochs
         data["local_steps"] = None
+
+    columns = parse_key_values(args.column, "--column", parse=False)
+    if columns:
+        data["columns"] = {**dict(data.get("columns") or {}), **columns}
+    task_params = parse_key_values(args.task_param, "--task-param")
+    for flag, key in (("text_format", "text_format"), ("skip_invalid_rows", "skip_invalid_rows"),
+                      ("validation_fraction", "validation_fraction")):
+        if getattr(args, flag, None) is not None:
+            task_params[key] = getattr(args, flag)
+    if task_params:
+        data["task_params"] = {**dict(data.get("task_params") or {}), **task_params}
 
     scheme_flags = {"scheme": args.scheme, "alpha": args.alpha, "clients": args.clients,
                     "partition_seed": args.partition_seed, "min_size": args.min_size}
@@ -289,9 +315,16 @@ def is_client_only(options: dict[str, Any]) -> bool:
 def summarize_record(record: Any, runs_dir: Path) -> str:
     metric = record.primary_metric
     others = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record.final_metrics.items()) if k != metric)
+    extra = ""
+    best = (record.test or {}).get("best_round")
+    if best:
+        extra += f"\n  best validation round {best['round']}: test {metric}={best['test'][metric]:.4f}"
+    lead = (record.baselines or {}).get("lead")
+    if lead:
+        extra += f"\n  lead baseline (first {lead['k']} words, k chosen on validation): test {metric}={lead['test'][metric]:.4f}"
     return (
-        f"{record.algorithm} on {record.task}: {metric}={record.final_metrics[metric]:.4f}"
-        f"{' (' + others + ')' if others else ''}\n"
+        f"{record.algorithm} on {record.task}: test {metric}={record.final_metrics[metric]:.4f}"
+        f"{' (' + others + ')' if others else ''}{extra}\n"
         f"  {len(record.rounds)} rounds in {record.wall_time_s:.1f} s; "
         f"communication {record.bytes_up / 2**20:.1f} MiB up, {record.bytes_down / 2**20:.1f} MiB down\n"
         f"{compute_line(record.hardware)}"

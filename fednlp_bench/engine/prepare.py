@@ -58,19 +58,43 @@ class PartitionLike(Protocol):
 
 # ------------------------------------------------------------------ seams (tests swap these)
 def build_task(config: RunConfig) -> Task:
-    from fednlp_bench.tasks import get_task
+    from fednlp_bench.tasks import get_task_class
 
-    # The data subset follows the partition seed, not the run seed, so repeated
-    # seeds of one setting train on the same rows and the same partition.
-    return get_task(
-        config.task,
+    cls = get_task_class(config.task)
+    accepted = task_options(cls)
+    unknown = sorted(k for k in config.task_params if accepted is not None and k not in accepted)
+    if unknown:
+        raise ValueError(
+            f"task_params {unknown} are not options of task {config.task!r}; valid: {sorted(accepted or [])}"
+        )
+    # The data subset (and a held-out validation split) follows the partition seed, not the run
+    # seed, so repeated seeds of one setting train on the same rows and the same partition.
+    return cls(
         model=config.model,
         data=config.data,
         max_length=config.max_length,
         max_train_examples=config.max_train_examples,
         max_eval_examples=config.max_eval_examples,
         seed=int(config.partition["seed"]),
+        columns=config.columns,
+        **config.task_params,
     )
+
+
+def task_options(cls: type) -> set[str] | None:
+    """Keyword options a task class takes over its MRO (besides those the config sets itself)."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        names |= {n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return names - {"model", "data", "max_length", "max_train_examples", "max_eval_examples", "seed", "columns"}
 
 
 def build_partition(train: Any, spec: Mapping[str, Any]) -> PartitionLike:
@@ -146,8 +170,10 @@ class PreparedRun:
     run_id: str
     run_dir: Path
     task: Task
-    eval_raw: Dataset
+    eval_raw: Dataset  # validation: every evaluated round
     eval_features: Dataset
+    test_raw: Dataset  # test: once, at the end (engine/test_eval.py)
+    test_features: Dataset
     partition: PartitionLike
     partition_info: dict[str, Any]
     strategy: Strategy
@@ -228,7 +254,8 @@ def prepare_run(
     report.phase(f"building model {config.model} ({config.trainable}, {precision.name})")
     compute = build_compute(task, config, device, precision)
     train_raw = splits["train"]
-    eval_raw = splits[eval_split_name(task, splits)]
+    eval_raw = split_of(task, splits, "validation")
+    test_raw = split_of(task, splits, "test")
     report.phase(f"partitioning {len(train_raw):,} train rows ({config.partition['scheme']})")
     part = load_partition_file(partition_file, train_raw, config) if partition_file is not None else build_partition(
         train_raw, config.partition
@@ -238,13 +265,16 @@ def prepare_run(
     features = RunFeatures(config, part, train_raw)  # DP, client_eval, continual: checked before training
     strategy = features.wrap_strategy(strategy)
     part = features.partition  # with client_eval: each client's local-train rows only
-    report.phase(f"tokenizing {len(train_raw):,} train + {len(eval_raw):,} eval rows (max_length {config.max_length})")
+    report.phase(f"tokenizing {len(train_raw):,} train + {len(eval_raw):,} validation + {len(test_raw):,} test rows "
+                 f"(max_length {config.max_length})")
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
+    test_features = task.preprocess(test_raw, train=False)
     if compute.trainable.mode == "top_layers" and compute.trainable.params.get("cache"):
         # Loaded from disk when present; computing it is the one slow step of the fast path.
-        report.phase(f"caching the frozen layers' hidden states ({len(train_features):,} + {len(eval_features):,} rows)")
-    attach_frozen_cache(compute, task, [train_features, eval_features], frozen_cache_dir)
+        report.phase(f"caching the frozen layers' hidden states ({len(train_features):,} train + "
+                     f"{len(eval_features):,} validation + {len(test_features):,} test rows)")
+    attach_frozen_cache(compute, task, [train_features, eval_features, test_features], frozen_cache_dir)
     trainer = LocalTrainer(
         task, compute.model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
         local_epochs=config.local_epochs, local_steps=config.local_steps, precision=precision,
@@ -256,6 +286,7 @@ def prepare_run(
     make_backend = backend_factory or InProcessBackend
     prepared = PreparedRun(
         config=config, run_id=run_id, run_dir=run_dir, task=task, eval_raw=eval_raw, eval_features=eval_features,
+        test_raw=test_raw, test_features=test_features,
         partition=part, partition_info=partition_info,
         strategy=strategy, trainer=trainer, client_states=states,
         backend=make_backend(client, lambda cid: trainer.rows_for(features.client_indices(cid)), progress=progress),
@@ -309,14 +340,13 @@ def restore(prepared: PreparedRun, checkpoint: ckpt.Checkpoint) -> None:
     log.info("resuming %s after round %d", prepared.run_id, checkpoint.round)
 
 
-def eval_split_name(task: Task, splits: Mapping[str, Any]) -> str:
-    getter = getattr(task, "eval_split_name", None)
-    if callable(getter):
-        return str(getter())
-    for name in ("test", "validation"):
-        if name in splits:
-            return name
-    raise ValueError(f"task {task.name!r} has no test or validation split (found {sorted(splits)})")
+def split_of(task: Task, splits: Mapping[str, Any], name: str) -> Any:
+    if name not in splits:
+        raise ValueError(
+            f"task {task.name!r} has no {name!r} split (found {sorted(splits)}); a task's load() must return "
+            f"train, validation (per-round evaluation) and test (evaluated once, at the end)"
+        )
+    return splits[name]
 
 
 def check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path) -> None:

@@ -8,13 +8,11 @@ spends in expectation, so the gap compares like with like.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -26,16 +24,14 @@ from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
 from fednlp_bench.engine.prepare import PreparedRun
 from fednlp_bench.engine.sampling import apply_dropout, central_seed
+from fednlp_bench.engine.finite import NonFiniteModelError, finite_metrics
+from fednlp_bench.engine.test_eval import keep_if_best
 from fednlp_bench.results.record import RoundResult
 
 log = logging.getLogger("fednlp_bench.engine")
 
 EVAL_BATCH_SIZE = 64
 RoundCallback = Callable[[RoundResult], None]
-
-
-class NonFiniteModelError(RuntimeError):
-    """The global model became NaN/inf; the run stopped and its last good checkpoint is kept."""
 
 
 @dataclass
@@ -108,7 +104,7 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
 
 
 def federated_round(run: PreparedRun, rnd: int) -> RoundWork:
-    config, part, strategy = run.config, run.partition, run.strategy
+    config, strategy = run.config, run.strategy
     sampled = run.run_features.select(rnd)
     clients, dropped = apply_dropout(sampled, config.dropout, rnd, config.seed)
     if dropped:
@@ -151,23 +147,15 @@ def centralized_round(run: PreparedRun, rnd: int) -> RoundWork:
 
 
 def evaluate(run: PreparedRun, rnd: int) -> dict[str, float]:
+    """Validation metrics of this round's global model (test is only read at the end: test_eval.py)."""
     report.phase(f"evaluating round {rnd} on {len(run.eval_raw):,} examples")
     run.trainer.state.load(run.global_weights)
     with run.compute.precision.autocast():
         raw = run.task.evaluate(run.trainer.model, run.eval_raw, run.eval_features, batch_size=EVAL_BATCH_SIZE)
-    return finite_metrics(raw, rnd)
-
-
-def finite_metrics(metrics: Mapping[str, Any], rnd: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-            continue
-        value = float(value)
-        if not math.isfinite(value):
-            raise NonFiniteModelError(f"round {rnd}: evaluation metric {name!r} is {value}; the model diverged")
-        out[name] = value
-    return out
+    metrics = finite_metrics(raw, rnd)
+    if run.config.test_best_round:
+        keep_if_best(Path(run.run_dir), rnd, metrics, run.rounds, run.task.primary_metric, run.global_weights)
+    return metrics
 
 
 def nonfinite_message(run: PreparedRun, rnd: int, detail: str) -> str:

@@ -108,8 +108,7 @@ def _provenance(table: Table) -> list[str]:
     hardware = sorted({_hardware_text(item.record.hardware) for item in table.records} - {""})
     if hardware:
         lines.append("hardware: " + " | ".join(hardware))
-    splits = sorted({str(item.record.hardware["eval_split"]) for item in table.records
-                     if "eval_split" in item.record.hardware})
+    splits = sorted({_reported_split(item.record) for item in table.records} - {""})
     if splits:
         lines.append("evaluated on split(s): " + ", ".join(splits))
     fingerprints = sorted({str(item.record.partition.get("fingerprint"))[:12]
@@ -117,6 +116,13 @@ def _provenance(table: Table) -> list[str]:
     if fingerprints:
         lines.append("training-data fingerprint(s): " + ", ".join(fingerprints))
     return lines
+
+
+def _reported_split(record: Any) -> str:
+    """The split ``final_metrics`` were measured on: ``record.test`` (validation per round, test at the end)."""
+    if record.test is not None:
+        return f"{record.test['split']} (final model; rounds on validation)"
+    return str(record.hardware.get("eval_split", "test (records before validation splits: rounds also on test)"))
 
 
 _HARDWARE_KEYS = ("cpu", "cpu_cores", "torch_threads", "ram_gb", "gpu", "device")
@@ -139,7 +145,7 @@ def table_markdown(table: Table, out_dir: Path, heading: str, plots: dict[str, s
     header += [f"{title} {table.column_label(c)}" for title, _, c in trust]
     lines = [f"## {heading}", ""]
     lines.append(
-        f"Metric: final `{table.metric}` (higher is better). Cell: mean ± sample std over seeds "
+        f"Metric: `{table.metric}` of the final model on the test split (higher is better). Cell: mean ± sample std over seeds "
         "(n = number of seeds; `± n/a` when n=1). Gap: FL mean − centralized mean of the same row."
     )
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

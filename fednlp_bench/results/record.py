@@ -58,6 +58,8 @@ class RunRecord:
     #: scheme, params, num_clients, seed, dataset fingerprint and file content hash.
     partition: dict[str, Any]
     primary_metric: str
+    #: Metrics of the *final* model on the *test* split (evaluated once, after the last round);
+    #: what leaderboards report. ``rounds[i].metrics`` are validation metrics.
     final_metrics: dict[str, float]
     rounds: list[RoundResult]
     wall_time_s: float
@@ -76,6 +78,13 @@ class RunRecord:
     client_eval: dict[str, Any] | None = None
     #: continual setting: arrival of rows, and one row (metrics) per period.
     continual: dict[str, Any] | None = None
+    #: How test was evaluated: split, rows, and (``test_best_round``) the best-validation round's
+    #: ``{round, validation, test}``. None in records made before validation splits existed.
+    test: dict[str, Any] | None = None
+    #: The data actually used: source, rows per split, skipped rows per split, validation origin.
+    data: dict[str, Any] | None = None
+    #: Reference baselines scored on the same splits (generation: ``lead``, first k words).
+    baselines: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict[str, Any]:
@@ -150,7 +159,8 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
-_OPTIONAL = ("privacy", "membership_audit", "client_eval", "continual")
+#: Fields added after schema 1 was published; records written before them stay valid.
+_OPTIONAL = ("privacy", "membership_audit", "client_eval", "continual", "test", "data", "baselines")
 _FIELDS = {f.name for f in fields(RunRecord)}
 _REQUIRED = _FIELDS - set(_OPTIONAL)
 _ROUND_REQUIRED = {f.name for f in fields(RoundResult) if f.default is MISSING and f.default_factory is MISSING}
@@ -188,6 +198,14 @@ def validate_record_dict(data: dict[str, Any], source: str) -> None:
             f"{source}: primary metric {data['primary_metric']!r} is not in final_metrics "
             f"{sorted(data['final_metrics'])}"
         )
+    test = data.get("test")
+    if test is not None:
+        if not isinstance(test, dict):
+            raise RecordError(f"{source}: 'test' must be an object")
+        best = test.get("best_round")
+        if best is not None:
+            _check_finite(best.get("test"), f"{source}: test.best_round.test")
+            _check_finite(best.get("validation"), f"{source}: test.best_round.validation")
     if data["config_hash"] != config_hash(data["config"]):
         raise RecordError(f"{source}: config_hash does not match the config (the record was edited)")
 

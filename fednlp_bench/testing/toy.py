@@ -52,6 +52,7 @@ class ToyTask(Task):
         self,
         n_train: int = 60,
         n_test: int = 40,
+        n_val: int = 40,
         dim: int = 6,
         classes: int = 3,
         hidden: int = 0,
@@ -63,6 +64,7 @@ class ToyTask(Task):
         kwargs.setdefault("model", "toy")
         super().__init__(**kwargs)
         self.n_train, self.n_test, self.dim, self.classes = n_train, n_test, dim, classes
+        self.n_val = n_val
         self.hidden, self.dropout = hidden, dropout
         self.nan_rows = list(nan_rows)
         self.data_seed = data_seed
@@ -73,7 +75,8 @@ class ToyTask(Task):
             rng = np.random.default_rng(self.data_seed)
             w = rng.normal(size=(self.dim, self.classes))
             splits = {}
-            for split, n in (("train", self.n_train), ("test", self.n_test)):
+            # validation is drawn last, so train/test are the same rows as before it existed.
+            for split, n in (("train", self.n_train), ("test", self.n_test), ("validation", self.n_val)):
                 x = rng.normal(size=(n, self.dim)).astype(np.float32)
                 y = (x @ w + 0.3 * rng.normal(size=(n, self.classes))).argmax(1)
                 if split == "train":
@@ -87,7 +90,7 @@ class ToyTask(Task):
                         "label": [int(v) for v in y],
                     }
                 )
-            self._splits = DatasetDict(splits)
+            self._splits = DatasetDict({k: splits[k] for k in ("train", "validation", "test")})
         return self._splits
 
     @property
