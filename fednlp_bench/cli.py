@@ -42,7 +42,27 @@ def _read_algorithm_flags(parser: argparse.ArgumentParser, args: argparse.Namesp
     args.flag_params = args.algorithm_flags(extra)
 
 
+def configure_output() -> None:
+    """Plain, timestamp-free log lines on stderr for the project's loggers; no third-party loading bars.
+
+    Progress lines come from :mod:`fednlp_bench.progress`; datasets' per-map
+    bars would otherwise repeat (and on a non-terminal print raw carriage
+    returns) for every tokenization.
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    logger = logging.getLogger("fednlp_bench")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:

@@ -24,9 +24,22 @@ SAMPLING_METHODS = ("uniform", "weighted", "activity_power", "top_active", "pois
 #: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
 #: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
 BACKENDS = ("inprocess", "fedml")
+#: What a run keeps of its model weights (a run option, not a config field: it never changes a result).
+#: last: the newest checkpoint (resume, inspect); none: drop the weights when the run finishes, the record
+#: stays; all: one checkpoint per round.
+KEEP_CHECKPOINTS = ("last", "none", "all")
+
+
+def check_keep_checkpoints(value: object) -> str:
+    if value not in KEEP_CHECKPOINTS:
+        raise ValueError(f"keep_checkpoints={value!r} is not supported.{closest_hint(str(value), KEEP_CHECKPOINTS)} "
+                         f"Choose one of {list(KEEP_CHECKPOINTS)}")
+    return str(value)
 PARTITION_KEYS = ("scheme", "num_clients", "seed", "min_size", "params")
 #: Top-level YAML section read only by ``fednlp-bench compare`` (ignored by ``run``).
 COMPARE_SECTION = "compare"
+#: Key of a multi-task config's list of per-task entries (see :func:`select_task`).
+TASKS_SECTION = "tasks"
 
 
 #: Optional features and their "off" value. ``to_dict`` leaves a field out while it is off, so the
@@ -150,7 +163,7 @@ class RunConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
         run_dict, _ = load_yaml_config(path)
-        return cls.from_dict(run_dict)
+        return cls.from_dict(select_task(run_dict, None, str(path)))
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A validated copy with some fields changed (``compare`` builds one per algorithm)."""
@@ -261,11 +274,20 @@ class RunConfig:
                 f"unknown partition scheme {part['scheme']!r}.{closest_hint(part['scheme'], known)} "
                 f"Choose one of {sorted(known)}"
             )
+        self._validate_scheme_params()
         if part["num_clients"] is not None and self.clients_per_round > part["num_clients"]:
             raise ValueError(
                 f"clients_per_round={self.clients_per_round} is larger than the number of clients "
                 f"({part['num_clients']}); lower clients_per_round or raise partition.num_clients"
             )
+
+    def _validate_scheme_params(self) -> None:
+        """Build the partitioner (no data needed): a bad alpha or a misspelt parameter fails before loading."""
+        from fednlp_bench.partitioners import make_partitioner
+
+        part = self.partition
+        make_partitioner(part["scheme"], part.get("num_clients"), seed=part["seed"], min_size=part["min_size"],
+                         **dict(part.get("params") or {}))
 
     def _validate_algorithm(self) -> None:
         from fednlp_bench.algorithms.registry import get_algorithm_class
@@ -307,6 +329,70 @@ def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(compare, dict):
         raise ValueError(f"config file {path}: '{COMPARE_SECTION}' must be a mapping (algorithms, params)")
     return data, compare
+
+
+def config_tasks(data: Mapping[str, Any], source: str = "config") -> list[str]:
+    """The task names of a multi-task config (its ``tasks:`` list), in order; ``[]`` for a one-task config.
+
+    A multi-task config holds the shared fields at the top and one entry per
+    task that overrides them (``{task: qa, data: squad, lr: 1e-4}``): the
+    quickstart benchmarks all four tasks from one file this way.
+    """
+    entries = data.get(TASKS_SECTION)
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{source}: '{TASKS_SECTION}' must be a non-empty list of entries such as {{task: qa}}")
+    names: list[str] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("task"), str):
+            raise ValueError(f"{source}: {TASKS_SECTION}[{i}] must be a mapping with a 'task' name, got {entry!r}")
+        unknown = sorted(set(entry) - set(RunConfig.field_names()))
+        if unknown:
+            raise ValueError(f"{source}: {TASKS_SECTION}[{i}] has unknown field(s) {unknown}."
+                             f"{closest_hint(unknown[0], RunConfig.field_names())}")
+        names.append(entry["task"])
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: '{TASKS_SECTION}' lists a task twice ({names}); one entry per task")
+    if "task" in data:
+        raise ValueError(f"{source}: give either 'task' or a '{TASKS_SECTION}' list, not both")
+    return names
+
+
+def select_task(data: Mapping[str, Any], task: str | None, source: str = "config") -> dict[str, Any]:
+    """The run fields of one task of a multi-task config (the entry over the shared fields).
+
+    A one-task config comes back unchanged. An entry's ``partition`` updates the
+    shared one key by key; naming another scheme without ``params`` drops the
+    shared scheme's params (alpha means nothing to quantity_skew).
+    """
+    names = config_tasks(data, source)
+    if not names:
+        return dict(data)
+    if task is None:
+        # `run --config` on the four-task quickstart: the first entry, said out loud (compare runs them all).
+        task = names[0]
+        if len(names) > 1:
+            import logging
+
+            logging.getLogger("fednlp_bench.config").info(
+                "%s lists %d tasks (%s); this run uses the first, %s (choose another with --task)",
+                source, len(names), ", ".join(names), task)
+    if task not in names:
+        raise ValueError(f"{source} has no entry for task {task!r}.{closest_hint(task, names)} It lists {names}")
+    entry = dict(next(e for e in data[TASKS_SECTION] if e["task"] == task))
+    merged = {k: copy.deepcopy(v) for k, v in data.items() if k != TASKS_SECTION}
+    part_entry = entry.pop("partition", None)
+    merged.update(copy.deepcopy(entry))
+    if part_entry is not None:
+        if not isinstance(part_entry, Mapping):
+            raise ValueError(f"{source}: the partition of task {task!r} must be a mapping, got {part_entry!r}")
+        part = dict(merged.get("partition") or {})
+        if "scheme" in part_entry and part_entry["scheme"] != part.get("scheme") and "params" not in part_entry:
+            part["params"] = {}
+        part.update(copy.deepcopy(dict(part_entry)))
+        merged["partition"] = part
+    return merged
 
 
 def _partition_schemes() -> list[str]:

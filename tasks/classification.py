@@ -50,6 +50,9 @@ class ClassificationTask(HFTask):
     input_fields = ("id", "text", "label")
     holdout_stratify = "label"
 
+    def partition_key_names(self) -> list[str] | None:
+        return list(self.label_names) or None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Sorted label names; ``label`` column holds indices into this list (set by :meth:`load`).

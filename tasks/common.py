@@ -67,6 +67,13 @@ class HFTask(Task):
         # Fail fast on an unknown model name, before any data work.
         self._tokenizer = load_tokenizer(self.model_name)
 
+    def partition_key_names(self) -> list[str] | None:
+        """Names of the ``partition_key`` values (index -> name) after :meth:`load`; None when it has none.
+
+        Statistics tables and plots show these instead of bare ids.
+        """
+        return None
+
     # ----- data -------------------------------------------------------------
     @property
     def tokenizer(self) -> Any:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from typing import Any, Mapping
 
 import torch
@@ -37,10 +38,13 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderConfig
 from fednlp_bench.paths import TINY_MODEL
 from fednlp_bench.tasks.common import HFTask, evaluating, model_device
 from fednlp_bench.tasks.metrics import lead_baseline, rouge
-from fednlp_bench.tasks.models import _source, _unknown, tiny_bert_config
+from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, quiet_transformers, tiny_bert_config
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
 
 log = logging.getLogger(__name__)
+# EncoderDecoderModel warns on every training forward that since v4.12 it computes the loss itself; we pass
+# labels the v4.12 way, so the warning describes nothing wrong here and would repeat once per run.
+warnings.filterwarnings("ignore", message=r"Version v4\.12\.0 introduces a better way", category=FutureWarning)
 IGNORE = -100
 _REPLY = re.compile(r"^\s*((re|fwd?|fw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
@@ -184,9 +188,13 @@ class GenerationTask(HFTask):
             model = EncoderDecoderModel(config=config)
         elif self._bert2bert:
             path = _source(self.model_name)
-            model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
+            with quiet_transformers():
+                model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
+            announce_new_weights(self.model_name, "the bert2bert decoder's cross-attention and LM head",
+                                 ["decoder cross-attention", "decoder LM head"])
         else:
-            return AutoModelForSeq2SeqLM.from_pretrained(_source(self.model_name))
+            with quiet_transformers():
+                return AutoModelForSeq2SeqLM.from_pretrained(_source(self.model_name))
         for cfg in (model.config, model.generation_config):
             cfg.decoder_start_token_id = tok.cls_token_id
             cfg.bos_token_id = tok.cls_token_id

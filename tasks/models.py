@@ -9,17 +9,67 @@ hub name or local folder. All builders are deterministic under
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
 
 from fednlp_bench.paths import TINY_MODEL, default_model_path, resolve_model_name
 
+log = logging.getLogger("fednlp_bench.tasks")
+_ANNOUNCED: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and weight-loading bars for loads whose outcome we report ourselves.
+
+    A pretrained encoder under a new task head always "misses" the head's
+    weights; transformers prints that as a multi-line LOAD REPORT with ANSI
+    colour codes, which reads as an error in every log. The expected part is
+    announced once by :func:`announce_new_weights`; real errors still raise.
+    """
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def announce_new_weights(model_name: str, what: str, keys: Iterable[str]) -> None:
+    """One line, once per process and model/head: which weights start from random initialisation."""
+    names = tuple(sorted(keys))
+    if not names:
+        return
+    key = (model_name, what, names)
+    if key in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(key)
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    log.info("%s: %s is new (randomly initialised, trained by the run): %s", model_name, what, shown)
+
 
 def _source(name: str) -> str:
-    """The folder/hub name holding the tokenizer (and weights) for ``name``."""
-    return str(default_model_path()) if name == TINY_MODEL else resolve_model_name(name)
+    """The folder/hub name holding the tokenizer (and weights) for ``name``; a hub name fails at once offline."""
+    source = str(default_model_path()) if name == TINY_MODEL else resolve_model_name(name)
+    if not Path(source).expanduser().exists():
+        from fednlp_bench.hub import unreachable_reason
+
+        why = unreachable_reason()
+        if why:
+            raise ValueError(f"unknown model {name!r}: not 'minilm' (offline default), 'tiny' (tests) or an existing "
+                             f"model folder, and {why}")
+    return source
 
 
 def _unknown(name: str, err: Exception) -> ValueError:
@@ -61,6 +111,11 @@ def build_auto_model(auto_cls: Any, name: str, **config_kwargs: Any) -> Any:
         vocab = len(load_tokenizer(name))
         return auto_cls.from_config(tiny_bert_config(vocab, **config_kwargs))
     try:
-        return auto_cls.from_pretrained(_source(name), **config_kwargs)
+        with quiet_transformers():
+            model, info = auto_cls.from_pretrained(_source(name), output_loading_info=True, **config_kwargs)
     except (OSError, EnvironmentError) as err:
         raise _unknown(name, err) from err
+    if info.get("unexpected_keys") or info.get("mismatched_keys"):
+        log.debug("%s: unused checkpoint weights %s", name, sorted(info.get("unexpected_keys") or []))
+    announce_new_weights(name, "the task head", info.get("missing_keys") or ())
+    return model

@@ -84,6 +84,9 @@ class QATask(HFTask):
     input_fields = ("id", "title", "context", "question", "answers")
     holdout_group = "title"
 
+    def partition_key_names(self) -> list[str] | None:
+        return list(WH_TYPES)
+
     def __init__(
         self,
         *args: Any,

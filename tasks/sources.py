@@ -102,6 +102,16 @@ def load_hub(name: str, looked: list[str], columns: Mapping[str, str] | None = N
     from datasets import load_dataset
 
     path, config = parse_hub_name(name)
+
+    from fednlp_bench.hub import unreachable_reason
+
+    why = unreachable_reason()
+    if why:
+        raise DataSourceError(
+            f"could not load data: looked for {', '.join(looked)}; the Hugging Face hub dataset {name!r} was not "
+            f"tried: {why}. "
+            f"Pass --data DIR (or set ${DATA_DIR_ENV}) for offline files (docs/tasks.md lists the expected layout)."
+        )
     try:
         dsd = load_dataset(path, config) if config else load_dataset(path)
     except Exception as err:  # network, offline mode, unknown name: all mean "not available"
@@ -378,7 +388,13 @@ def author_id(from_header: str) -> str:
     return (m.group(0) if m else from_header).strip().lower()
 
 
+_SKIP_REPORTED: set[str] = set()
+
+
 def log_skipped(task: str, counts: dict[str, int], reason: str) -> None:
+    """Warn about skipped rows once per process: a task loaded again (compare, suite) says it once."""
     for split, n in counts.items():
-        if n:
-            log.warning("%s: skipped %d %s row(s) with %s", task, n, split, reason)
+        message = f"{task}: skipped {n} {split} row(s) with {reason}"
+        if n and message not in _SKIP_REPORTED:
+            _SKIP_REPORTED.add(message)
+            log.warning("%s", message)

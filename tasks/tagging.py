@@ -85,6 +85,9 @@ class TaggingTask(HFTask):
     partition_key_meaning = "index of the sentence's most frequent entity type (sorted types); len(types) = no entity"
     input_fields = ("id", "tokens", "tags")
 
+    def partition_key_names(self) -> list[str] | None:
+        return [*self.entity_types, "(no entity)"] if self.entity_types else None
+
     def __init__(self, *args: Any, tag_scheme: str = "bio", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if tag_scheme not in TAG_SCHEMES:

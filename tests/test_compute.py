@@ -353,7 +353,7 @@ def test_cli_flags_fill_the_config_and_run_options(tmp_path: Path, capsys: pytes
     assert (cfg.precision, cfg.trainable, cfg.trainable_params) == ("bf16", "top_layers", {"layers": 2, "cache": True})
     assert compute_options(args) == {"device": "cpu", "frozen_cache_dir": str(tmp_path)}
     # A mode's missing parameter is refused before any work, with the fix.
-    code = cli.main(["run", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"),
+    code = cli.main(["run", "--task", "classification", "--model", "tiny",
                      "--trainable", "top_layers", "--runs-dir", str(tmp_path / "runs")])
     assert code == 2 and "needs trainable_params ['layers']" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fednlp_bench.config import RunConfig, load_yaml_config
+from fednlp_bench.config import RunConfig, config_tasks, load_yaml_config, select_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,9 +95,33 @@ RUN_CONFIGS = ("quickstart.yaml", "quickstart_fast.yaml", "tagging_wnut17.yaml")
 @pytest.mark.parametrize("name", RUN_CONFIGS)
 def test_shipped_configs_are_valid(name: str) -> None:
     run_dict, compare = load_yaml_config(ROOT / "configs" / name)
-    cfg = RunConfig.from_dict(run_dict)
-    for algorithm in compare.get("algorithms", []):
-        cfg.replace(algorithm=algorithm, algorithm_params=(compare.get("params") or {}).get(algorithm, {}))
+    for task in config_tasks(run_dict) or [None]:
+        cfg = RunConfig.from_dict(select_task(run_dict, task))
+        for algorithm in compare.get("algorithms", []):
+            cfg.replace(algorithm=algorithm, algorithm_params=(compare.get("params") or {}).get(algorithm, {}))
+
+
+def test_quickstart_covers_the_four_tasks() -> None:
+    run_dict, compare = load_yaml_config(ROOT / "configs" / "quickstart.yaml")
+    assert config_tasks(run_dict) == ["classification", "tagging", "qa", "generation"]
+    assert compare["algorithms"] == ["centralized", "fedavg", "fedprox", "fedadam"]
+
+
+def test_multi_task_entries_override_the_shared_fields() -> None:
+    data = {"lr": 0.1, "partition": {"scheme": "dirichlet_label", "num_clients": 4, "params": {"alpha": 0.5}},
+            "tasks": [{"task": "classification"},
+                      {"task": "generation", "lr": 0.2, "partition": {"scheme": "iid"}}]}
+    assert select_task(data, "classification")["lr"] == 0.1
+    gen = select_task(data, "generation")
+    assert gen["lr"] == 0.2 and gen["task"] == "generation" and "tasks" not in gen
+    assert gen["partition"] == {"scheme": "iid", "num_clients": 4, "params": {}}
+    assert select_task(data, None)["task"] == "classification"
+    with pytest.raises(ValueError, match="no entry for task 'qa'"):
+        select_task(data, "qa")
+    with pytest.raises(ValueError, match="lists a task twice"):
+        config_tasks({"tasks": [{"task": "qa"}, {"task": "qa"}]})
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['lrr'\]"):
+        config_tasks({"tasks": [{"task": "qa", "lrr": 1}]})
 
 
 def test_default_scheme_params_do_not_leak_into_other_schemes() -> None:

@@ -118,7 +118,7 @@ def test_centralized_budget_matches_fedavg_expected_examples() -> None:
 # ------------------------------------------------------------------ determinism and resume
 def test_same_seed_gives_identical_metrics_and_other_seed_differs(tmp_path: Path) -> None:
     cfg = toy_config(algorithm="fedadam", algorithm_params={"server_lr": 0.05}, sampling="weighted", dropout=0.2,
-                     rounds=4, partition={"scheme": "iid", "num_clients": 6, "seed": 0, "min_size": 1, "params": {"skew": True}})
+                     rounds=4, partition={"scheme": "quantity_skew", "num_clients": 6, "seed": 0, "min_size": 1})
     first = run(cfg, tmp_path / "1", ToyTask(n_train=60, hidden=8, dropout=0.3))
     second = run(cfg, tmp_path / "2", ToyTask(n_train=60, hidden=8, dropout=0.3))
     other = run(cfg.replace(seed=1), tmp_path / "3", ToyTask(n_train=60, hidden=8, dropout=0.3))
@@ -198,7 +198,7 @@ def test_record_is_complete_and_valid(tmp_path: Path) -> None:
 
 
 def test_fednova_example_runs_through_the_engine(tmp_path: Path) -> None:
-    cfg = toy_config(algorithm="fednova", partition={"scheme": "iid", "num_clients": 4, "seed": 0, "min_size": 1, "params": {"skew": True}})
+    cfg = toy_config(algorithm="fednova", partition={"scheme": "quantity_skew", "num_clients": 4, "seed": 0, "min_size": 1})
     rec = run(cfg, tmp_path)
     assert rec.algorithm == "fednova" and 0.0 <= rec.final_metrics["accuracy"] <= 1.0
 
@@ -240,7 +240,7 @@ def test_existing_run_dir_needs_resume_and_resume_needs_same_config(tmp_path: Pa
     run(cfg, tmp_path, run_id="r1")
     with pytest.raises(ValueError, match="already exists; pass --resume"):
         run(cfg, tmp_path, run_id="r1")
-    with pytest.raises(ValueError, match=r"different config \(differs in \['lr'\]\)"):
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.1 -> 0.3, as saved -> as given\)"):
         run(cfg.replace(lr=0.3), tmp_path, run_id="r1", resume=True)
     # A finished run whose checkpoint was deleted (the suite does that) still resumes to its record.
     import shutil
@@ -248,7 +248,7 @@ def test_existing_run_dir_needs_resume_and_resume_needs_same_config(tmp_path: Pa
     first = RunRecord.load(tmp_path / "r1")
     shutil.rmtree(ckpt.checkpoint_dir(tmp_path / "r1"))
     assert run(cfg, tmp_path, run_id="r1", resume=True).final_metrics == first.final_metrics
-    with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
+    with pytest.raises(FileNotFoundError, match="no run named 'never-ran'"):
         run(cfg, tmp_path, run_id="never-ran", resume=True)
     with pytest.raises(ValueError, match="may only contain"):
         run(cfg, tmp_path, run_id="../escape")

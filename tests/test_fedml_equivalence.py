@@ -49,7 +49,7 @@ needs_fedml = pytest.mark.skipif(FEDML_MISSING is not None and not REQUIRE_FEDML
 def toy_config(**changes: object) -> RunConfig:
     base = dict(
         task="toy", model="toy", algorithm="fedavg", rounds=3, clients_per_round=3,
-        partition={"scheme": "iid", "num_clients": 6, "seed": 0, "min_size": 1, "params": {"skew": True}},
+        partition={"scheme": "quantity_skew", "num_clients": 6, "seed": 0, "min_size": 1},
         lr=0.1, optimizer="sgd", batch_size=8, local_epochs=1, seed=7,
     )
     base.update(changes)

@@ -384,3 +384,50 @@ def test_plugin_fedopt_subclass_joins_the_family(tmp_path: Path) -> None:
     table = build_tables(collect_records(runs))[0]
     assert [c.algorithm for c in table.columns] == ["fedadam", "lbtest_adam_plugin", "fednova"]
     assert [c.algorithm for c in table.best_fedopt(table.rows[0])] == ["lbtest_adam_plugin"]
+
+
+def test_links_work_when_out_is_outside_the_runs_tree(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every relative link of every Markdown file resolves, with --out in an unrelated folder."""
+    import re
+
+    out = tmp_path / "elsewhere" / "deep" / "board"
+    monkeypatch.chdir(runs)  # the working directory is neither out nor its parent
+    write_leaderboard(runs, out, plots=False)
+    checked = 0
+    for md in out.glob("*.md"):
+        for link in re.findall(r"\]\(([^)\s]+)\)", md.read_text()):
+            if "://" in link:
+                continue
+            assert (md.parent / link).resolve().exists(), f"{md.name}: broken link {link}"
+            checked += 1
+    assert checked > 0
+    readme = (out / "README.md").read_text()
+    assert f"--out {out.resolve()}" in readme  # outside the working directory: an absolute, copyable path
+
+
+def test_identical_curves_stay_distinguishable(runs: Path, tmp_path: Path) -> None:
+    """Lines get distinct markers and dash patterns, so an identical curve drawn on top is still seen."""
+    from matplotlib.figure import Figure
+
+    drawn: list[dict[str, Any]] = []
+    original = Figure.add_subplot
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ax = original(self, *args, **kwargs)
+        plot = ax.plot
+
+        def record(*a: Any, **k: Any) -> Any:
+            drawn.append(k)
+            return plot(*a, **k)
+
+        ax.plot = record
+        return ax
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Figure, "add_subplot", spy)
+        write_leaderboard(runs, tmp_path / "out")
+    per_figure = [d for d in drawn]
+    assert len(per_figure) >= 2
+    first = per_figure[:3]
+    assert len({d["marker"] for d in first}) == len(first)
+    assert len({(d["linestyle"], d["markersize"]) for d in first}) == len(first)

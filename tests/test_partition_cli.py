@@ -164,3 +164,25 @@ def test_task_mode_uses_partition_key(tmp_path, capsys):
     part = Partition.load(tmp_path / "part.json", fingerprint=dataset_fingerprint(train))
     assert part.num_rows == len(train)
     assert "labels per client" in capsys.readouterr().out
+
+
+def test_task_partition_table_shows_label_names(tmp_path, capsys):
+    """natural_id over a task's data: the statistics table names the top label, not its id."""
+    import json
+
+    data = tmp_path / "news"
+    data.mkdir()
+    labels = ["rec.autos", "sci.space", "talk.politics.guns"]
+    for split, n in (("train", 24), ("test", 6)):
+        with open(data / f"{split}.jsonl", "w") as fh:
+            for i in range(n):
+                label = labels[i % 3]
+                text = f"From: user{i % 4}@example.org\nSubject: note {i}\n\nA message about {label} number {i}."
+                fh.write(json.dumps({"id": f"{split}-{i}", "text": text, "label": label}) + "\n")
+    rc = _dispatch(["partition", "--task", "classification", "--data", str(data), "--scheme", "natural_id",
+                    "--group-column", "author", "--out", str(tmp_path / "authors.json")])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "into 4 clients" in table
+    rows = [line.split() for line in table.splitlines() if line.strip()[:1].isdigit() and len(line.split()) == 6]
+    assert rows and all(row[3] in labels for row in rows), table

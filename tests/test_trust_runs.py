@@ -28,7 +28,7 @@ def toy_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def toy_config(**changes: object) -> RunConfig:
     base = dict(task="toy", model="toy", algorithm="fedavg", rounds=4, clients_per_round=3,
-                partition={"scheme": "iid", "num_clients": 6, "seed": 0, "min_size": 2, "params": {"skew": True}},
+                partition={"scheme": "quantity_skew", "num_clients": 6, "seed": 0, "min_size": 2},
                 lr=0.1, optimizer="sgd", batch_size=8, local_epochs=1)
     base.update(changes)
     return RunConfig.from_dict(base)

@@ -10,8 +10,14 @@ algorithm that has that parameter; ``--algo-param fedadam.server_lr=0.01``
 targets one; a YAML ``compare:`` section may hold
 ``algorithms: [...]`` and ``params: {fedprox: {mu: 0.01}}``.
 
+A config with a ``tasks:`` list (configs/quickstart.yaml) compares every
+task in it, one gap table each and a summary of the gaps per task; ``--task``
+picks one. Finished runs keep their record and drop their weights unless
+``--keep-checkpoints last|all``.
+
 Example:
-  fednlp-bench compare --config configs/quickstart.yaml
+  fednlp-bench compare --config configs/quickstart.yaml              # four tasks, 16 runs
+  fednlp-bench compare --config configs/quickstart.yaml --task qa    # one of them
   fednlp-bench compare --task classification --scheme dirichlet_label --alpha 0.5 --clients 10 \\
       --algorithms centralized,fedavg,fedprox,fedadam --rounds 5 --clients-per-round 5
 """
@@ -19,8 +25,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +37,7 @@ from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_para
 from fednlp_bench.commands.run import (
     add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
 )
+from fednlp_bench.progress import format_seconds
 
 DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
 
@@ -96,21 +106,99 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
     return algorithms, seeds, data, params
 
 
+@dataclass
+class TaskPlan:
+    """One task's comparison, fully validated: algorithms x seeds over one base config."""
+
+    algorithms: list[str]
+    seeds: list[int]
+    data: dict[str, Any]
+    params: dict[str, dict[str, Any]]
+
+    @property
+    def task(self) -> str:
+        return str(self.data.get("task", "classification"))
+
+
+def plan_tasks(args: argparse.Namespace) -> list[TaskPlan]:
+    """One plan per task: every entry of a multi-task config (``tasks:``), or just ``--task``; all validated."""
+    from fednlp_bench.config import config_tasks, load_yaml_config
+
+    names: list[str | None] = [None]
+    if args.config and args.task is None:
+        names = list(config_tasks(load_yaml_config(args.config)[0], args.config)) or [None]
+    plans = []
+    for name in names:
+        task_args = copy.copy(args)
+        task_args.algo_param = list(args.algo_param)  # plan() consumes it
+        if name is not None:
+            task_args.task = name
+        plans.append(TaskPlan(*plan(task_args)))
+    return plans
+
+
 def main(args: argparse.Namespace) -> int:
+    plans = plan_tasks(args)  # everything validated before the heavy imports
+    apply_threads(args)
+    if args.partition_file and not Path(args.partition_file).is_file():
+        raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
+    total = sum(len(p.algorithms) * len(p.seeds) for p in plans)
+    counter = RunCounter(total)
+    tables: list[str] = []
+    results: list[tuple[TaskPlan, dict[str, list[Any]], dict[str, str]]] = []
+    for task_plan in plans:
+        records, failed = run_plan(args, task_plan, counter)
+        table = gap_table(records, failed)
+        results.append((task_plan, records, failed))
+        tables.append(table)
+        print(table + "\n", flush=True)
+    text = "\n\n".join(tables)
+    if len(plans) > 1:
+        summary = summary_table(results)
+        print(summary, flush=True)
+        text = summary + "\n\n" + text
+        print(f"\n{len(plans)} tasks x {len(plans[0].algorithms)} algorithms: {counter.done} runs "
+              f"({counter.reused} reused) in {format_seconds(time.perf_counter() - counter.start)}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0 if not any(failed for _, _, failed in results) else 1
+
+
+@dataclass
+class RunCounter:
+    """Runs done out of all runs of the command, for the 'run i/N, ETA' line before each run."""
+
+    total: int
+    done: int = 0
+    reused: int = 0
+    trained_s: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+
+    def eta(self) -> str:
+        trained = self.done - self.reused
+        if trained <= 0:
+            return ""
+        return f", ETA {format_seconds(self.trained_s / trained * (self.total - self.done))}"
+
+
+def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """Run (or reuse) every algorithm and seed of one task; return records per algorithm and divergences."""
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.checkpoint import has_checkpoint
     from fednlp_bench.engine.run_id import default_run_id
     from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
 
-    algorithms, seeds, data, params = plan(args)
-    apply_threads(args)
+    from fednlp_bench.engine.prepare import build_task
+
     runs_dir = Path(args.runs_dir)
-    if args.partition_file and not Path(args.partition_file).is_file():
-        raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
-    records: dict[str, list[Any]] = {a: [] for a in algorithms}
+    data, params = task_plan.data, task_plan.params
+    records: dict[str, list[Any]] = {a: [] for a in task_plan.algorithms}
+    # One task object for all runs of this task: its data is loaded and tokenized once, not once per run
+    # (the runs differ only in algorithm and seed; the data subset follows the partition seed).
+    shared_task: Any = None
     failed: dict[str, str] = {}
-    for algo in algorithms:
-        for seed in seeds:
+    for algo in task_plan.algorithms:
+        for seed in task_plan.seeds:
             config = RunConfig.from_dict({**data, "algorithm": algo, "algorithm_params": params[algo], "seed": seed})
             run_id = None
             if args.partition_file:
@@ -120,22 +208,63 @@ def main(args: argparse.Namespace) -> int:
                 run_id = default_run_id(config.replace(partition=partition_spec_for_config(load_partition_file(args.partition_file))))
             run_id = run_id or default_run_id(config)
             resume = has_checkpoint(runs_dir / run_id) or (runs_dir / run_id / "record.json").is_file()
-            print(f"compare: {algo} (seed {seed}){' - reusing/resuming ' + run_id if resume else ''}", file=sys.stderr, flush=True)
+            finished = (runs_dir / run_id / "record.json").is_file()
+            print(f"{time.strftime('%H:%M:%S')} compare: run {counter.done + 1}/{counter.total}: {config.task} {algo} "
+                  f"(seed {seed}){' - reusing ' + run_id if finished else ' - resuming ' + run_id if resume else ''}; "
+                  f"elapsed {format_seconds(time.perf_counter() - counter.start)}{counter.eta()}",
+                  file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            if shared_task is None and not finished:
+                shared_task = build_task(config)
             try:
                 record = run_experiment(
                     config, runs_dir, run_id=run_id, resume=resume, partition_file=args.partition_file,
-                    progress=progress_flag(args), **compute_options(args),
+                    task=shared_task, progress=progress_flag(args), **compute_options(args),
+                    keep_checkpoints=args.keep_checkpoints or "none",
                 )
             except NonFiniteModelError as err:
                 failed[algo] = str(err)
-                print(f"compare: {algo} diverged: {err}", file=sys.stderr)
+                print(f"compare: {config.task} {algo} diverged: {err}", file=sys.stderr)
+                counter.done += len(task_plan.seeds) - len(records[algo])
                 break
+            counter.done += 1
+            if finished:
+                counter.reused += 1
+            else:
+                counter.trained_s += time.perf_counter() - t0
             records[algo].append(record)
-    table = gap_table(records, failed)
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
-    return 0 if not failed else 1
+    return records, failed
+
+
+def summary_table(results: list[tuple[TaskPlan, dict[str, list[Any]], dict[str, str]]]) -> str:
+    """One row per task: centralized's primary metric and each FL algorithm's gap to it."""
+    algorithms: list[str] = []
+    for task_plan, _, _ in results:
+        algorithms += [a for a in task_plan.algorithms if a != "centralized" and a not in algorithms]
+    rows = ["Gap to centralized per task (final primary metric; FL minus centralized, higher is better)", "",
+            "| task | metric | centralized | " + " | ".join(algorithms) + " |",
+            "|---|---|---:|" + "---:|" * len(algorithms)]
+    for task_plan, records, failed in results:
+        done = [rs for rs in records.values() if rs]
+        if not done:
+            rows.append(f"| {task_plan.task} | - | no run finished |" + " |" * len(algorithms))
+            continue
+        metric = done[0][0].primary_metric
+        central = records.get("centralized") or []
+        central_mean = statistics.fmean(r.final_metrics[metric] for r in central) if central else None
+        cells = []
+        for algo in algorithms:
+            rs = records.get(algo) or []
+            if algo in failed:
+                cells.append("diverged")
+            elif not rs:
+                cells.append("-")
+            else:
+                mean = statistics.fmean(r.final_metrics[metric] for r in rs)
+                cells.append(f"{mean:.4f}" if central_mean is None else f"{mean:.4f} ({mean - central_mean:+.4f})")
+        central_text = "-" if central_mean is None else f"{central_mean:.4f}"
+        rows.append(f"| {task_plan.task} | {metric} | {central_text} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--data", help="local folder/file or hub dataset name (default: $FEDNLP_DATA_DIR/20news)")
     src.add_argument("--task", help="load through a registered task and partition by its partition_key column")
     src.add_argument("--split", default="train", help="split to partition (default: train)")
+    src.add_argument("--max-train-examples", type=int,
+                     help="with --task: the seeded subset (by --seed) that `run --max-train-examples N` trains on, "
+                     "so `run --partition FILE` accepts the file")
     src.add_argument("--label-column", help="label column (default: 'label'; with --task: 'partition_key')")
     src.add_argument("--text-column", default="text", help="text column for feature_cluster (default: text)")
     src.add_argument("--group-column", help="column whose values are the clients (natural_id)")
@@ -92,6 +95,11 @@ def load_raw_split(data: str | None, split: str) -> Any:
             raise FileNotFoundError("no --data given and $FEDNLP_DATA_DIR/20news not found; pass --data DIR|FILE|HUB_NAME")
         from datasets import load_dataset
 
+        from fednlp_bench.hub import unreachable_reason
+
+        why = unreachable_reason()
+        if why:
+            raise FileNotFoundError(f"--data {data!r} is not a local path, and {why}; or pass a local folder or file")
         try:
             return load_dataset(data, split=split)
         except Exception as err:  # hub errors come in many types; report them as bad input
@@ -146,16 +154,20 @@ def _locate_bad_row(file: Path, err: Exception) -> str:
     return f"{file}: could not be read as {file.suffix.lstrip('.')} ({type(cause).__name__}: {first})"
 
 
-def load_split(args: argparse.Namespace) -> tuple[Any, str]:
-    """The split to partition and the label column to use."""
+def load_split(args: argparse.Namespace) -> tuple[Any, str, list[str] | None]:
+    """The split to partition, the label column to use, and the names of its integer values (if known)."""
     if args.task:
         from fednlp_bench.tasks import get_task
 
-        splits = get_task(args.task, data=args.data).load()
+        # A run draws its training subset with the partition seed; the same (N, seed) gives the same rows here.
+        task = get_task(args.task, data=args.data, max_train_examples=args.max_train_examples, seed=args.seed)
+        splits = task.load()
         if args.split not in splits:
             raise ValueError(f"task {args.task!r} has no split {args.split!r}; it has {sorted(splits)}")
-        return splits[args.split], args.label_column or "partition_key"
-    return load_raw_split(args.data, args.split), args.label_column or "label"
+        column = args.label_column or "partition_key"
+        names = task.partition_key_names() if column == "partition_key" else None
+        return splits[args.split], column, names
+    return load_raw_split(args.data, args.split), args.label_column or "label", None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,6 +181,13 @@ def run(args: argparse.Namespace) -> int:
     plot = check_plot_path(args.plot) if args.plot else None
     if args.show_clients < 0:
         raise ValueError(f"--show-clients={args.show_clients} must be >= 0")
+    if args.max_train_examples is not None:
+        if not args.task:
+            raise ValueError("--max-train-examples needs --task: it selects the subset a task's `run` trains on")
+        if args.max_train_examples < 1:
+            raise ValueError(f"--max-train-examples={args.max_train_examples} must be >= 1")
+        if args.split != "train":
+            raise ValueError(f"--max-train-examples subsets the train split, not --split {args.split}")
     cls = get_partitioner_class(args.scheme)
     params = scheme_params(args, set(cls.param_specs), args.scheme)
     if args.group_column is not None and "group_column" not in cls.param_specs:
@@ -182,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     # 2. Data, then the partition (data-dependent checks run before any drawing).
-    dataset, label_column = load_split(args)
+    dataset, label_column, key_names = load_split(args)
     start = time.perf_counter()
     partition = partition_with(partitioner, dataset, label_column=label_column, text_column=args.text_column)
     elapsed = time.perf_counter() - start
@@ -193,6 +212,9 @@ def run(args: argparse.Namespace) -> int:
         labels, names = encode_values(arrow_column(dataset, label_column), f"label column {label_column!r}:")
         if names == ("-1",):
             labels = names = None
+        elif key_names is not None and names is not None:
+            names = tuple(key_names[int(n)] if n.lstrip("-").isdigit() and 0 <= int(n) < len(key_names) else n
+                          for n in names)
     stats = partition_stats(partition, labels, names or ())
 
     partition.save(out)

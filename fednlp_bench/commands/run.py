@@ -24,7 +24,9 @@ from typing import Any
 from fednlp_bench.commands.registry_help import (
     add_named, add_scheme_option, algorithm_flags, algorithms, check_flag_params, schemes, tasks,
 )
-from fednlp_bench.config import BACKENDS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config
+from fednlp_bench.config import (
+    BACKENDS, KEEP_CHECKPOINTS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config, select_task,
+)
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
 #: the others; these are merged by hand below.
@@ -132,7 +134,11 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of the frozen-bottom cache (top_layers with cache=true; default: $FEDNLP_CACHE_DIR/frozen_bottom)")
     o = p.add_argument_group("output")
     o.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
-    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    o.add_argument("--keep-checkpoints", choices=KEEP_CHECKPOINTS,
+                   help="model weights kept: last checkpoint (run's default; ~90-260 MB with MiniLM), none (drop "
+                   "them when the run finishes; compare's default; the record stays), all (one per round)")
+    o.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: one line per phase and round instead (the default when not on a terminal)")
     o.add_argument("--threads", type=int,
                    help="torch CPU threads (default: torch's choice; 1 is faster on an oversubscribed machine)")
 
@@ -167,6 +173,7 @@ def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dic
     compare: dict[str, Any] = {}
     if args.config:
         data, compare = load_yaml_config(args.config)
+        data = select_task(data, args.task, args.config)  # a multi-task config: the entry of --task
     for name in RunConfig.field_names():
         value = getattr(args, name, None)
         if name not in _MERGED_BY_HAND and value is not None:
@@ -250,15 +257,14 @@ def progress_flag(args: argparse.Namespace) -> bool | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
-    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
-
     data, _ = config_dict_from_args(args)
-    config = RunConfig.from_dict(data)
-    apply_threads(args)
+    config = RunConfig.from_dict(data)  # every field, scheme and algorithm parameter: before any heavy import
     if args.partition_file and not Path(args.partition_file).is_file():
         raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
     options = backend_options(args, config.backend)
+    apply_threads(args)
+    from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
+    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
     try:
         if options is not None and is_client_only(options):
             from fednlp_bench.backends.fedml_backend import run_fedml_clients
@@ -272,6 +278,7 @@ def main(args: argparse.Namespace) -> int:
             config, Path(args.runs_dir), run_id=args.run_id, resume=args.resume,
             partition_file=args.partition_file, progress=progress_flag(args),
             backend_options=options,
+            keep_checkpoints=args.keep_checkpoints or "last",
             **compute_options(args),
         )
     except NonFiniteModelError as err:

@@ -63,6 +63,7 @@ def save_checkpoint(
     server_state: Mapping[str, Any],
     meta: Mapping[str, Any],
     extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    keep_all: bool = False,
 ) -> Path:
     directory = checkpoint_dir(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -75,10 +76,22 @@ def save_checkpoint(
     atomic_write_bytes(directory / name, save(tensors))
     state = {"format": FORMAT_VERSION, "round": rnd, "tensors_file": name, "server_state": server_plain, **meta}
     atomic_write_text(directory / STATE_FILENAME, json.dumps(state, indent=1, sort_keys=True))
-    for old in directory.glob("round_*.safetensors"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
+    if not keep_all:
+        for old in directory.glob("round_*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
     return directory / name
+
+
+def drop_weights(run_dir: Path) -> None:
+    """Delete a finished run's checkpoint and per-client states (the weights); the record stays."""
+    import shutil
+
+    from fednlp_bench.engine.client_state import DIRNAME as CLIENT_STATE_DIRNAME
+
+    for folder in (checkpoint_dir(run_dir), Path(run_dir) / CLIENT_STATE_DIRNAME):
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:

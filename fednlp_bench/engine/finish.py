@@ -5,6 +5,7 @@ from __future__ import annotations
 from fednlp_bench.engine.environment import git_commit, hardware_info, package_versions
 from fednlp_bench.engine.prepare import PreparedRun
 from fednlp_bench.engine.rounds import EVAL_BATCH_SIZE
+from fednlp_bench import progress as report
 from fednlp_bench.engine.test_eval import evaluate_test
 from fednlp_bench.results.record import RunRecord, config_hash
 
@@ -13,10 +14,13 @@ def finish_record(run: PreparedRun) -> RunRecord:
     """Write and return the record: config, partition, per-round (validation) metrics, the final model's
     test metrics, data used, baselines, totals, versions, hardware."""
     config, rounds = run.config, run.rounds
+    report.phase(f"evaluating the final model on {len(run.test_raw):,} test examples")
     final_test, test_info = evaluate_test(run, EVAL_BATCH_SIZE)
     summary = getattr(run.task, "data_summary", None)
     data_info = summary() if callable(summary) else None
     make_baselines = getattr(run.task, "baselines", None)
+    if callable(make_baselines):
+        report.phase("computing the task's reference baselines")
     baselines = make_baselines() if callable(make_baselines) else None
     run.trainer.state.load(run.global_weights)  # the audit and per-client metrics use the final model
     extras = run.run_features.finish(run.task, run.trainer.model, run.trainer, run.eval_features, rounds, EVAL_BATCH_SIZE)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from fednlp_bench import progress as report
 from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import create_strategy
 from fednlp_bench.compute.device import set_cuda_rng_states, to_device
@@ -31,6 +32,7 @@ from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.client_state import ClientStateStore
 from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.resume_help import changed_config_message, no_run_message, saved_config
 from fednlp_bench.engine.run_features import RunFeatures
 from fednlp_bench.engine.run_id import check_run_id, default_run_id
 from fednlp_bench.engine.simulator import Backend, InProcessBackend
@@ -111,13 +113,32 @@ def build_partition(train: Any, spec: Mapping[str, Any]) -> PartitionLike:
     )
 
 
-def load_partition_file(path: str | Path, train: Any | None = None) -> PartitionLike:
-    """A saved partition; with ``train`` given it must have been made from exactly that data."""
+def load_partition_file(path: str | Path, train: Any | None = None, config: RunConfig | None = None) -> PartitionLike:
+    """A saved partition; with ``train`` given it must have been made from exactly that data.
+
+    On a mismatch the error gives the ``fednlp-bench partition`` command that makes the partition of this
+    run's training rows (the same task, subset size and seed: a run's subset follows the partition seed).
+    """
     from fednlp_bench.partitioners import Partition, dataset_fingerprint
+    from fednlp_bench.partitioners.errors import PartitionMismatchError
 
     if train is None:
         return Partition.load(path)
-    return Partition.load(path, fingerprint=dataset_fingerprint(train))
+    try:
+        return Partition.load(path, fingerprint=dataset_fingerprint(train))
+    except PartitionMismatchError as err:
+        if config is None:
+            raise
+        saved = Partition.load(path).spec
+        subset = f" --max-train-examples {config.max_train_examples}" if config.max_train_examples else ""
+        data = f" --data {config.data}" if config.data else ""
+        raise PartitionMismatchError(
+            f"{path} was made from {saved.num_rows} rows (fingerprint {saved.fingerprint[:12]}), but this run "
+            f"trains on {len(train)} rows of task {config.task!r}{' (max_train_examples=' + str(config.max_train_examples) + ')' if config.max_train_examples else ''} "
+            f"(fingerprint {dataset_fingerprint(train)[:12]}). Make the partition of exactly these rows with: "
+            f"fednlp-bench partition --task {config.task}{data}{subset} --seed {saved.seed} --scheme {saved.scheme} "
+            f"... --out {path}"
+        ) from err
 
 
 def partition_spec_for_config(part: Any) -> dict[str, Any]:
@@ -169,6 +190,7 @@ class PreparedRun:
     compute: Compute
     #: DP wrapper and accountant, client_eval split, continual population, audit (engine/run_features.py).
     run_features: RunFeatures
+    keep_all_checkpoints: bool = False
 
 
 def resolve_run(
@@ -178,9 +200,12 @@ def resolve_run(
     if partition_file is not None:
         part_from_file = load_partition_file(partition_file)  # spec only; the data check comes later
         config = config.replace(partition=partition_spec_for_config(part_from_file))
+    explicit_id = run_id is not None
     run_id = check_run_id(run_id or default_run_id(config))
     run_dir = Path(runs_dir) / run_id
     if resume:
+        if saved_config(run_dir) is None:
+            raise FileNotFoundError(no_run_message(Path(runs_dir), run_id, config.to_dict(), explicit_id))
         if (run_dir / RECORD_FILENAME).is_file():
             # A finished run (its checkpoint may have been deleted to save space): nothing to train.
             finished = RunRecord.load(run_dir)
@@ -221,15 +246,18 @@ def prepare_run(
         raise ValueError(f"the given task object is {task.name!r} but config.task is {config.task!r}")
     strategy = create_strategy(config.algorithm, config.algorithm_params)
     task = task if task is not None else build_task(config)
+    report.phase(f"loading {config.task} data ({config.data or 'default source'})")
     splits = task.load()
     device = device if device is not None else torch.device("cpu")
     precision = precision if precision is not None else Precision(config.precision, device)
     # The model comes before the partition and tokenizing, so a bad trainable setting (depth, LoRA module) fails first.
+    report.phase(f"building model {config.model} ({config.trainable}, {precision.name})")
     compute = build_compute(task, config, device, precision)
     train_raw = splits["train"]
     eval_raw = split_of(task, splits, "validation")
     test_raw = split_of(task, splits, "test")
-    part = load_partition_file(partition_file, train_raw) if partition_file is not None else build_partition(
+    report.phase(f"partitioning {len(train_raw):,} train rows ({config.partition['scheme']})")
+    part = load_partition_file(partition_file, train_raw, config) if partition_file is not None else build_partition(
         train_raw, config.partition
     )
     check_partition(config, part, checkpoint, run_dir)
@@ -237,9 +265,15 @@ def prepare_run(
     features = RunFeatures(config, part, train_raw)  # DP, client_eval, continual: checked before training
     strategy = features.wrap_strategy(strategy)
     part = features.partition  # with client_eval: each client's local-train rows only
+    report.phase(f"tokenizing {len(train_raw):,} train + {len(eval_raw):,} validation + {len(test_raw):,} test rows "
+                 f"(max_length {config.max_length})")
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
     test_features = task.preprocess(test_raw, train=False)
+    if compute.trainable.mode == "top_layers" and compute.trainable.params.get("cache"):
+        # Loaded from disk when present; computing it is the one slow step of the fast path.
+        report.phase(f"caching the frozen layers' hidden states ({len(train_features):,} train + "
+                     f"{len(eval_features):,} validation + {len(test_features):,} test rows)")
     attach_frozen_cache(compute, task, [train_features, eval_features, test_features], frozen_cache_dir)
     trainer = LocalTrainer(
         task, compute.model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
@@ -321,8 +355,4 @@ def check_same_config(saved: Mapping[str, Any], config: RunConfig, run_dir: Path
     saved = {**{k: v for k, v in FIELDS_ADDED_LATER.items() if k not in saved}, **saved}
     if saved == now:
         return
-    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    raise ValueError(
-        f"cannot resume {run_dir}: its checkpoint was made with a different config "
-        f"(differs in {diff}); resume with the same config or start a new --run-id"
-    )
+    raise ValueError(changed_config_message(run_dir, saved, now))

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from fednlp_bench import progress as report
 from fednlp_bench.algorithms.base import Weights
 from fednlp_bench.algorithms.client import payload_bytes
 from fednlp_bench.compute.device import cuda_rng_states
@@ -51,12 +52,18 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
     run.run_dir.mkdir(parents=True, exist_ok=True)
     if run.start_round == 1:
         save_checkpoint(run, 0)
-    bar = tqdm(
-        range(run.start_round, config.rounds + 1), initial=run.start_round - 1, total=config.rounds, unit="round",
-        desc=f"{config.algorithm} rounds", disable=None if progress is None else not progress,
-    )
+    reporter = report.current()
+    rounds = range(run.start_round, config.rounds + 1)
+    bar: Any = rounds
+    if reporter is not None and reporter.bars:
+        bar = tqdm(rounds, initial=run.start_round - 1, total=config.rounds, unit="round",
+                   desc=f"{config.algorithm} rounds", file=reporter.stream)
+    report.phase(f"training {config.rounds - run.start_round + 1} round(s) "
+                 f"({'centralized' if run.strategy.centralized else f'{config.clients_per_round} clients/round'})")
+    started = time.perf_counter()
     for rnd in bar:
         t0 = time.perf_counter()
+        report.activity(f"training round {rnd}/{config.rounds}")
         step = centralized_round(run, rnd) if run.strategy.centralized else federated_round(run, rnd)
         if not all_finite(step.weights.values()):
             bad = non_finite_names(step.weights)
@@ -78,11 +85,22 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
         run.rounds.append(row)
         save_checkpoint(run, rnd)
         run.client_states.commit(rnd)  # per-client states follow the checkpoint (see client_state.py)
-        if run.task.primary_metric in metrics:
-            bar.set_postfix({run.task.primary_metric: f"{metrics[run.task.primary_metric]:.4f}"})
+        primary = run.task.primary_metric
+        if primary in metrics and bar is not rounds:
+            bar.set_postfix({primary: f"{metrics[primary]:.4f}"})
+        if reporter is not None:
+            elapsed = time.perf_counter() - started
+            done = rnd - run.start_round + 1
+            left = config.rounds - rnd
+            reporter.round_line(
+                rnd, config.rounds, 1 if run.strategy.centralized else len(step.clients), row.train_loss,
+                (primary, metrics[primary]) if primary in metrics else None,
+                elapsed, elapsed / done * left if left else None,
+            )
         if on_round_end is not None:
             on_round_end(row)
-    bar.close()
+    if bar is not rounds:
+        bar.close()
 
 
 def federated_round(run: PreparedRun, rnd: int) -> RoundWork:
@@ -130,6 +148,7 @@ def centralized_round(run: PreparedRun, rnd: int) -> RoundWork:
 
 def evaluate(run: PreparedRun, rnd: int) -> dict[str, float]:
     """Validation metrics of this round's global model (test is only read at the end: test_eval.py)."""
+    report.phase(f"evaluating round {rnd} on {len(run.eval_raw):,} examples")
     run.trainer.state.load(run.global_weights)
     with run.compute.precision.autocast():
         raw = run.task.evaluate(run.trainer.model, run.eval_raw, run.eval_features, batch_size=EVAL_BATCH_SIZE)
@@ -163,4 +182,5 @@ def save_checkpoint(run: PreparedRun, rnd: int) -> None:
         tensors, plain = ckpt.optimizer_state_to_flat(run.central_opt)
         extra.update(tensors)
         meta["central_optimizer"] = plain
-    ckpt.save_checkpoint(run.run_dir, rnd, run.global_weights, run.strategy.state_dict(), meta, extra)
+    ckpt.save_checkpoint(run.run_dir, rnd, run.global_weights, run.strategy.state_dict(), meta, extra,
+                         keep_all=run.keep_all_checkpoints)

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fednlp_bench.compute.setup import check_run_options
-from fednlp_bench.config import RunConfig
+from fednlp_bench.config import RunConfig, check_keep_checkpoints
+from fednlp_bench.engine.checkpoint import drop_weights
 from fednlp_bench.engine.finish import finish_record
 from fednlp_bench.engine.prepare import BackendFactory, prepare_run, resolve_run
 from fednlp_bench.engine.rounds import NonFiniteModelError, RoundCallback, run_rounds
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.progress import reporting
 from fednlp_bench.results.record import RunRecord
 from fednlp_bench.tasks.base import Task
 
@@ -48,6 +50,7 @@ def run_experiment(
     backend_options: Mapping[str, Any] | None = None,
     device: str | None = None,
     frozen_cache_dir: str | Path | None = None,
+    keep_checkpoints: str = "last",
 ) -> RunRecord:
     """Run (or resume) one experiment and write ``runs_dir/<run_id>/record.json`` + ``metrics.csv``.
 
@@ -61,14 +64,21 @@ def run_experiment(
     are that launcher's run options (processes, comm, round_timeout_s, ...).
     ``device`` (auto|cpu|cuda|cuda:N|mps) and ``frozen_cache_dir`` are run
     options: they change where and how fast a run computes, not its config.
+    ``keep_checkpoints`` (:data:`~fednlp_bench.config.KEEP_CHECKPOINTS`):
+    ``last`` keeps the newest checkpoint, ``all`` one per round, ``none``
+    deletes the weights once the record is written.
     """
+    keep_checkpoints = check_keep_checkpoints(keep_checkpoints)
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
     run_device, precision = check_run_options(config.precision, device)  # bad device/precision: before any work
     if config.backend == "fedml" and backend_factory is None:
         extra = {"device": device, "frozen_cache_dir": None if frozen_cache_dir is None else str(frozen_cache_dir)}
         backend_options = {**dict(backend_options or {}), **{k: v for k, v in extra.items() if v is not None}}
-        return _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
+        record = _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
+        if keep_checkpoints == "none":
+            drop_weights(Path(runs_dir) / record.run_id)
+        return record
     if backend_options:
         raise ValueError(
             f"backend options {sorted(backend_options)} apply only to backend 'fedml' (this run's backend is "
@@ -78,11 +88,16 @@ def run_experiment(
     if isinstance(found, RunRecord):
         log.info("run %s is already complete; returning its record", run_id)
         return found
-    run = prepare_run(config, run_id, run_dir, found, task=task, partition_file=partition_file, progress=progress,
-                      backend_factory=backend_factory, device=run_device, precision=precision,
-                      frozen_cache_dir=frozen_cache_dir)
-    run_rounds(run, on_round_end, progress)
-    return finish_record(run)
+    with reporting(progress, prefix=f"{config.task}/{config.algorithm}: "):
+        run = prepare_run(config, run_id, run_dir, found, task=task, partition_file=partition_file,
+                          progress=progress, backend_factory=backend_factory, device=run_device,
+                          precision=precision, frozen_cache_dir=frozen_cache_dir)
+        run.keep_all_checkpoints = keep_checkpoints == "all"
+        run_rounds(run, on_round_end, progress)
+        record = finish_record(run)
+    if keep_checkpoints == "none":
+        drop_weights(run_dir)
+    return record
 
 
 def _run_on_fedml(

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from fednlp_bench import progress as report
 from fednlp_bench.algorithms.base import ClientResult, Weights
 from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
@@ -52,11 +53,15 @@ class InProcessBackend:
         self, rnd: int, instructions: Mapping[int, Mapping[str, Any]], global_weights: Weights, seed: int
     ) -> RoundOutcome:
         outcome = RoundOutcome(results=[])
-        bar = tqdm(
-            list(instructions), desc=f"round {rnd} clients", unit="client", leave=False,
-            disable=_disable(self.progress),
-        )
-        for cid in bar:
+        clients = list(instructions)
+        reporter = report.current()
+        bar: Any = clients
+        if reporter is not None:
+            bar = reporter.bar(clients, desc=f"round {rnd} clients", unit="client", leave=False)
+        elif self.progress:
+            bar = tqdm(clients, desc=f"round {rnd} clients", unit="client", leave=False)
+        for i, cid in enumerate(bar, start=1):
+            report.activity(f"training round {rnd}: client {cid} ({i}/{len(clients)})")
             try:
                 result = self.trainer.train(
                     cid, self.client_rows(cid), global_weights, instructions[cid], client_seed(seed, rnd, cid), rnd=rnd
@@ -68,7 +73,3 @@ class InProcessBackend:
             outcome.results.append(result)
         return outcome
 
-
-def _disable(progress: bool | None) -> bool | None:
-    # None lets tqdm decide (off when stderr is not a terminal).
-    return None if progress is None else not progress

@@ -47,16 +47,22 @@ def write_plot(table: Table, row: PartitionKey, path: Path) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     drawn = 0
-    for column in table.columns:
+    # Each line its own marker and dash pattern, later ones thinner with smaller hollow markers: identical
+    # curves (FedProx with mu=0 over FedAvg) stay visible on top of each other instead of hiding one.
+    markers = ("o", "s", "^", "D", "v", "P", "X", "*")
+    dashes = ("-", "--", "-.", ":")
+    for index, column in enumerate(table.columns):
         cell = table.cell(row, column)
         if cell is None:
             continue
         rounds, mean, low, high = curve(cell)
         if not rounds:
             continue
-        style = "--" if column.is_centralized else "-"
+        style = "--" if column.is_centralized else dashes[drawn % len(dashes)]
         label = f"{table.column_label(column)} (n={cell.n})"
-        (line,) = ax.plot(rounds, mean, style, marker="o", markersize=3, label=label)
+        (line,) = ax.plot(rounds, mean, linestyle=style, marker=markers[index % len(markers)],
+                          markersize=max(3.0, 8.0 - 1.2 * drawn), markerfacecolor="none",
+                          linewidth=max(1.0, 2.4 - 0.35 * drawn), label=label)
         if cell.n > 1:
             ax.fill_between(rounds, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
         drawn += 1

@@ -52,7 +52,15 @@ class LeaderboardOutput:
 
 
 def _link(path: Path, out_dir: Path) -> str:
+    """A link from a file in ``out_dir`` to ``path``: relative, so it also works where ``out_dir`` is published."""
     return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+
+
+def _cwd_label(path: Path) -> str:
+    """A folder as the README's commands name it: relative to the working directory when inside it, else absolute."""
+    resolved = path.resolve()
+    relative = os.path.relpath(resolved)
+    return relative if not relative.startswith("..") else str(resolved)
 
 
 # ---------------------------------------------------------------- budget text
@@ -383,8 +391,8 @@ def write_leaderboard(
         result.files.append(atomic_write_text(out / f"{task}.md", task_markdown(task, task_tables, out,
                                                                           plot_links.get(task, {}))))
         result.files.append(atomic_write_text(out / f"{task}.csv", task_csv(task_tables)))
-    runs_label = os.path.relpath(Path(runs_dir).resolve()) if Path(runs_dir).exists() else str(runs_dir)
-    out_label = os.path.relpath(out.resolve())
+    runs_label = _cwd_label(Path(runs_dir)) if Path(runs_dir).exists() else str(runs_dir)
+    out_label = _cwd_label(out)
     result.files.append(atomic_write_text(out / README, readme_markdown(
         by_task, len(loaded), Path(runs_label).as_posix(), Path(out_label).as_posix(), plot_links,
         load_verification(out), suite_label)))

@@ -11,7 +11,7 @@ algorithms: [centralized, fedavg, {algorithm: fedprox, algorithm_params: {mu: 0.
 seeds: [0, 1]
 partition_seed: run        # partition.seed = run seed (default), or a fixed integer
 centralized_once: true     # centralized runs only with the first partition (see below)
-keep_checkpoints: false    # delete each finished run's checkpoint/ (weights); records stay small JSON
+keep_checkpoints: none     # none (default): delete each finished run's weights, the record stays; last: keep them
 runs_dir: leaderboards/records
 out: leaderboards
 ```
@@ -59,7 +59,7 @@ class Suite:
     seeds: list[int]
     partition_seed: str | int = "run"
     centralized_once: bool = True
-    keep_checkpoints: bool = False
+    keep_checkpoints: str = "none"  # KEEP_CHECKPOINTS; the default drops weights of finished runs
     runs_dir: str = DEFAULT_RUNS_DIR
     out: str = DEFAULT_OUT
     source: str = "<suite>"
@@ -115,10 +115,13 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
         raise ValueError(f"{source}: partition_seed must be 'run' (follow the run seed) or an integer, "
                          f"got {partition_seed!r}")
     once = data.get("centralized_once", True)
-    keep = data.get("keep_checkpoints", False)
-    for name, value in (("centralized_once", once), ("keep_checkpoints", keep)):
-        if not isinstance(value, bool):
-            raise ValueError(f"{source}: {name} must be true or false, got {value!r}")
+    if not isinstance(once, bool):
+        raise ValueError(f"{source}: centralized_once must be true or false, got {once!r}")
+    keep = data.get("keep_checkpoints", "none")
+    keep = {False: "none", True: "last"}.get(keep, keep) if isinstance(keep, bool) else keep
+    if keep not in ("last", "none"):
+        raise ValueError(f"{source}: keep_checkpoints must be 'none' (default: drop the weights of each finished "
+                         f"run) or 'last' (true/false work too), got {keep!r}")
     return Suite(
         base=dict(base),
         tasks=[_entry(e, "task", source, "tasks") for e in data["tasks"]],
@@ -242,14 +245,10 @@ def _load_runner() -> Runner:
 
 
 def drop_checkpoint(run_dir: Path) -> None:
-    """Delete a finished run's checkpoint folder (model weights, ~100 MB) so records stay small JSON."""
-    try:
-        from fednlp_bench.engine.checkpoint import checkpoint_dir
-        folder = checkpoint_dir(run_dir)
-    except ImportError:
-        folder = Path(run_dir) / "checkpoint"
-    if folder.is_dir():
-        shutil.rmtree(folder)
+    """Delete a finished run's weights (checkpoint and client states, ~100 MB) so records stay small JSON."""
+    from fednlp_bench.engine.checkpoint import drop_weights
+
+    drop_weights(run_dir)
 
 
 def run_suite(
@@ -290,7 +289,7 @@ def run_suite(
                 f"suite stopped at run {i}/{len(todo)} ({run.label}): {err}. The {i - 1} finished run(s) are "
                 f"recorded in {runs_dir}; fix the problem and run the same command to continue"
             ) from err
-        if not suite.keep_checkpoints:
+        if suite.keep_checkpoints == "none":
             drop_checkpoint(Path(runs_dir) / record.run_id)
         took = time.perf_counter() - t0
         metric = record.final_metrics.get(record.primary_metric)

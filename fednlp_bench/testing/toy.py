@@ -144,11 +144,14 @@ class ToySpec:
 
 
 class ToyPartition:
-    """Contiguous blocks of rows; ``params.skew`` makes client c's block (c+1) times bigger."""
+    """Contiguous blocks of rows; scheme ``quantity_skew`` makes client c's block (c+1) times bigger.
+
+    (A real scheme name, so the config's up-front scheme validation accepts it; the toy ignores its params.)
+    """
 
     def __init__(self, num_rows: int, spec: Mapping[str, Any]) -> None:
         n_clients = int(spec["num_clients"])
-        skew = bool((spec.get("params") or {}).get("skew", False))
+        skew = spec.get("scheme") == "quantity_skew"
         weights = np.arange(1, n_clients + 1, dtype=np.float64) if skew else np.ones(n_clients)
         bounds = np.round(np.concatenate([[0], np.cumsum(weights)]) / weights.sum() * num_rows).astype(np.int64)
         if np.any(np.diff(bounds) < max(1, int(spec.get("min_size", 1)))):

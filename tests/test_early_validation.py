@@ -1,0 +1,39 @@
+"""Every argument, scheme parameters included, is checked before any data loads."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fednlp_bench import cli
+from fednlp_bench.engine import prepare
+
+
+@pytest.fixture
+def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_a: object, **_k: object) -> None:
+        raise AssertionError("data was loaded before the arguments were validated")
+
+    monkeypatch.setattr(prepare, "build_task", fail)
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "message"),
+    [
+        ("run", ["--alpha", "0"], "alpha=0.0 is invalid: alpha must be > 0"),
+        ("compare", ["--alpha", "0"], "alpha=0.0 is invalid: alpha must be > 0"),
+        ("run", ["--partition-param", "alpah=0.5"], "does not take parameter(s) ['alpah']"),
+        ("run", ["--partition-param", "classes_per_client=2"], "does not take parameter(s) ['classes_per_client']"),
+    ],
+)
+def test_bad_scheme_parameter_fails_fast(no_data: None, capsys: pytest.CaptureFixture[str], tmp_path,
+                                         command: str, extra: list[str], message: str) -> None:
+    start = time.perf_counter()
+    rc = cli.main([command, "--task", "classification", "--model", "tiny", "--scheme", "dirichlet_label",
+                   "--clients", "10", "--runs-dir", str(tmp_path), *extra])
+    elapsed = time.perf_counter() - start
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert elapsed < 2.0, f"validation took {elapsed:.1f} s"
+    assert not any(tmp_path.iterdir())  # no partial run folder
