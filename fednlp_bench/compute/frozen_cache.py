@@ -121,7 +121,9 @@ class FrozenBottomCache:
         digest = frozen_digest(setup)
         files: list[CacheFile] = []
         keys: dict[bytes, tuple[int, int]] = {}
-        returns_tuple = False
+        # Whether a layer returns a tuple is the model's property, not the data's: probe it once per build.
+        first = next((f for f in features if len(f) and "input_ids" in f.column_names), None)
+        returns_tuple = False if first is None else _probe_returns_tuple(setup, first, pad_id, precision)
         for feats in features:
             missing = [k for k in ("input_ids",) if k not in feats.column_names]
             if missing:
@@ -139,10 +141,8 @@ class FrozenBottomCache:
             name = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
             path = folder / f"{name}.npy"
             if not path.is_file():
-                returns_tuple = _compute(setup, feats, path, pad_id, precision) or returns_tuple
+                _compute(setup, feats, path, pad_id, precision)
                 atomic_write_text(folder / f"{name}.json", json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
-            else:
-                returns_tuple = _probe_returns_tuple(setup, feats, pad_id, precision)
             array = np.load(path, mmap_mode="r")
             if array.shape[0] != len(feats):
                 raise ValueError(f"frozen-bottom cache {path} has {array.shape[0]} rows, the data {len(feats)}; delete it")
@@ -268,7 +268,7 @@ def _probe_returns_tuple(setup: TrainableSetup, feats: Dataset, pad_id: int, pre
     return _run_bottom(setup, _padded_inputs(feats, range(0, 1), width, pad_id, device), precision)[1]
 
 
-def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, precision: Precision) -> bool:
+def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, precision: Precision) -> None:
     """Write the boundary states of every row of ``feats`` to ``path`` (.npy via a temporary file)."""
     device = next(setup.model.parameters()).device
     lengths = [len(ids) for ids in feats["input_ids"]]
@@ -278,12 +278,11 @@ def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, pre
     hidden = int(_run_bottom(setup, _padded_inputs(feats, range(0, 1), width, pad_id, device), precision)[0].shape[-1])
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
     os.close(fd)
-    returns_tuple = False
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(feats), width, hidden))
         for start in range(0, len(feats), BUILD_BATCH):
             rows = range(start, min(start + BUILD_BATCH, len(feats)))
-            states, returns_tuple = _run_bottom(setup, _padded_inputs(feats, rows, width, pad_id, device), precision)
+            states, _ = _run_bottom(setup, _padded_inputs(feats, rows, width, pad_id, device), precision)
             array[rows.start : rows.stop] = states.cpu().numpy()
         array.flush()
         del array
@@ -291,4 +290,3 @@ def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, pre
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return returns_tuple
