@@ -26,6 +26,12 @@ so an interrupted suite resumes by running the same command again.
 Centralized training sees the union of all clients' data, so its result does
 not depend on the partition; with ``centralized_once`` (default) it runs only
 with the first partition and the tables reuse it for every row (marked †).
+
+A task entry may list its own ``partitions`` (else the top-level list is used).
+A suite with ``tier``, ``tuning`` and ``final`` sections (and optional
+per-algorithm ``grid``) is a two-stage suite: tune on one seed, then run the
+chosen settings over fresh seeds; see ``protocol``, ``grid``, ``tier_plan``,
+``selection`` and ``stages`` (docs/leaderboard.md).
 """
 
 from __future__ import annotations
@@ -41,10 +47,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from fednlp_bench.leaderboard.collect import collect_records
+from fednlp_bench.leaderboard.grid import parse_grid
+from fednlp_bench.leaderboard.protocol import FinalSpec, TuningSpec, check_seeds, parse_protocol
 from fednlp_bench.results.record import RunRecord, config_hash
 
 SUITE_KEYS = ("base", "tasks", "partitions", "algorithms", "seeds", "partition_seed", "centralized_once",
-              "keep_checkpoints", "runs_dir", "out")
+              "keep_checkpoints", "runs_dir", "out", "tier", "tuning", "final")
 DEFAULT_RUNS_DIR = "leaderboards/records"
 DEFAULT_OUT = "leaderboards"
 Runner = Callable[[dict[str, Any], Path], RunRecord]
@@ -63,6 +71,24 @@ class Suite:
     runs_dir: str = DEFAULT_RUNS_DIR
     out: str = DEFAULT_OUT
     source: str = "<suite>"
+    #: Per task entry: its own partitions, or None for the top-level list.
+    task_partitions: list[list[dict[str, Any]] | None] | None = None
+    #: Per algorithm entry: its tuning grid ({} = its fixed settings only).
+    grids: list[dict[str, list[Any]]] | None = None
+    tier: str | None = None
+    tuning: TuningSpec | None = None
+    final: FinalSpec | None = None
+
+    @property
+    def two_stage(self) -> bool:
+        return self.tuning is not None
+
+    def partitions_for(self, task_index: int) -> list[dict[str, Any]]:
+        own = (self.task_partitions or [None] * len(self.tasks))[task_index]
+        return own if own is not None else self.partitions
+
+    def grid_for(self, algorithm_index: int) -> dict[str, list[Any]]:
+        return (self.grids or [{}] * len(self.algorithms))[algorithm_index]
 
 
 @dataclass
@@ -98,18 +124,21 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
             close = difflib.get_close_matches(str(key), SUITE_KEYS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{source}: unknown suite key {key!r}.{hint} Valid keys: {', '.join(SUITE_KEYS)}")
-    for key in ("tasks", "partitions", "algorithms", "seeds"):
+    tier, tuning, final = parse_protocol(data, source)
+    for key in ("tasks", "algorithms"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise ValueError(f"{source}: '{key}' must be a non-empty list")
+    tasks = [_entry(e, "task", source, "tasks") for e in data["tasks"]]
+    task_partitions = [_task_partitions(t, source) for t in tasks]
+    if "partitions" in data or None in task_partitions:
+        if not isinstance(data.get("partitions"), list) or not data["partitions"]:
+            raise ValueError(f"{source}: 'partitions' must be a non-empty list")
+    algorithms = [_entry(e, "algorithm", source, "algorithms") for e in data["algorithms"]]
+    grids = [_algorithm_grid(a, tuning is not None, source) for a in algorithms]
     base = data.get("base") or {}
     if not isinstance(base, Mapping):
         raise ValueError(f"{source}: 'base' must be a mapping of RunConfig fields, got {base!r}")
-    seeds = data["seeds"]
-    for seed in seeds:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"{source}: seeds must be non-negative integers, got {seed!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"{source}: seeds {seeds} repeat a value; each seed is one run")
+    seeds = check_seeds(data.get("seeds"), source) if final is None else []
     partition_seed = data.get("partition_seed", "run")
     if partition_seed != "run" and (not isinstance(partition_seed, int) or isinstance(partition_seed, bool)):
         raise ValueError(f"{source}: partition_seed must be 'run' (follow the run seed) or an integer, "
@@ -124,9 +153,9 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
                          f"run) or 'last' (true/false work too), got {keep!r}")
     return Suite(
         base=dict(base),
-        tasks=[_entry(e, "task", source, "tasks") for e in data["tasks"]],
-        partitions=[_partition_entry(e, source) for e in data["partitions"]],
-        algorithms=[_entry(e, "algorithm", source, "algorithms") for e in data["algorithms"]],
+        tasks=tasks,
+        partitions=[_partition_entry(e, source) for e in data.get("partitions") or []],
+        algorithms=algorithms,
         seeds=list(seeds),
         partition_seed=partition_seed,
         centralized_once=once,
@@ -134,7 +163,32 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
         runs_dir=str(data.get("runs_dir", DEFAULT_RUNS_DIR)),
         out=str(data.get("out", DEFAULT_OUT)),
         source=source,
+        task_partitions=task_partitions,
+        grids=grids,
+        tier=tier,
+        tuning=tuning,
+        final=final,
     )
+
+
+def _task_partitions(task: dict[str, Any], source: str) -> list[dict[str, Any]] | None:
+    """Pop a task entry's own ``partitions`` (a suite key, not a run config field)."""
+    if "partitions" not in task:
+        return None
+    own = task.pop("partitions")
+    if not isinstance(own, list) or not own:
+        raise ValueError(f"{source}: task {task['task']!r}: 'partitions' must be a non-empty list of schemes")
+    return [_partition_entry(e, source) for e in own]
+
+
+def _algorithm_grid(algorithm: dict[str, Any], tuned: bool, source: str) -> dict[str, list[Any]]:
+    """Pop an algorithm entry's ``grid`` (only a two-stage suite searches one)."""
+    if "grid" not in algorithm:
+        return {}
+    if not tuned:
+        raise ValueError(f"{source}: algorithm {algorithm['algorithm']!r} has a 'grid' but the suite has no "
+                         "'tuning' section; add tuning: {seed: 0, partitions: all} and final: {seeds: [0, 1, 2]}")
+    return parse_grid(algorithm.pop("grid"), algorithm["algorithm"], source)
 
 
 def _entry(entry: Any, name: str, source: str, section: str) -> dict[str, Any]:
@@ -172,8 +226,8 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 def expand_suite(suite: Suite) -> list[tuple[dict[str, Any], str]]:
     """Raw configs of the grid, in run order (task, partition, algorithm, seed), with a label each."""
     runs = []
-    for task in suite.tasks:
-        for p_index, partition in enumerate(suite.partitions):
+    for t_index, task in enumerate(suite.tasks):
+        for p_index, partition in enumerate(suite.partitions_for(t_index)):
             for algorithm in suite.algorithms:
                 if suite.centralized_once and algorithm["algorithm"] == "centralized" and p_index > 0:
                     continue
@@ -259,10 +313,12 @@ def run_suite(
     config_class: Any | None = None,
     dry_run: bool = False,
     stream: TextIO | None = None,
+    max_runs: int | None = None,
 ) -> tuple[list[PlannedRun], list[PlannedRun]]:
     """Run the missing part of the grid; return (ran, skipped). Stops at the first failing run.
 
-    Records already written stay, so re-running the same command resumes.
+    Records already written stay, so re-running the same command resumes;
+    ``max_runs`` stops cleanly after that many finished runs (the rest is left for the next call).
     """
     stream = stream or sys.stdout
     planned = plan_suite(suite, config_class)
@@ -275,6 +331,26 @@ def run_suite(
         for run in todo:
             print(f"  would run: {run.label}", file=stream)
         return [], skipped
+    ran = execute_runs(todo, runs_dir, runner=runner, keep_checkpoints=suite.keep_checkpoints, stream=stream,
+                       max_runs=max_runs)
+    return ran, skipped
+
+
+def execute_runs(
+    todo: list[PlannedRun],
+    runs_dir: str | Path,
+    *,
+    runner: Runner | None,
+    keep_checkpoints: str,
+    stream: TextIO,
+    max_runs: int | None = None,
+) -> list[PlannedRun]:
+    """Run ``todo`` in order (at most ``max_runs`` of them); return the runs that finished.
+
+    A failing run stops everything with the finished count and how to continue;
+    each finished run's record is already on disk, so nothing is lost.
+    """
+    todo = todo if max_runs is None else todo[:max_runs]
     if todo:
         runner = runner or _load_runner()
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
@@ -289,7 +365,7 @@ def run_suite(
                 f"suite stopped at run {i}/{len(todo)} ({run.label}): {err}. The {i - 1} finished run(s) are "
                 f"recorded in {runs_dir}; fix the problem and run the same command to continue"
             ) from err
-        if suite.keep_checkpoints == "none":
+        if keep_checkpoints == "none":
             drop_checkpoint(Path(runs_dir) / record.run_id)
         took = time.perf_counter() - t0
         metric = record.final_metrics.get(record.primary_metric)
@@ -299,4 +375,4 @@ def run_suite(
             print(f"warning: the engine recorded a different config than planned for {run.label} "
                   f"({json.dumps(record.config, sort_keys=True)[:200]}...); a re-run of the suite will not "
                   "recognise it as done", file=stream)
-    return todo, skipped
+    return todo
