@@ -21,6 +21,7 @@ from fednlp_bench.algorithms.base import Weights
 from fednlp_bench.algorithms.client import payload_bytes
 from fednlp_bench.compute.device import cuda_rng_states
 from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.engine.eval_schedule import evaluates_round
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
 from fednlp_bench.engine.prepare import PreparedRun
 from fednlp_bench.engine.sampling import apply_dropout, central_seed
@@ -69,7 +70,7 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
             bad = non_finite_names(step.weights)
             raise NonFiniteModelError(nonfinite_message(run, rnd, f"{len(bad)} tensor(s) non-finite, e.g. {bad[0]!r}"))
         run.global_weights = step.weights
-        due = rnd % config.eval_every == 0 or rnd == config.rounds or run.run_features.must_evaluate(rnd)
+        due = evaluates_round(rnd, config.rounds, config.eval_every) or run.run_features.must_evaluate(rnd)
         metrics = evaluate(run, rnd) if due else {}
         row = RoundResult(
             round=rnd,

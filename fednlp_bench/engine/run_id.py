@@ -7,6 +7,7 @@ can name a run without importing the engine loop.
 from __future__ import annotations
 
 import re
+from typing import Any, Mapping
 
 from fednlp_bench.config import RunConfig
 from fednlp_bench.results.record import config_hash
@@ -16,8 +17,17 @@ _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 def default_run_id(config: RunConfig) -> str:
     """``<task>-<algorithm>-<config hash>-s<seed>``: the same config always lands in the same folder."""
-    algo = re.sub(r"[^A-Za-z0-9_.-]", "_", config.algorithm)
-    return f"{config.task}-{algo}-{config_hash(config.to_dict())[:8]}-s{config.seed}"
+    return run_id_of(config.to_dict())
+
+
+def run_id_of(canonical: Mapping[str, Any]) -> str:
+    """:func:`default_run_id` of a canonical config dict (``RunConfig.to_dict()``), without rebuilding it.
+
+    The suite plans hundreds of runs from validated dicts; rebuilding each as a
+    RunConfig only to name it would re-run every validation.
+    """
+    algo = re.sub(r"[^A-Za-z0-9_.-]", "_", canonical["algorithm"])
+    return f"{canonical['task']}-{algo}-{config_hash(dict(canonical))[:8]}-s{canonical['seed']}"
 
 
 def check_run_id(run_id: str) -> str:

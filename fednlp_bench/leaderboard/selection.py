@@ -1,0 +1,149 @@
+"""Selection of each tuned setting, and ``plan.json``: the one place where the choice is made.
+
+The tables read only ``plan.json`` plus the records, so selection is never
+re-implemented (and cannot drift) elsewhere. The rule is fixed by the
+protocol: the grid point with the best *validation* primary metric at the
+final round (``record.rounds[-1].metrics``), ties to the earlier point. All
+primary metrics are higher-is-better by the task contract (tasks/base.py).
+Test metrics (``record.final_metrics``) are never read here: choosing on test
+would report an optimistically biased number.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
+from fednlp_bench.leaderboard.suite import PlannedRun
+from fednlp_bench.leaderboard.tier_plan import Cell, TierPlan, TuningUnit
+
+PLAN_SCHEMA = 1
+PLAN_FILENAME = "plan.json"
+Records = dict[tuple[str, int], LoadedRecord]
+
+
+def load_records(runs_dir: str | Path) -> Records:
+    """Valid records by (config_hash, seed); a bad or duplicate record is an error naming its file."""
+    if not Path(runs_dir).exists():
+        return {}
+    return {item.key: item for item in collect_records(runs_dir)}
+
+
+def final_validation(item: LoadedRecord) -> float:
+    """The primary metric on validation at the record's last round; its absence is an error naming the run."""
+    record = item.record
+    last = record.rounds[-1]
+    if record.primary_metric not in last.metrics:
+        raise ValueError(
+            f"run {record.run_id} ({item.path}): its last round (round {last.round}) has no validation "
+            f"{record.primary_metric!r}, which selection reads. Delete {item.path.parent} and run the suite again "
+            "(the engine always evaluates the last round; this record was edited or made elsewhere)"
+        )
+    return float(last.metrics[record.primary_metric])
+
+
+@dataclass
+class UnitSelection:
+    """One unit's validation values (None: run missing) and the chosen point's index (None until complete)."""
+
+    unit: TuningUnit
+    validations: list[float | None]
+    chosen: int | None
+
+    @property
+    def missing(self) -> int:
+        return sum(v is None for v in self.validations)
+
+
+def select(unit: TuningUnit, records: Records) -> UnitSelection:
+    values = [final_validation(records[run.key]) if run.key in records else None for run in unit.runs]
+    chosen = None
+    if all(v is not None for v in values):
+        chosen = 0
+        for i, value in enumerate(values):
+            if value > values[chosen]:  # type: ignore[operator]  # strict: ties keep the earlier point
+                chosen = i
+    return UnitSelection(unit, values, chosen)
+
+
+def select_all(plan: TierPlan, records: Records) -> dict[int, UnitSelection]:
+    """Selections by ``id(unit)``."""
+    return {id(unit): select(unit, records) for unit in plan.units}
+
+
+def cell_runs(plan: TierPlan, cell: Cell, selections: dict[int, UnitSelection]) -> list[PlannedRun] | None:
+    """The cell's final runs, or None while its unit's tuning is incomplete."""
+    chosen = selections[id(cell.unit)].chosen
+    return None if chosen is None else plan.final_runs(cell, cell.unit.points[chosen])
+
+
+def _run_entry(run: PlannedRun, records: Records) -> dict[str, Any]:
+    item = records.get(run.key)
+    return {"config_hash": run.key[0], "seed": run.key[1],
+            "run_id": item.record.run_id if item else run_id_of(run.config), "done": item is not None}
+
+
+def _metric(plan: TierPlan, task_index: int, records: Records) -> str | None:
+    for unit in plan.units:
+        for run in unit.runs:
+            if unit.task_index == task_index and run.key in records:
+                return records[run.key].record.primary_metric
+    from fednlp_bench.tasks.registry import TASKS
+
+    cls = TASKS.find(plan.task_name(task_index))
+    return getattr(cls, "primary_metric", None)
+
+
+def build_plan(plan: TierPlan, records: Records, runs_dir: str | Path) -> dict[str, Any]:
+    """The ``plan.json`` content (format: /work/notes/plan_format.md, docs/leaderboard.md)."""
+    suite = plan.suite
+    assert suite.tuning is not None
+    selections = select_all(plan, records)
+    metrics = {t: _metric(plan, t, records) for t in range(len(suite.tasks))}
+    tuning = []
+    for unit in plan.units:
+        sel = selections[id(unit)]
+        grid = [{"point": dict(point), **_run_entry(run, records), "validation": value}
+                for point, run, value in zip(unit.points, unit.runs, sel.validations)]
+        tuning.append({
+            "task": plan.task_name(unit.task_index), "data": unit.runs[0].config.get("data"),
+            "partition": unit.partition.to_json(), "algorithm": unit.algorithm, "metric": metrics[unit.task_index],
+            "grid": grid, "chosen": None if sel.chosen is None else dict(unit.points[sel.chosen]),
+        })
+    cells = []
+    for cell in plan.cells:
+        runs = cell_runs(plan, cell, selections)
+        if runs is None:
+            continue
+        chosen = selections[id(cell.unit)].chosen
+        assert chosen is not None
+        entry: dict[str, Any] = {
+            "task": plan.task_name(cell.task_index), "data": runs[0].config.get("data"),
+            "partition": cell.partition.to_json(), "algorithm": cell.algorithm,
+            "algorithm_params": dict(runs[0].config.get("algorithm_params") or {}),
+            "role": cell.role, "hyperparameters": dict(cell.unit.points[chosen]),
+            "tuned_on": cell.unit.partition.index, "metric": metrics[cell.task_index],
+            "runs": [_run_entry(run, records) for run in runs],
+        }
+        if cell.overrides is not None:
+            entry["overrides"] = dict(cell.overrides)
+        cells.append(entry)
+    return {
+        "schema": PLAN_SCHEMA, "tier": suite.tier, "suite": suite.source, "runs_dir": str(runs_dir),
+        "selection": f"validation primary metric at the final round, tuning seed {suite.tuning.seed}",
+        "tuning": tuning, "cells": cells,
+    }
+
+
+def write_plan(plan: TierPlan, runs_dir: str | Path, out: str | Path, records: Records | None = None) -> Path:
+    """Select from the records in ``runs_dir`` and write ``out/plan.json`` atomically (never half a file)."""
+    records = load_records(runs_dir) if records is None else records
+    data = build_plan(plan, records, runs_dir)
+    path = Path(out) / PLAN_FILENAME
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
