@@ -450,3 +450,16 @@ def test_command_refuses_stage_for_one_stage_suite(tmp_path: Path, monkeypatch: 
         call("--stage", "tune")
     assert call("--task", "tagging", "--max-runs", "5", "--no-leaderboard") == 0
     assert [c["task"] for c in runner.calls] == ["tagging"]
+    assert call("--max-runs", "1", "--no-leaderboard") == 0  # classification is left
+    assert [c["task"] for c in runner.calls] == ["tagging", "classification"]
+    with pytest.raises(ValueError, match="--max-runs 0 must be a positive integer"):
+        call("--max-runs", "0")
+
+
+def test_one_stage_max_runs_says_what_remains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    data = {"base": BASE, "seeds": [0, 1], "algorithms": ["fedavg"], "partitions": ["iid"],
+            "tasks": [{"task": "classification", "data": "20news"}]}
+    runner = TierRunner()
+    call = _command(tmp_path, data, runner, monkeypatch)
+    assert call("--max-runs", "1") == 0 and len(runner.calls) == 1
+    assert "stopped after 1 run(s): 1 run(s) remain; continue with: fednlp-bench suite" in capsys.readouterr().out
