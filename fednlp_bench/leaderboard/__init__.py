@@ -3,6 +3,8 @@
 ``collect`` finds and validates records (refusing bad ones and duplicates),
 ``tables`` groups them into tables (pure data), ``plots`` draws metric-vs-round
 curves, ``render`` writes every file, ``verify`` re-runs one record from its
-config, and ``suite`` runs the grid of experiments that feeds the tables.
+config, and ``suite`` runs the grid of experiments that feeds the tables. Two-stage (tier) suites:
+``tiers`` (registry), ``protocol`` (tier/tuning/final keys), ``grid`` (grids), ``tier_plan``
+(tuning units and final cells), ``selection`` (choice + plan.json) and ``stages`` (running them).
 See docs/leaderboard.md.
 """
