@@ -249,6 +249,26 @@ def test_figure_has_one_panel_per_task_with_iid_at_the_right(tier: Path) -> None
     assert len(ax.get_legend().get_texts()) == 2  # FedAvg and FedAdam
 
 
+def test_partition_without_alpha_is_left_out_of_the_figure_and_named(tier: Path, tmp_path: Path) -> None:
+    runs = tier.parent.parent / "records"
+    natural = {"scheme": "natural_id", "params": {"column": "author"}, "index": 3}
+    cell = _cell("fedavg", natural, "federated", [
+        _record(runs, f"avg-nat-s{s}", _config("fedavg", natural, s), 0.3 + s / 100, [0.1, 0.2, 0.3])
+        for s in range(3)])
+    _edit(tier, lambda d: d["cells"].append(cell))
+    task = _task(tier)
+    assert [p.scheme for p in task.partitions][-1] == "natural_id"
+    assert task.most_skewed().alpha == pytest.approx(0.1)  # an alpha partition wins over natural_id
+    out = tmp_path / "out"
+    write_tier_leaderboard(tier, out)
+    readme = (out / "README.md").read_text()
+    assert "Partitions without α are not in the figure (see their tables): classification: Natural (author)." in readme
+    assert "| Natural (author) | 0.8900" in (out / "classification.md").read_text()
+    # Without any alpha (AESLC: IID + mailboxes) the most skewed partition is the last non-IID one.
+    task.partitions = [p for p in task.partitions if p.alpha is None]
+    assert task.most_skewed().scheme == "natural_id"
+
+
 # ---------------------------------------------------------------- trace errors
 def _edit(plan: Path, change) -> None:
     data = json.loads(plan.read_text())
@@ -342,3 +362,14 @@ def test_cli_flags(tier: Path, tmp_path: Path, capsys) -> None:
         _cli(["--runs", str(tmp_path), "--out", str(out), "--verify-per-task"])
     with pytest.raises(ValueError, match="--skip-invalid does not apply with --plan"):
         _cli(["--plan", str(tier), "--out", str(out), "--skip-invalid"])
+
+
+def test_cli_verify_one_run_id_with_plan(tier: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def runner(config: dict[str, Any], runs_dir: Path) -> RunRecord:
+        return RunRecord.load(tier.parent.parent / "records" / "adam-a01-s1")
+
+    monkeypatch.setattr(verify_mod, "_load_runner", lambda: runner)
+    out = tmp_path / "out"
+    assert _cli(["--plan", str(tier), "--out", str(out), "--verify", "adam-a01-s1", "--tolerance", "0"]) == 0
+    assert "REPRODUCED" in capsys.readouterr().out
+    assert "| adam-a01-s1 | reproduced |" in (out / "README.md").read_text()

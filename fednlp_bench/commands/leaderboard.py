@@ -2,6 +2,10 @@
 
 Building never trains anything; ``--verify RUN_ID`` additionally re-runs one
 record from its stored config and checks it reproduces within ``--tolerance``.
+With ``--plan <out>/plan.json`` (written by a tier suite) it builds the tier
+leaderboard instead: the plan says which records make each cell, so the
+tables report the suite's tuning choice rather than re-deriving it;
+``--verify-per-task`` then re-runs one record per task.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build leaderboard tables (Markdown + CSV + plots) from run records",
         description="Read every record.json under --runs, validate them, and write per-task tables, "
         "metric-vs-round plots and a README to --out. With --verify, also re-run one record and check it "
-        "reproduces.",
+        "reproduces. With --plan, build the tier leaderboard from a tier suite's plan.json and its records.",
     )
     parser.add_argument("--runs", default=None,
                         help="folder searched recursively for record.json (default: runs); with --plan: overrides "

@@ -285,8 +285,8 @@ def _check_tuning(entry: PlanTuning, store: RecordStore, where: str) -> None:
                              f"{entry.metric} {point.validation!r}, the record's final round has {last!r}")
 
 
-def _metric(task: str, cells: list[TierCell], tuning: list[PlanTuning]) -> str:
-    names = {i.record.primary_metric for c in cells for i in c.records} | {t.metric for t in tuning}
+def _metric(task: str, records: list[LoadedRecord], tuning: list[PlanTuning]) -> str:
+    names = {i.record.primary_metric for i in records} | {t.metric for t in tuning}
     if len(names) > 1:
         raise TraceError(f"task {task!r}: records and plan disagree on the primary metric ({', '.join(sorted(names))}); "
                          "one table compares one metric")
@@ -307,7 +307,7 @@ def build_tier_tasks(plan: Plan, runs_dir: Path) -> list[TierTask]:
         for i, entry in enumerate(plan.tuning):
             if entry.task == task:
                 _check_tuning(entry, store, f"tuning[{i}]")
-        metric = _metric(task, [TierCell(c, r, "") for c, r in loaded], tuning)
+        metric = _metric(task, [i for _, records in loaded for i in records], tuning)
         for cell, records in loaded:
             cells[(cell.partition.index, cell.algorithm, cell.role)] = TierCell(cell, records, metric)
         partitions = {c.plan.partition.index: c.plan.partition for c in cells.values()}
