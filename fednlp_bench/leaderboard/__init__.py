@@ -4,5 +4,9 @@
 ``tables`` groups them into tables (pure data), ``plots`` draws metric-vs-round
 curves, ``render`` writes every file, ``verify`` re-runs one record from its
 config, and ``suite`` runs the grid of experiments that feeds the tables.
+Tier leaderboards (``--plan``): ``plan`` reads the suite's plan.json,
+``tier_cells`` traces its cells to records and computes them (statistics in
+``tier_stats``), ``tier_render`` / ``tier_plots`` write the text and the gap
+figure, ``tier_tables`` orchestrates, ``tier_verify`` re-runs one record per task.
 See docs/leaderboard.md.
 """

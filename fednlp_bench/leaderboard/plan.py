@@ -86,7 +86,8 @@ class PlanTuning:
     data: str | None
     partition: PlanPartition
     algorithm: str
-    metric: str
+    #: The task's primary metric; None when the suite could not name it yet (no record, no registry entry).
+    metric: str | None
     grid: tuple[GridPoint, ...]
     #: The chosen grid point; None while any grid run is missing.
     chosen: dict[str, Any] | None
@@ -189,7 +190,7 @@ class _Reader:
             data=self.get(obj, "data", where, str, optional=True),
             partition=self.partition(obj, where),
             algorithm=self.get(obj, "algorithm", where, str),
-            metric=self.get(obj, "metric", where, str),
+            metric=self.get(obj, "metric", where, str, optional=True),
             grid=tuple(self.grid_point(p, f"{where}.grid[{i}]") for i, p in enumerate(grid)),
             chosen=self.get(obj, "chosen", where, dict, optional=True),
         )

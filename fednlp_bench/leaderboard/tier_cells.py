@@ -279,14 +279,15 @@ def _check_tuning(entry: PlanTuning, store: RecordStore, where: str) -> None:
         if point.validation is None:
             continue
         item = store.get(point.run_id, point.config_hash, point.seed, f"{where}.grid[{k}]")
-        last = item.record.rounds[-1].metrics.get(entry.metric)
+        metric = entry.metric or item.record.primary_metric
+        last = item.record.rounds[-1].metrics.get(metric)
         if last is None or not math.isclose(float(last), point.validation, rel_tol=1e-9, abs_tol=1e-12):
             raise TraceError(f"run {point.run_id!r} ({where}.grid[{k}]): plan.json says validation "
-                             f"{entry.metric} {point.validation!r}, the record's final round has {last!r}")
+                             f"{metric} {point.validation!r}, the record's final round has {last!r}")
 
 
 def _metric(task: str, records: list[LoadedRecord], tuning: list[PlanTuning]) -> str:
-    names = {i.record.primary_metric for i in records} | {t.metric for t in tuning}
+    names = {i.record.primary_metric for i in records} | {t.metric for t in tuning if t.metric is not None}
     if len(names) > 1:
         raise TraceError(f"task {task!r}: records and plan disagree on the primary metric ({', '.join(sorted(names))}); "
                          "one table compares one metric")
