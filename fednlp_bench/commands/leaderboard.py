@@ -2,6 +2,10 @@
 
 Building never trains anything; ``--verify RUN_ID`` additionally re-runs one
 record from its stored config and checks it reproduces within ``--tolerance``.
+With ``--plan <out>/plan.json`` (written by a tier suite) it builds the tier
+leaderboard instead: the plan says which records make each cell, so the
+tables report the suite's tuning choice rather than re-deriving it;
+``--verify-per-task`` then re-runs one record per task.
 """
 
 from __future__ import annotations
@@ -17,9 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build leaderboard tables (Markdown + CSV + plots) from run records",
         description="Read every record.json under --runs, validate them, and write per-task tables, "
         "metric-vs-round plots and a README to --out. With --verify, also re-run one record and check it "
-        "reproduces.",
+        "reproduces. With --plan, build the tier leaderboard from a tier suite's plan.json and its records.",
     )
-    parser.add_argument("--runs", default="runs", help="folder searched recursively for record.json (default: runs)")
+    parser.add_argument("--runs", default=None,
+                        help="folder searched recursively for record.json (default: runs); with --plan: overrides "
+                        "the plan's runs_dir")
+    parser.add_argument("--plan", metavar="PATH",
+                        help="plan.json written by a tier suite: build the tier leaderboard (task tables with "
+                        "intervals, tuning, bytes to 90%% of centralized, the gap-vs-alpha figure, headline README) "
+                        "from it and its records")
+    parser.add_argument("--verify-per-task", action="store_true",
+                        help="with --plan: re-run the fastest finished record of each task and check it reproduces; "
+                        "exits non-zero if any does not")
     parser.add_argument("--out", default="leaderboards", help="output folder (default: leaderboards)")
     parser.add_argument("--verify", metavar="RUN_ID_OR_PATH",
                         help="re-run this record (run id under --runs, run folder or record.json) and compare")
@@ -41,11 +54,18 @@ def run(args: argparse.Namespace) -> int:
     from fednlp_bench.leaderboard.render import write_leaderboard
     from fednlp_bench.leaderboard.verify import DEFAULT_TOLERANCE, save_verification, verify_record
 
-    if args.tolerance is not None and args.verify is None:
-        raise ValueError("--tolerance only applies to --verify RUN_ID")
+    verify_per_task = getattr(args, "verify_per_task", False)
+    if args.tolerance is not None and args.verify is None and not verify_per_task:
+        raise ValueError("--tolerance only applies to --verify RUN_ID or --verify-per-task")
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not tolerance >= 0:
         raise ValueError(f"--tolerance {tolerance!r} must be a non-negative number, e.g. 1e-6")
+    if getattr(args, "plan", None) is not None:
+        return run_plan(args, tolerance)
+    if verify_per_task:
+        raise ValueError("--verify-per-task needs --plan <out>/plan.json (it picks one record per task of the plan)")
+    if args.runs is None:
+        args.runs = "runs"
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -70,3 +90,39 @@ def run(args: argparse.Namespace) -> int:
     # Rewrite the README so its verification section includes this result.
     write_leaderboard(args.runs, args.out, plots=False, suite_label=args.suite, records=output.records)
     return 0 if result.passed else 1
+
+
+def run_plan(args: argparse.Namespace, tolerance: float) -> int:
+    """``--plan``: the tier leaderboard, then optionally ``--verify RUN_ID`` or ``--verify-per-task``."""
+    from fednlp_bench.leaderboard.collect import find_record
+    from fednlp_bench.leaderboard.plan import resolve_runs_dir
+    from fednlp_bench.leaderboard.tier_tables import build_tier, write_tier_files
+    from fednlp_bench.leaderboard.tier_verify import verify_per_task
+    from fednlp_bench.leaderboard.verify import save_verification, verify_record
+
+    for flag, value in (("--skip-invalid", args.skip_invalid), ("--skip-duplicates", args.skip_duplicates)):
+        if value:
+            raise ValueError(f"{flag} does not apply with --plan: a tier table uses exactly the records plan.json "
+                             "names; fix or re-run the named record instead")
+    if args.verify is not None and args.verify_per_task:
+        raise ValueError("pass either --verify RUN_ID or --verify-per-task, not both")
+    plan, tasks = build_tier(args.plan, args.runs)
+    files = write_tier_files(plan, tasks, args.out, figure=not args.no_plots)
+    print(f"plan {plan.path} (tier {plan.tier}): {len(tasks)} task(s); wrote {len(files)} files to {args.out}")
+    for task in tasks:
+        done = sum(c.complete for c in task.cells.values())
+        print(f"  {task.task}: {len(task.partitions)} partitions x {len(task.algorithms)} FL algorithms, "
+              f"{done}/{len(task.cells)} cells complete, {len(task.records)} records")
+    if args.verify is not None:
+        item = find_record(resolve_runs_dir(plan, args.runs), args.verify)
+        result = verify_record(item, tolerance=tolerance)
+        print(result.report())
+        save_verification(result, args.out)
+        passed = result.passed
+    elif args.verify_per_task:
+        passed = all(v.passed for v in verify_per_task(tasks, args.out, tolerance=tolerance))
+    else:
+        return 0
+    # Rewrite the README so its verification section includes the result(s).
+    write_tier_files(plan, tasks, args.out, figure=False)
+    return 0 if passed else 1

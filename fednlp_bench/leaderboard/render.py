@@ -65,8 +65,13 @@ def _cwd_label(path: Path) -> str:
 
 # ---------------------------------------------------------------- budget text
 def budget_text(table: Table) -> str:
-    b = dict(table.budget)
-    parts = [f"model `{table.model}`", f"data `{table.data if table.data is not None else 'task default'}`"]
+    return budget_sentence(table.budget, table.model, table.data)
+
+
+def budget_sentence(budget: dict[str, Any], model: str, data: str | None) -> str:
+    """A budget (``tables.budget_of``) in words; shared by the record tables and the tier tables."""
+    b = dict(budget)
+    parts = [f"model `{model}`", f"data `{data if data is not None else 'task default'}`"]
     if "partition.num_clients" in b:
         parts.append(f"{b.pop('partition.num_clients')} clients")
     if "clients_per_round" in b:
@@ -400,4 +405,4 @@ def write_leaderboard(
 
 
 __all__ = ["write_leaderboard", "LeaderboardOutput", "algorithm_label", "task_csv",
-           "task_markdown", "readme_markdown", "budget_text"]
+           "task_markdown", "readme_markdown", "budget_text", "budget_sentence"]

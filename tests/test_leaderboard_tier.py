@@ -1,0 +1,378 @@
+"""Tier tables from a hand-written plan.json and fabricated records: statistics, traceability, files, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fednlp_bench.leaderboard import verify as verify_mod
+from fednlp_bench.leaderboard.plan import PlanError, load_plan
+from fednlp_bench.leaderboard.tier_cells import TraceError, hardware_label
+from fednlp_bench.leaderboard.tier_plots import draw_gap_figure
+from fednlp_bench.leaderboard.tier_stats import bytes_to_target, summarize, t_quantile, welch_difference
+from fednlp_bench.leaderboard.tier_tables import build_tier, write_tier_leaderboard
+from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
+
+HARDWARE = {"cpu": "AMD EPYC", "cpu_cores": 2, "torch_threads": 1, "gpu": None, "device": "cpu", "ram_gb": 23.5}
+#: Every round sends 100 bytes up and 50 down.
+UP, DOWN = 100, 50
+IID = {"scheme": "iid", "params": {}, "index": 0}
+A1 = {"scheme": "dirichlet_label", "params": {"alpha": 1.0}, "index": 1}
+A01 = {"scheme": "dirichlet_label", "params": {"alpha": 0.1}, "index": 2}
+
+
+def _config(algorithm: str, partition: dict[str, Any], seed: int, **changes: Any) -> dict[str, Any]:
+    config = {
+        "task": "classification", "data": "20news", "model": "minilm", "max_length": 128,
+        "max_train_examples": 2000, "max_eval_examples": 500,
+        "partition": {"scheme": partition["scheme"], "num_clients": 10, "seed": seed, "min_size": 2,
+                      "params": partition["params"]},
+        "algorithm": algorithm, "algorithm_params": {}, "rounds": 3, "clients_per_round": 5, "local_epochs": 1,
+        "local_steps": None, "batch_size": 16, "lr": 0.003, "optimizer": "adamw", "sampling": "uniform",
+        "dropout": 0.0, "eval_every": 1, "seed": seed, "backend": "inprocess", "client_eval": True,
+    }
+    config.update(changes)
+    return config
+
+
+def _record(runs: Path, run_id: str, config: dict[str, Any], test: float, curve: list[float],
+            wall: float = 60.0, worst: float | None = None, best_round_test: float | None = None) -> dict[str, Any]:
+    """Save a record; return its plan.json run entry."""
+    rounds = [RoundResult(round=r, clients=[0, 1], train_loss=0.5, metrics={"accuracy": v}, bytes_up=UP,
+                          bytes_down=DOWN, wall_time_s=wall / len(curve)) for r, v in enumerate(curve, start=1)]
+    record = RunRecord(
+        run_id=run_id, created="2026-11-26T00:00:00", task="classification", algorithm=config["algorithm"],
+        seed=config["seed"], config=config, config_hash=config_hash(config),
+        partition={**config["partition"], "fingerprint": "f" * 64, "content_hash": "c" * 64},
+        primary_metric="accuracy", final_metrics={"accuracy": test, "loss": 1.0 - test}, rounds=rounds,
+        wall_time_s=wall, bytes_up=UP * len(curve), bytes_down=DOWN * len(curve), versions={"torch": "2.13.0"},
+        git_commit="abc123", hardware=dict(HARDWARE),
+        client_eval=None if worst is None else {"metric": "accuracy", "summary": {"worst_10pct": worst}, "clients": []},
+        test=None if best_round_test is None else {
+            "split": "test", "rows": 500, "model": "final round",
+            "best_round": {"round": 2, "validation": {"accuracy": max(curve)}, "test": {"accuracy": best_round_test}}},
+    )
+    record.save(runs / run_id)
+    return {"config_hash": record.config_hash, "seed": record.seed, "run_id": run_id, "done": True}
+
+
+def _cell(algorithm: str, partition: dict[str, Any], role: str, runs: list[dict[str, Any]],
+          hyper: dict[str, Any] | None = None, tuned_on: int = 0) -> dict[str, Any]:
+    label = partition["scheme"]
+    # "metric" and "overrides" are written by the suite too; the tables read the records' own values.
+    return {"task": "classification", "data": "20news", "partition": {**partition, "label": label},
+            "algorithm": algorithm, "algorithm_params": {}, "role": role, "metric": "accuracy",
+            "hyperparameters": hyper or {"lr": 0.003}, "tuned_on": tuned_on, "runs": runs,
+            **({"overrides": {"rounds": 5, "test_best_round": True}} if role == "centralized_converged" else {})}
+
+
+def _planned(run_id: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A run the plan lists but that has not finished (no record)."""
+    return {"config_hash": config_hash(config), "seed": config["seed"], "run_id": run_id, "done": False}
+
+
+@pytest.fixture
+def tier(tmp_path: Path) -> Path:
+    """A plan with both centralized roles, complete/incomplete/n=1 cells, a tuning table; returns plan.json."""
+    runs = tmp_path / "repo" / "records"
+    cells = []
+    equal = [_record(runs, f"cen-eq-s{s}", _config("centralized", IID, s), t, [0.5, 0.7, 0.8], wall=30.0 + s)
+             for s, t in enumerate([0.80, 0.82, 0.84])]
+    cells.append(_cell("centralized", IID, "centralized_equal", equal))
+    # Converged: best validation 0.9, 0.8, 1.0 -> mean 0.9 -> target 0.9 * 0.9 = 0.81.
+    converged = [_record(runs, f"cen-conv-s{s}", _config("centralized", IID, s, rounds=5, test_best_round=True),
+                         t, curve, wall=100.0, best_round_test=b)
+                 for s, (t, b, curve) in enumerate([(0.85, 0.88, [0.7, 0.9, 0.85]), (0.86, 0.89, [0.6, 0.8, 0.7]),
+                                                     (0.87, 0.90, [0.9, 1.0, 0.95])])]
+    cells.append(_cell("centralized", IID, "centralized_converged", converged))
+    # FedAvg IID: test [0.5, 0.6, 0.7]; validation reaches 0.81 at round 2 (seed 0), round 3 (seed 1), never (seed 2).
+    fedavg = [_record(runs, f"avg-iid-s{s}", _config("fedavg", IID, s), t, curve, wall=20.0 + s, worst=w)
+              for s, (t, curve, w) in enumerate([(0.5, [0.5, 0.82, 0.9], 0.2), (0.6, [0.3, 0.4, 0.81], 0.3),
+                                                  (0.7, [0.1, 0.2, 0.3], 0.4)])]
+    cells.append(_cell("fedavg", IID, "federated", fedavg))
+    # FedAvg alpha=1: 2 of 3 seeds done.
+    part = [_record(runs, f"avg-a1-s{s}", _config("fedavg", A1, s), 0.55, [0.5, 0.6, 0.7]) for s in (0, 1)]
+    part.append(_planned("avg-a1-s2", _config("fedavg", A1, 2)))
+    cells.append(_cell("fedavg", A1, "federated", part))
+    # FedAvg alpha=0.1 and FedAdam alpha=0.1 / IID (n=1 for IID).
+    cells.append(_cell("fedavg", A01, "federated", [
+        _record(runs, f"avg-a01-s{s}", _config("fedavg", A01, s), t, [0.2, 0.3, 0.4])
+        for s, t in enumerate([0.40, 0.44, 0.48])]))
+    cells.append(_cell("fedadam", A01, "federated", [
+        _record(runs, f"adam-a01-s{s}", _config("fedadam", A01, s, lr=0.001), t, [0.2, 0.3, 0.5])
+        for s, t in enumerate([0.50, 0.52, 0.54])], hyper={"lr": 0.001}))
+    cells.append(_cell("fedadam", IID, "federated", [
+        _record(runs, "adam-iid-s0", _config("fedadam", IID, 0, lr=0.001), 0.65, [0.5, 0.6, 0.79])],
+        hyper={"lr": 0.001}))
+    low = _record(runs, "tune-avg-lr0.001", _config("fedavg", IID, 0, lr=0.001), 0.3, [0.5, 0.6, 0.7])
+    tuning = [
+        {"task": "classification", "data": "20news", "partition": {**IID, "label": "iid"}, "algorithm": "fedavg",
+         "metric": "accuracy", "chosen": {"lr": 0.003},
+         "grid": [{"point": {"lr": 0.001}, "validation": 0.7, **{k: low[k] for k in ("config_hash", "seed", "run_id")}},
+                  {"point": {"lr": 0.003}, "validation": 0.9,
+                   **{k: fedavg[0][k] for k in ("config_hash", "seed", "run_id")}}]},
+        {"task": "classification", "data": "20news", "partition": {**A1, "label": "a1"}, "algorithm": "fedadam",
+         "metric": None, "chosen": None,  # the suite writes null before any record names the metric
+         "grid": [{"point": {"lr": 0.001}, "validation": None, "config_hash": "x" * 64, "seed": 0, "run_id": "nope",
+                   "done": False}]},
+    ]
+    plan = {"schema": 1, "tier": "cpu", "suite": "configs/suite-cpu.yaml", "runs_dir": "records",
+            "selection": "validation primary metric at the final round, tuning seed 0", "tuning": tuning, "cells": cells}
+    path = tmp_path / "repo" / "lb" / "plan.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(plan, indent=1))
+    return path
+
+
+def _task(plan: Path):
+    _, tasks = build_tier(plan)
+    assert [t.task for t in tasks] == ["classification"]
+    return tasks[0]
+
+
+# ---------------------------------------------------------------- statistics
+def test_t_interval_of_known_numbers() -> None:
+    s = summarize([0.5, 0.6, 0.7])
+    assert s.mean == pytest.approx(0.6) and s.std == pytest.approx(0.1) and s.n == 3
+    assert t_quantile(2) == pytest.approx(4.302653, abs=1e-6)
+    assert s.half_width == pytest.approx(4.302653 * 0.1 / math.sqrt(3), abs=1e-6)
+    assert s.interval == pytest.approx((0.6 - 0.248414, 0.6 + 0.248414), abs=1e-6)
+    one = summarize([0.7])
+    assert one.std is None and one.half_width is None and one.interval is None
+
+
+def test_welch_difference() -> None:
+    a, b = summarize([0.5, 0.6, 0.7]), summarize([0.80, 0.82, 0.84])
+    d = welch_difference(a, b)
+    va, vb = 0.01 / 3, 0.0004 / 3
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    assert d.value == pytest.approx(-0.22)
+    assert d.half_width == pytest.approx(t_quantile(df) * math.sqrt(va + vb))
+    assert welch_difference(a, summarize([0.8])).half_width is None
+
+
+def test_bytes_to_target_on_a_curve(tier: Path) -> None:
+    task = _task(tier)
+    assert task.target == pytest.approx(0.81) and task.target_role == "centralized_converged"
+    record = next(i.record for i in task.cell(0, "fedavg").records if i.record.seed == 0)
+    assert bytes_to_target(record, "accuracy", 0.81) == 2 * (UP + DOWN)  # round 2: 0.82
+    assert bytes_to_target(record, "accuracy", 0.9) == 3 * (UP + DOWN)  # equality counts
+    assert bytes_to_target(record, "accuracy", 0.95) is None
+    cell = task.cell(0, "fedavg")
+    assert cell.bytes_to_target == [300, 450, None]
+    assert cell.mean_bytes_to_target == pytest.approx(375.0)
+    assert task.cell(2, "fedadam").bytes_to_target == [None, None, None]
+
+
+# ---------------------------------------------------------------- cells
+def test_cells_centralized_roles_gap_and_details(tier: Path) -> None:
+    task = _task(tier)
+    equal, converged = task.centralized("centralized_equal"), task.centralized("centralized_converged")
+    assert equal.summary.mean == pytest.approx(0.82) and equal.summary.std == pytest.approx(0.02)
+    # Converged reports the test metric of its best-validation round.
+    assert converged.summary.mean == pytest.approx(0.89)
+    fedavg = task.cell(0, "fedavg")
+    assert fedavg.summary.mean == pytest.approx(0.6) and fedavg.summary.std == pytest.approx(0.1)
+    assert fedavg.gap.value == pytest.approx(0.6 - 0.82)
+    assert task.cell(2, "fedavg").gap.value == pytest.approx(0.44 - 0.82)
+    assert fedavg.mean_total_bytes == pytest.approx(450.0) and fedavg.mean_wall_time_s == pytest.approx(21.0)
+    assert fedavg.worst_10pct == pytest.approx(0.3) and equal.worst_10pct is None
+    partial = task.cell(1, "fedavg")
+    assert (partial.n_done, partial.n_planned, partial.summary, partial.gap) == (2, 3, None, None)
+    assert [p.index for p in task.partitions] == [0, 1, 2] and task.algorithms == ["fedavg", "fedadam"]
+    assert task.converged_overrides == {"rounds": 5, "test_best_round": True}
+    assert "lr" not in task.budget and task.budget["rounds"] == 3 and task.budget["partition.num_clients"] == 10
+    assert task.hardware == ["CPU AMD EPYC, 1 torch thread(s) of 2 cores"]
+    assert hardware_label({"gpu": "NVIDIA H100 80GB HBM3", "device": "cuda"}) == "GPU NVIDIA H100 80GB HBM3"
+
+
+def test_files_markdown_csv_readme_and_figure(tier: Path, tmp_path: Path) -> None:
+    out = tmp_path / "published"  # outside the plan's folder: links must still resolve
+    files = write_tier_leaderboard(tier, out)
+    assert sorted(p.name for p in files) == ["README.md", "classification.csv", "classification.md", "gap_vs_alpha.png"]
+    md = (out / "classification.md").read_text()
+    hw = 4.302653 * 0.1 / math.sqrt(3)
+    assert f"0.6000 ± 0.1000<br>95% CI [{0.6 - hw:.4f}, {0.6 + hw:.4f}], n=3<br>gap -0.2200" in md
+    assert "| Dirichlet α=1 | 0.8900 ± 0.0100" in md and "2/3 runs done" in md
+    assert "0.6500<br>n=1<br>gap -0.1700" in md  # FedAdam IID: one seed, no interval
+    assert "tuning pending" in md  # FedAdam alpha=1: its grid is not finished
+    assert "| Partition | Centralized (converged) † | Centralized (equal budget) † | FedAvg | FedAdam |" in md
+    assert "- Tier: `cpu`" in md and "- Hardware: CPU AMD EPYC, 1 torch thread(s) of 2 cores" in md
+    assert "- Every cell: run ids in [classification.csv](classification.csv)" in md
+    assert "rounds=5, test_best_round=True" in md and "3 rounds" in md and "10 clients" in md
+    assert "| IID | FedAvg | lr=0.003 (tuned on IID) | 450 B | 375 B (2/3 reached) | 21.0 s | 0.3000 |" in md
+    assert "| Dirichlet α=0.1 | FedAdam | lr=0.001 (tuned on IID) | 450 B | not reached (0/3) |" in md
+    assert "| IID | FedAvg | lr=0.003 | 0 | **0.9000** | **chosen** |" in md
+    assert "| IID | FedAvg | lr=0.001 | 0 | 0.7000 |  |" in md
+    assert "| Dirichlet α=1 | FedAdam | lr=0.001 | 0 | pending | choice pending |" in md
+
+    rows = list(csv.DictReader((out / "classification.csv").open()))
+    avg = next(r for r in rows if r["algorithm"] == "fedavg" and r["partition_index"] == "0")
+    assert float(avg["mean"]) == pytest.approx(0.6) and float(avg["ci_high"]) == pytest.approx(0.6 + hw, abs=1e-6)
+    assert avg["run_ids"] == "avg-iid-s0 avg-iid-s1 avg-iid-s2" and avg["bytes_to_target_runs"] == "300 450 none"
+    assert avg["bytes_to_target_reached"] == "2/3" and float(avg["bytes_to_target_mean"]) == 375.0
+    partial = next(r for r in rows if r["algorithm"] == "fedavg" and r["partition_index"] == "1")
+    assert (partial["complete"], partial["mean"], partial["n_done"], partial["done_run_ids"]) == \
+        ("False", "", "2", "avg-a1-s0 avg-a1-s1")
+    assert {r["role"] for r in rows} == {"federated", "centralized_equal", "centralized_converged"}
+
+    readme = (out / "README.md").read_text()
+    assert readme.index("## Headline") < readme.index("## Tables") < readme.index("gap_vs_alpha.png")
+    # Most skewed = alpha 0.1; best FL there = FedAdam (0.52 > 0.44).
+    assert ("| classification | `20news` | `accuracy` | 0.8900 ± 0.0100 95% CI" in readme)
+    assert "FedAdam on Dirichlet α=0.1: 0.5200 ± 0.0200" in readme and "| -0.3000 (95% CI ±" in readme
+    assert "[classification.md](classification.md)" in readme
+    link = readme.split("[plan.json](")[1].split(")")[0]
+    assert (out / link).resolve() == tier.resolve()
+
+    png = (out / "gap_vs_alpha.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "gap_vs_alpha.png").shape[1] == 420  # one 4.2-inch panel at 100 dpi
+    # Rebuilding from unchanged inputs gives identical files.
+    before = {p.name: p.read_bytes() for p in files}
+    write_tier_leaderboard(tier, out)
+    assert {p.name: p.read_bytes() for p in files} == before
+
+
+def test_figure_has_one_panel_per_task_with_iid_at_the_right(tier: Path) -> None:
+    task = _task(tier)
+    fig = draw_gap_figure([task, task])
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "1", "IID"]
+    assert list(ax.get_xticks()) == pytest.approx([0.1, 1.0, 10.0])
+    assert len(ax.get_legend().get_texts()) == 2  # FedAvg and FedAdam
+
+
+def test_partition_without_alpha_is_left_out_of_the_figure_and_named(tier: Path, tmp_path: Path) -> None:
+    runs = tier.parent.parent / "records"
+    natural = {"scheme": "natural_id", "params": {"column": "author"}, "index": 3}
+    cell = _cell("fedavg", natural, "federated", [
+        _record(runs, f"avg-nat-s{s}", _config("fedavg", natural, s), 0.3 + s / 100, [0.1, 0.2, 0.3])
+        for s in range(3)])
+    _edit(tier, lambda d: d["cells"].append(cell))
+    task = _task(tier)
+    assert [p.scheme for p in task.partitions][-1] == "natural_id"
+    assert task.most_skewed().alpha == pytest.approx(0.1)  # an alpha partition wins over natural_id
+    out = tmp_path / "out"
+    write_tier_leaderboard(tier, out)
+    readme = (out / "README.md").read_text()
+    assert "Partitions without α are not in the figure (see their tables): classification: Natural (author)." in readme
+    assert "| Natural (author) | 0.8900" in (out / "classification.md").read_text()
+    # Without any alpha (AESLC: IID + mailboxes) the most skewed partition is the last non-IID one.
+    task.partitions = [p for p in task.partitions if p.alpha is None]
+    assert task.most_skewed().scheme == "natural_id"
+
+
+# ---------------------------------------------------------------- trace errors
+def _edit(plan: Path, change) -> None:
+    data = json.loads(plan.read_text())
+    change(data)
+    plan.write_text(json.dumps(data))
+
+
+def test_missing_record_names_the_run_id(tier: Path) -> None:
+    import shutil
+
+    shutil.rmtree(tier.parent.parent / "records" / "avg-iid-s1")
+    with pytest.raises(TraceError, match="run 'avg-iid-s1'.*does not exist"):
+        build_tier(tier)
+
+
+def test_mismatched_seed_or_hash_names_the_run_id(tier: Path) -> None:
+    _edit(tier, lambda d: d["cells"][2]["runs"][1].update(seed=7))
+    with pytest.raises(TraceError, match="run 'avg-iid-s1'.*seed 1, plan.json says .* seed 7"):
+        build_tier(tier)
+    _edit(tier, lambda d: d["cells"][2]["runs"][1].update(seed=1, config_hash="0" * 64))
+    with pytest.raises(TraceError, match="run 'avg-iid-s1'.*not the planned run"):
+        build_tier(tier)
+
+
+def test_tuning_value_must_match_the_record(tier: Path) -> None:
+    _edit(tier, lambda d: d["tuning"][0]["grid"][0].update(validation=0.71))
+    with pytest.raises(TraceError, match="run 'tune-avg-lr0.001'.*0.71.*0.7"):
+        build_tier(tier)
+
+
+def test_bad_plan_is_named(tmp_path: Path, tier: Path) -> None:
+    _edit(tier, lambda d: d["cells"][0].update(role="upper"))
+    with pytest.raises(PlanError, match=r"cells\[0\]: role 'upper' is not one of federated"):
+        load_plan(tier)
+    with pytest.raises(PlanError, match="no such plan file"):
+        load_plan(tmp_path / "nowhere.json")
+    _edit(tier, lambda d: d.update(schema=2))
+    with pytest.raises(PlanError, match="schema 2 is not supported"):
+        load_plan(tier)
+
+
+def test_runs_dir_not_found(tier: Path) -> None:
+    _edit(tier, lambda d: d.update(runs_dir="elsewhere/records"))
+    with pytest.raises(FileNotFoundError, match="runs_dir 'elsewhere/records' was not found.*--runs"):
+        build_tier(tier)
+    assert build_tier(tier, runs_dir=tier.parent.parent / "records")[1][0].task == "classification"
+
+
+# ---------------------------------------------------------------- CLI
+def _cli(argv: list[str]) -> int:
+    from fednlp_bench.commands import leaderboard
+
+    parser = argparse.ArgumentParser()
+    leaderboard.register(parser.add_subparsers())
+    args = parser.parse_args(["leaderboard", *argv])
+    return args.func(args)
+
+
+@pytest.mark.parametrize("shift, code", [(0.0, 0), (1e-3, 1)])
+def test_cli_verify_per_task_picks_the_fastest_run(tier: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys, shift: float, code: int) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def runner(config: dict[str, Any], runs_dir: Path) -> RunRecord:
+        calls.append(config)
+        original = RunRecord.load(tier.parent.parent / "records" / "avg-iid-s0")
+        rerun = RunRecord.from_dict(json.loads(json.dumps(original.to_dict())))
+        rerun.final_metrics = {k: v + shift for k, v in rerun.final_metrics.items()}
+        return rerun
+
+    monkeypatch.setattr(verify_mod, "_load_runner", lambda: runner)
+    out = tmp_path / "out"
+    assert _cli(["--plan", str(tier), "--out", str(out), "--verify-per-task"]) == code
+    # Fastest finished run: avg-iid-s0 (20 s); the 0.5 s cells are absent, tuning-only runs are not candidates.
+    assert len(calls) == 1 and calls[0]["algorithm"] == "fedavg" and calls[0]["seed"] == 0
+    printed = capsys.readouterr().out
+    verdict = "REPRODUCED" if code == 0 else "NOT REPRODUCED"
+    assert "classification: verifying avg-iid-s0 (fastest finished run, 20.0 s)" in printed
+    assert f"classification: avg-iid-s0 -> {verdict}" in printed
+    saved = json.loads((out / "verification.json").read_text())["avg-iid-s0"]
+    assert saved["passed"] is (code == 0)
+    assert ("| avg-iid-s0 | reproduced |" in (out / "README.md").read_text()) == (code == 0)
+
+
+def test_cli_flags(tier: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert _cli(["--plan", str(tier), "--out", str(out), "--no-plots"]) == 0
+    assert not (out / "gap_vs_alpha.png").exists() and (out / "classification.md").exists()
+    assert "classification: 3 partitions x 2 FL algorithms, 6/7 cells complete" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--verify-per-task needs --plan"):
+        _cli(["--runs", str(tmp_path), "--out", str(out), "--verify-per-task"])
+    with pytest.raises(ValueError, match="--skip-invalid does not apply with --plan"):
+        _cli(["--plan", str(tier), "--out", str(out), "--skip-invalid"])
+
+
+def test_cli_verify_one_run_id_with_plan(tier: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def runner(config: dict[str, Any], runs_dir: Path) -> RunRecord:
+        return RunRecord.load(tier.parent.parent / "records" / "adam-a01-s1")
+
+    monkeypatch.setattr(verify_mod, "_load_runner", lambda: runner)
+    out = tmp_path / "out"
+    assert _cli(["--plan", str(tier), "--out", str(out), "--verify", "adam-a01-s1", "--tolerance", "0"]) == 0
+    assert "REPRODUCED" in capsys.readouterr().out
+    assert "| adam-a01-s1 | reproduced |" in (out / "README.md").read_text()
