@@ -173,7 +173,7 @@ def test_shipped_suite_is_valid_and_sized_as_published() -> None:
     assert len(planned) == 40  # 2 tasks x (2 centralized + 3 partitions x 3 FL x 2 seeds)
     assert {r.config["task"] for r in planned} == {"classification", "tagging"}
     assert {r.config["algorithm"] for r in planned} == {"centralized", "fedavg", "fedprox", "fedadam"}
-    assert suite.runs_dir == "leaderboards/records" and suite.seeds == [0, 1]
+    assert suite.runs_dir == "leaderboards/smoke/records" and suite.seeds == [0, 1]
 
 
 def test_default_runner_resumes_a_killed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
