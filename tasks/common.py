@@ -10,14 +10,14 @@ import hashlib
 import json
 import logging
 import math
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 
 from fednlp_bench.paths import cache_dir
-from fednlp_bench.tasks.base import Task, evaluating, model_device  # noqa: F401  (re-exported for tasks)
+from fednlp_bench.tasks.base import Task
 from fednlp_bench.tasks.models import load_tokenizer
 from fednlp_bench.tasks.sources import RawSplits, check_columns
 

@@ -36,7 +36,8 @@ from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderConfig, EncoderDecoderModel
 
 from fednlp_bench.paths import TINY_MODEL
-from fednlp_bench.tasks.common import HFTask, evaluating, model_device
+from fednlp_bench.tasks.base import evaluating, model_device
+from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import lead_baseline, rouge
 from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, quiet_transformers, tiny_bert_config
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message

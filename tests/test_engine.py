@@ -15,7 +15,7 @@ import torch
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.algorithms.fedprox import ProximalTerm
-from fednlp_bench.engine import prepare, runner
+from fednlp_bench.engine import prepare
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
 from fednlp_bench.engine.prepare import centralized_steps_per_round
 from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment

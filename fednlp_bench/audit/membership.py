@@ -19,7 +19,7 @@ Both sides are subsampled to the same size with a fixed seed.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch

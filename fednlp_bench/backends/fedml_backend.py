@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from fednlp_bench.backends.fedml_hosts import GRPC_BASE_PORT, HostList, local_ranks, loopback_hosts, parse_hosts
+from fednlp_bench.backends.fedml_hosts import HostList, local_ranks, loopback_hosts, parse_hosts
 from fednlp_bench.config import RunConfig
 from fednlp_bench.results.record import RECORD_FILENAME, RunRecord
 

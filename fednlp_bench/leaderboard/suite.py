@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
