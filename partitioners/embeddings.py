@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from fednlp_bench.atomic import atomic_write
+from fednlp_bench.hf_quiet import quiet_transformers
 from fednlp_bench.paths import DEFAULT_MODEL, cache_dir, resolve_model_name
 
 
@@ -52,8 +53,9 @@ def embed_texts(
     from transformers import AutoModel, AutoTokenizer
 
     name = resolve_model_name(model)
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    encoder = AutoModel.from_pretrained(name)
+    with quiet_transformers():  # no weight-loading bar in logs: the caller reports the embedding phase
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        encoder = AutoModel.from_pretrained(name)
     encoder.eval()
     # Length-sorted batches waste less compute on padding; results are put back in input order.
     order = np.argsort([len(t) for t in texts], kind="stable")

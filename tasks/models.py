@@ -10,40 +10,17 @@ hub name or local folder. All builders are deterministic under
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
 
+from fednlp_bench.hf_quiet import quiet_transformers
 from fednlp_bench.paths import TINY_MODEL, default_model_path, resolve_model_name
 
 log = logging.getLogger("fednlp_bench.tasks")
 _ANNOUNCED: set[tuple[str, str, tuple[str, ...]]] = set()
-
-
-@contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load report and weight-loading bars for loads whose outcome we report ourselves.
-
-    A pretrained encoder under a new task head always "misses" the head's
-    weights; transformers prints that as a multi-line LOAD REPORT with ANSI
-    colour codes, which reads as an error in every log. The expected part is
-    announced once by :func:`announce_new_weights`; real errors still raise.
-    """
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def announce_new_weights(model_name: str, what: str, keys: Iterable[str]) -> None:

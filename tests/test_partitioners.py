@@ -316,10 +316,12 @@ def wnut_pairs() -> Dataset:
 
 
 @pytest.mark.slow
-def test_feature_cluster_groups_near_duplicates_and_caches(wnut_pairs, monkeypatch, tmp_path):
+def test_feature_cluster_groups_near_duplicates_and_caches(wnut_pairs, monkeypatch, tmp_path, capfd):
     monkeypatch.setenv("FEDNLP_CACHE_DIR", str(tmp_path / "cache"))
     n = len(wnut_pairs) // 2
     part = partition_dataset(wnut_pairs, "feature_cluster", 6, seed=0, clusters=12, alpha=0.1, min_size=5)
+    printed = capfd.readouterr()
+    assert "Loading weights" not in printed.err + printed.out  # no transformers bar in a run's log
     _assert_valid(part, 2 * n, min_size=5)
     assert part.spec.params == {"alpha": 0.1, "balance": True, "clusters": 12, "max_length": 128, "model": "minilm"}
     cached = list((tmp_path / "cache" / "embeddings").glob("*.npy"))
