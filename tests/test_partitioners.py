@@ -174,7 +174,7 @@ def test_natural_id_one_client_per_author(news):
     assert all(np.array_equal(same.indices(c), part.indices(c)) for c in range(len(authors)))  # ... rows are not
     with pytest.raises(PartitionError, match=rf"has {len(authors)} distinct values"):
         partition_dataset(sub, "natural_id", len(authors) + 1, group_column="author")
-    with pytest.raises(PartitionError, match="lower min_size or group by a coarser column"):
+    with pytest.raises(PartitionError, match="lower min_size, pool them with merge_below=30 .* or group by a coarser column"):
         partition_dataset(sub, "natural_id", None, group_column="author", min_size=30)
 
 
@@ -348,3 +348,21 @@ def test_feature_cluster_groups_near_duplicates_and_caches(wnut_pairs, monkeypat
     # Same seed (from the cache) -> identical partition.
     again = partition_dataset(wnut_pairs, "feature_cluster", 6, seed=0, clusters=12, alpha=0.1, min_size=5)
     assert again.content_hash == part.content_hash
+
+
+def test_natural_id_merge_below_pools_the_small_groups_into_one_last_client():
+    authors = ["a"] * 12 + ["b"] * 3 + ["c"] * 15 + ["d"] * 1 + ["e"] * 2
+    data = Dataset.from_dict({"id": [str(i) for i in range(len(authors))], "author": authors})
+    with pytest.raises(PartitionError, match=r"3 groups .* fewer than min_size=5 .* merge_below=5"):
+        partition_dataset(data, "natural_id", None, group_column="author", min_size=5)
+    part = partition_dataset(data, "natural_id", None, group_column="author", min_size=5, merge_below=5)
+    assert part.num_clients == 3  # a, c, and b+d+e pooled last
+    column = np.asarray(authors)
+    assert set(column[part.indices(0)]) == {"a"} and set(column[part.indices(1)]) == {"c"}
+    assert sorted(column[part.indices(2)]) == ["b", "b", "b", "d", "e", "e"]
+    assert part.spec.params["merge_below"] == 5
+    # The pooled client must itself reach min_size, or the error says so.
+    with pytest.raises(PartitionError, match=r"pooled client needs 7 rows"):
+        partition_dataset(data, "natural_id", None, group_column="author", min_size=7, merge_below=7)
+    with pytest.raises(PartitionError, match=r"all would merge into one client"):
+        partition_dataset(data, "natural_id", None, group_column="author", merge_below=100)
