@@ -52,9 +52,9 @@ def test_cpu_tier_budget_matches_the_protocol() -> None:
     run = plan.units[0].runs[0].config
     assert run["trainable"] == "top_layers" and run["trainable_params"] == {"layers": 1, "cache": True}
     assert run["precision"] == "fp32" and run["batch_size"] == 16
-    assert run["partition"]["num_clients"] == 50 and run["clients_per_round"] == 10
-    assert run["rounds"] == 4 and run["local_epochs"] == 1
-    assert plan.suite.final.centralized_converged == {"rounds": 16, "test_best_round": True}
+    assert run["partition"]["num_clients"] == 50 and run["clients_per_round"] == 5
+    assert run["rounds"] == 8 and run["local_epochs"] == 1 and run["eval_every"] == 2
+    assert plan.suite.final.centralized_converged == {"rounds": 32, "test_best_round": True}
 
 
 def test_gpu_tier_is_fednlp_scale() -> None:
