@@ -463,3 +463,16 @@ def test_one_stage_max_runs_says_what_remains(tmp_path: Path, monkeypatch: pytes
     call = _command(tmp_path, data, runner, monkeypatch)
     assert call("--max-runs", "1") == 0 and len(runner.calls) == 1
     assert "stopped after 1 run(s): 1 run(s) remain; continue with: fednlp-bench suite" in capsys.readouterr().out
+
+
+def test_partition_entry_settings_reach_only_that_partitions_runs() -> None:
+    """A partition entry's own min_size/num_clients override the base for its runs (they were once dropped)."""
+    data = tier()
+    data["tasks"][0]["partitions"] = ["iid", {"scheme": "dirichlet_label", "min_size": 1, "params": {"alpha": 0.1}}]
+    plan = build_tier_plan(parse_suite(data))
+    by_scheme = {unit.partition.scheme: unit for unit in plan.units if unit.algorithm == "fedavg"}
+    assert {r.config["partition"]["min_size"] for r in by_scheme["dirichlet_label"].runs} == {1}
+    assert {r.config["partition"]["min_size"] for r in by_scheme["iid"].runs} == {BASE["partition"]["min_size"]}
+    cells = [c for c in plan.cells if c.partition.scheme == "dirichlet_label"]
+    assert cells and all(r.config["partition"]["min_size"] == 1
+                         for c in cells for r in plan.final_runs(c, c.unit.points[0]))

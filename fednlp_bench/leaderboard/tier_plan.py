@@ -33,6 +33,9 @@ class PartitionRef:
     index: int
     scheme: str
     params: dict[str, Any]
+    #: The entry's other partition keys (``min_size``, ``num_clients``): they override the base's for this
+    #: partition only, like every other key of the entry.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -117,7 +120,8 @@ def _raw_config(suite: Suite, t: int, partition: PartitionRef, a: int, point: di
                 overrides: dict[str, Any] | None, role: str) -> tuple[dict[str, Any], str]:
     """base <- task <- partition <- algorithm <- grid point <- overrides <- seed (later wins)."""
     config = _merge(suite.base, suite.tasks[t])
-    config = _merge(config, {"partition": {"scheme": partition.scheme, "params": dict(partition.params)}})
+    config = _merge(config, {"partition": {**partition.settings, "scheme": partition.scheme,
+                                           "params": dict(partition.params)}})
     config = _merge(config, suite.algorithms[a])
     config = apply_point(config, point)
     if overrides:
@@ -144,7 +148,8 @@ def _tuned_indexes(suite: Suite, t: int) -> list[int]:
 
 
 def _refs(suite: Suite, t: int) -> list[PartitionRef]:
-    return [PartitionRef(i, p["scheme"], dict(p["params"])) for i, p in enumerate(suite.partitions_for(t))]
+    return [PartitionRef(i, p["scheme"], dict(p["params"]), {k: v for k, v in p.items() if k not in ("scheme", "params")})
+            for i, p in enumerate(suite.partitions_for(t))]
 
 
 def build_tier_plan(suite: Suite) -> TierPlan:
