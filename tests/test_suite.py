@@ -192,3 +192,18 @@ def test_default_runner_resumes_a_killed_run(tmp_path: Path, monkeypatch: pytest
     state.write_text("{}")
     run(config, tmp_path)
     assert calls == [("fresh", False), ("exp", True)]
+
+
+def test_drop_weights_leaves_only_the_record(tmp_path: Path) -> None:
+    """Suites publish run folders: every weight file a run leaves (incl. test_best_round's) must go."""
+    from fednlp_bench.engine.checkpoint import checkpoint_dir, drop_weights
+    from fednlp_bench.engine.client_state import DIRNAME
+    from fednlp_bench.engine.test_eval import BEST_WEIGHTS_FILE
+
+    run = tmp_path / "run"
+    checkpoint_dir(run).mkdir(parents=True)
+    (run / DIRNAME).mkdir()
+    (run / BEST_WEIGHTS_FILE).write_bytes(b"weights")
+    (run / "record.json").write_text("{}")
+    drop_weights(run)
+    assert sorted(p.name for p in run.iterdir()) == ["record.json"]

@@ -84,14 +84,16 @@ def save_checkpoint(
 
 
 def drop_weights(run_dir: Path) -> None:
-    """Delete a finished run's checkpoint and per-client states (the weights); the record stays."""
+    """Delete a finished run's checkpoint, per-client states and best-validation weights; the record stays."""
     import shutil
 
     from fednlp_bench.engine.client_state import DIRNAME as CLIENT_STATE_DIRNAME
+    from fednlp_bench.engine.test_eval import BEST_WEIGHTS_FILE
 
     for folder in (checkpoint_dir(run_dir), Path(run_dir) / CLIENT_STATE_DIRNAME):
         if folder.is_dir():
             shutil.rmtree(folder)
+    (Path(run_dir) / BEST_WEIGHTS_FILE).unlink(missing_ok=True)
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
