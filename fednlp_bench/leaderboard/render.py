@@ -323,13 +323,19 @@ def readme_markdown(by_task: dict[str, list[Table]], n_records: int, runs_label:
               f"fednlp-bench suite {suite_label}", "```", "",
               "Check that one record reproduces (re-runs its config, compares the metrics):", "", "```bash",
               f"fednlp-bench leaderboard --runs {runs_label} --out {out_label} --verify RUN_ID", "```"]
-    if verification:
-        lines += ["", "## Verification", "",
-                  "| Run | Result | Max abs difference | Tolerance | Metrics compared |", "|---|---|---|---|---|"]
-        for entry in verification:
-            lines.append(f"| {entry['run_id']} | {'reproduced' if entry['passed'] else 'NOT reproduced'} | "
-                         f"{entry['max_abs_diff']:.3g} | {entry['tolerance']:g} | {entry['n_compared']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + verification_lines(verification)) + "\n"
+
+
+def verification_lines(verification: list[dict[str, Any]]) -> list[str]:
+    """The README's "## Verification" section: one row per re-run record (none when nothing was verified)."""
+    if not verification:
+        return []
+    lines = ["", "## Verification", "",
+             "| Run | Result | Max abs difference | Tolerance | Metrics compared |", "|---|---|---|---|---|"]
+    for entry in verification:
+        lines.append(f"| {entry['run_id']} | {'reproduced' if entry['passed'] else 'NOT reproduced'} | "
+                     f"{entry['max_abs_diff']:.3g} | {entry['tolerance']:g} | {entry['n_compared']} |")
+    return lines
 
 
 def load_verification(out_dir: Path) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fednlp_bench.leaderboard.plan import Plan, PlanPartition
-from fednlp_bench.leaderboard.render import _link, budget_sentence
+from fednlp_bench.leaderboard.render import _link, budget_sentence, verification_lines
 from fednlp_bench.leaderboard.tables import algorithm_label, partition_label
 from fednlp_bench.leaderboard.tier_cells import (
     CENTRALIZED_CONVERGED,
@@ -308,10 +308,4 @@ def readme_markdown(plan: Plan, tasks: list[TierTask], out_dir: Path, plan_label
               f"fednlp-bench suite {suite}", "```", "",
               "Re-run the fastest record of each task and check it reproduces:", "", "```bash",
               f"fednlp-bench leaderboard --plan {plan_label} --out {out_label} --verify-per-task", "```"]
-    if verification:
-        lines += ["", "## Verification", "",
-                  "| Run | Result | Max abs difference | Tolerance | Metrics compared |", "|---|---|---|---|---|"]
-        for entry in verification:
-            lines.append(f"| {entry['run_id']} | {'reproduced' if entry['passed'] else 'NOT reproduced'} | "
-                         f"{entry['max_abs_diff']:.3g} | {entry['tolerance']:g} | {entry['n_compared']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + verification_lines(verification)) + "\n"
