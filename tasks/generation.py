@@ -21,7 +21,10 @@ Local folders may hold any JSONL/CSV/Parquet rows with ``document`` and
 Model: the offline MiniLM warm-starts a bert2bert ``EncoderDecoderModel``
 (encoder and decoder both from MiniLM, as Rothe et al. 2020), ``decoder_start``
 = [CLS], ``eos`` = [SEP]; any HF encoder-decoder name (BART, T5...) is used
-as it is; ``tiny`` is a 2-layer bert2bert built from configs.
+as it is; ``tiny`` is a 2-layer bert2bert built from configs. Task options for
+the bert2bert: ``pointer: true`` adds a copy distribution over the source
+(pointer-generator, :mod:`fednlp_bench.tasks.pointer_generator`) and
+``decoder_layers: N`` keeps the warm-started decoder's bottom N layers.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from fednlp_bench.paths import TINY_MODEL
 from fednlp_bench.tasks.base import evaluating, model_device
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import lead_baseline, rouge
+from fednlp_bench.tasks.pointer_generator import PointerGeneratorEncoderDecoder, truncate_decoder
 from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, quiet_transformers, tiny_bert_config
 from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
 
@@ -66,21 +70,42 @@ class GenerationTask(HFTask):
     #: Longest lead tried by the lead baseline (words).
     lead_max_k = 15
 
-    def __init__(self, *args: Any, max_target_length: int = 32, num_beams: int = 1, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_target_length: int = 32, num_beams: int = 1, pointer: bool = False,
+                 decoder_layers: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if max_target_length < 2 or num_beams < 1:
             raise ValueError(f"max_target_length={max_target_length} must be >= 2 and num_beams={num_beams} >= 1")
+        if not isinstance(pointer, bool):
+            raise ValueError(f"task_params.pointer={pointer!r} must be true or false")
+        if decoder_layers is not None and (not isinstance(decoder_layers, int) or isinstance(decoder_layers, bool)
+                                           or decoder_layers < 1):
+            raise ValueError(f"task_params.decoder_layers={decoder_layers!r} must be a positive integer (or null: all)")
         self.max_target_length = max_target_length
         self.num_beams = num_beams
+        self.pointer = pointer
+        self.decoder_layers = decoder_layers
         self._bert2bert = self._is_bert2bert()
+        if (pointer or decoder_layers is not None) and not self._bert2bert:
+            raise ValueError(f"task_params pointer/decoder_layers apply to the warm-started bert2bert only; model "
+                             f"{self.model_name!r} is a pretrained encoder-decoder: drop them")
+        if pointer and num_beams != 1:
+            raise ValueError(f"task_params.pointer=true decodes greedily; set num_beams: 1 (got {num_beams})")
 
     def _is_bert2bert(self) -> bool:
         if self.model_name == TINY_MODEL:
-            return True
-        try:
-            return not AutoConfig.from_pretrained(_source(self.model_name)).is_encoder_decoder
-        except (OSError, ValueError) as err:
-            raise _unknown(self.model_name, err) from err
+            depth = tiny_bert_config(1).num_hidden_layers
+        else:
+            try:
+                config = AutoConfig.from_pretrained(_source(self.model_name))
+            except (OSError, ValueError) as err:
+                raise _unknown(self.model_name, err) from err
+            if config.is_encoder_decoder:
+                return False
+            depth = config.num_hidden_layers
+        if self.decoder_layers is not None and self.decoder_layers > depth:
+            raise ValueError(f"task_params.decoder_layers={self.decoder_layers} must be in 1..{depth} "
+                             f"(the depth of {self.model_name!r}, which warm-starts the decoder)")
+        return True
 
     # ----- data -------------------------------------------------------------
     def _read_raw(self) -> RawSplits:
@@ -181,18 +206,20 @@ class GenerationTask(HFTask):
     # ----- model ------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
         tok = self.tokenizer
+        cls = PointerGeneratorEncoderDecoder if self.pointer else EncoderDecoderModel
         if self.model_name == TINY_MODEL:
             vocab = len(tok)
             config = EncoderDecoderConfig.from_encoder_decoder_configs(
                 tiny_bert_config(vocab), tiny_bert_config(vocab, is_decoder=True, add_cross_attention=True)
             )
-            model = EncoderDecoderModel(config=config)
+            model = cls(config=config)
         elif self._bert2bert:
             path = _source(self.model_name)
             with quiet_transformers():
-                model = EncoderDecoderModel.from_encoder_decoder_pretrained(path, path)
-            announce_new_weights(self.model_name, "the bert2bert decoder's cross-attention and LM head",
-                                 ["decoder cross-attention", "decoder LM head"])
+                model = cls.from_encoder_decoder_pretrained(path, path)
+            new = ["decoder cross-attention", "decoder LM head"] + (["copy head"] if self.pointer else [])
+            announce_new_weights(self.model_name, "the bert2bert decoder's cross-attention and LM head"
+                                 + (" and the copy head" if self.pointer else ""), new)
         else:
             with quiet_transformers():
                 return AutoModelForSeq2SeqLM.from_pretrained(_source(self.model_name))
@@ -202,6 +229,8 @@ class GenerationTask(HFTask):
             cfg.eos_token_id = tok.sep_token_id
             cfg.pad_token_id = tok.pad_token_id
         model.config.vocab_size = model.config.decoder.vocab_size
+        if self.decoder_layers is not None:
+            truncate_decoder(model, self.decoder_layers)
         return model
 
     def generate(self, model: torch.nn.Module, features: Dataset, batch_size: int = 32) -> list[str]:

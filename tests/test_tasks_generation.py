@@ -93,3 +93,64 @@ def test_minilm_bert2bert_improves_on_held_out_subjects(train_steps) -> None:
     assert all(0.0 <= after[k] <= 1.0 for k in ("rouge1", "rouge2", "rougeL"))
     outputs = task.generate(model, test_feats.select(range(4)), batch_size=4)
     assert len(outputs) == 4 and all(isinstance(o, str) for o in outputs)
+
+
+# ------------------------------------------------------------------ pointer-generator and decoder depth
+@pytest.fixture(scope="module")
+def pointer_task() -> Task:
+    task = get_task("generation", model="tiny", max_length=48, max_target_length=16, max_train_examples=64,
+                    max_eval_examples=16, pointer=True, decoder_layers=1)
+    task.load()
+    return task
+
+
+def test_pointer_mixture_is_a_distribution_that_can_only_copy_source_tokens(pointer_task: Task) -> None:
+    from fednlp_bench.tasks.pointer_generator import PointerGeneratorEncoderDecoder
+
+    task = pointer_task
+    torch.manual_seed(0)
+    model = task.build_model()
+    assert isinstance(model, PointerGeneratorEncoderDecoder)
+    assert len(model.decoder.bert.encoder.layer) == 1 and model.config.decoder.num_hidden_layers == 1
+    feats = task.preprocess(task.load()["train"].select(range(4)), train=True)
+    batch = task.collate([feats[i] for i in range(4)])
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch)
+        probs = out.logits.exp()
+        assert torch.allclose(probs.sum(-1), torch.ones_like(probs.sum(-1)), atol=1e-4)
+        # Force the gate to "copy only": all mass must sit on tokens of that row's (unpadded) source.
+        model.copy_gate.bias.fill_(-1e4)
+        copy_only = model(**batch).logits.exp()
+    for row in range(4):
+        source = set(batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist())
+        mass = copy_only[row][:, sorted(source)].sum(-1)
+        assert torch.allclose(mass, torch.ones_like(mass), atol=1e-4)
+    nll = -out.logits.gather(2, batch["labels"].clamp_min(0)[..., None])[..., 0]
+    keep = batch["labels"] != -100
+    assert float(out.loss) == pytest.approx(float(nll[keep].mean()), rel=1e-5)
+
+
+def test_pointer_model_memorises_and_generates_greedily(pointer_task: Task, train_steps) -> None:
+    task = pointer_task
+    split = task.load()["train"].select(range(8))
+    feats = task.preprocess(split, train=True)
+    model, losses = train_steps(task, feats, steps=60, lr=1e-2, batch_size=8)
+    assert losses[-1] < 0.3 * losses[0]
+    result = task.evaluate(model, split, task.preprocess(split, train=False), batch_size=8)
+    assert result["rougeL"] > 0.5, result
+    copy_head = {n for n in ("copy_query.weight", "copy_gate.weight")}
+    from fednlp_bench.compute.trainable import head_parameter_names
+
+    assert copy_head <= set(head_parameter_names(model))
+
+
+def test_pointer_and_decoder_layers_are_checked_before_work() -> None:
+    with pytest.raises(ValueError, match="decoder_layers=0"):
+        get_task("generation", model="tiny", decoder_layers=0)
+    with pytest.raises(ValueError, match="num_beams: 1"):
+        get_task("generation", model="tiny", pointer=True, num_beams=4)
+    with pytest.raises(ValueError, match="pointer='yes'"):
+        get_task("generation", model="tiny", pointer="yes")
+    with pytest.raises(ValueError, match=r"decoder_layers=5 must be in 1\.\.2"):
+        get_task("generation", model="tiny", decoder_layers=5)

@@ -130,11 +130,13 @@ def head_parameter_names(model: torch.nn.Module) -> list[str]:
     Encoder-only models: everything outside the pretrained base (``classifier``,
     ``qa_outputs``, ...). Encoder-decoders (bert2bert): the decoder's LM head and
     the cross-attention blocks, which a bert2bert model initialises randomly,
-    so leaving them frozen would leave the decoder deaf to the encoder.
+    so leaving them frozen would leave the decoder deaf to the encoder; and the
+    pointer-generator's copy head (``copy_query``, ``copy_gate``), also new.
     """
     names = [n for n, _ in model.named_parameters()]
     if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
-        return [n for n in names if ".crossattention." in n or n.startswith(("decoder.cls.", "enc_to_dec_proj."))]
+        return [n for n in names if ".crossattention." in n
+                or n.startswith(("decoder.cls.", "enc_to_dec_proj.", "copy_query.", "copy_gate."))]
     prefix = getattr(model, "base_model_prefix", "")
     if not prefix or not hasattr(model, prefix):
         return names
