@@ -27,6 +27,7 @@ new), so its depth is what a generation step costs.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -68,16 +69,27 @@ class PointerGeneratorEncoderDecoder(EncoderDecoderModel):
 
     # ------------------------------------------------------------ the mixture
     def _decode(self, decoder_input_ids: torch.Tensor, memory: torch.Tensor, source_mask: torch.Tensor,
-                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(vocabulary logits, decoder states) at every (or only the last) target position."""
+                last_only: bool = False, cache: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vocabulary logits, decoder states) at every (or only the last) target position.
+
+        With ``cache`` (a transformers ``EncoderDecoderCache``), ``decoder_input_ids``
+        holds only the new tokens and the cache, updated in place, holds the rest.
+        """
         base = self.decoder.base_model
+        if cache is None:
+            mask = (decoder_input_ids != self.config.pad_token_id).long()
+            extra: dict[str, Any] = {"use_cache": False}
+        else:
+            mask = torch.ones(decoder_input_ids.shape[0], cache.get_seq_length() + decoder_input_ids.shape[1],
+                              dtype=torch.long, device=decoder_input_ids.device)
+            extra = {"use_cache": True, "cache": cache}
         states = base(
             input_ids=decoder_input_ids,
-            attention_mask=(decoder_input_ids != self.config.pad_token_id).long(),
+            attention_mask=mask,
             encoder_hidden_states=memory,
             encoder_attention_mask=source_mask,
-            use_cache=False,
             return_dict=True,
+            **extra,
         ).last_hidden_state
         if last_only:
             states = states[:, -1:]
@@ -126,8 +138,12 @@ class PointerGeneratorEncoderDecoder(EncoderDecoderModel):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,  # type: ignore[override]
                  max_new_tokens: int = 32, num_beams: int = 1, do_sample: bool = False,
-                 token_type_ids: torch.Tensor | None = None, **unused: Any) -> torch.Tensor:
-        """Greedy decoding on the mixture; returns [start] + tokens, padded after each row's eos."""
+                 token_type_ids: torch.Tensor | None = None, use_cache: bool = True, **unused: Any) -> torch.Tensor:
+        """Greedy decoding on the mixture; returns [start] + tokens, padded after each row's eos.
+
+        ``use_cache`` keeps the decoder's keys and values between steps (each step then
+        runs one token instead of the whole prefix: same tokens, tested).
+        """
         if num_beams != 1 or do_sample:
             raise ValueError(f"the pointer-generator decodes greedily; num_beams={num_beams}, do_sample={do_sample} "
                              f"are not supported (set num_beams: 1)")
@@ -135,8 +151,10 @@ class PointerGeneratorEncoderDecoder(EncoderDecoderModel):
         pad, eos = self.config.pad_token_id, self.config.eos_token_id
         out = torch.full((input_ids.shape[0], 1), self.config.decoder_start_token_id, device=input_ids.device)
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        cache = self._new_cache() if use_cache else None
         for _ in range(max_new_tokens):
-            logits, states = self._decode(out, memory, mask, last_only=True)
+            new_tokens = out if cache is None or cache.get_seq_length() == 0 else out[:, -1:]
+            logits, states = self._decode(new_tokens, memory, mask, last_only=True, cache=cache)
             step = self.log_probs(logits, states, memory, input_ids, mask)[:, -1].argmax(dim=-1)
             step = step.masked_fill(finished, pad)
             out = torch.cat([out, step[:, None]], dim=1)
@@ -144,3 +162,12 @@ class PointerGeneratorEncoderDecoder(EncoderDecoderModel):
             if bool(finished.all()):
                 break
         return out
+
+    def _new_cache(self) -> Any:
+        """A key/value cache for the decoder, or ``None`` where this transformers version takes none by ``cache``."""
+        if "cache" not in inspect.signature(self.decoder.base_model.forward).parameters:
+            return None
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        config = self.config.decoder
+        return EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))

@@ -137,8 +137,15 @@ def test_pointer_model_memorises_and_generates_greedily(pointer_task: Task, trai
     feats = task.preprocess(split, train=True)
     model, losses = train_steps(task, feats, steps=60, lr=1e-2, batch_size=8)
     assert losses[-1] < 0.3 * losses[0]
-    result = task.evaluate(model, split, task.preprocess(split, train=False), batch_size=8)
+    eval_feats = task.preprocess(split, train=False)
+    result = task.evaluate(model, split, eval_feats, batch_size=8)
     assert result["rougeL"] > 0.5, result
+    # The key/value cache changes the cost of a decoding step, not its tokens.
+    batch = task.collate([eval_feats[i] for i in range(8)])
+    model.eval()
+    args = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=12)
+    assert model._new_cache() is not None
+    assert torch.equal(model.generate(**args, use_cache=True), model.generate(**args, use_cache=False))
     copy_head = {n for n in ("copy_query.weight", "copy_gate.weight")}
     from fednlp_bench.compute.trainable import head_parameter_names
 
