@@ -157,7 +157,16 @@ def test_bert2bert_lora_targets_and_head() -> None:
     assert any(".encoder.encoder.layer." in n for n in lora_names) and any(".decoder." in n for n in lora_names)
     top = apply_trainable(tiny_bert2bert(), "top_layers", {"layers": 1})
     frozen = {n for n, p in top.model.named_parameters() if not p.requires_grad}
-    assert frozen and all(n.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.")) for n in frozen)
+    assert frozen and all(n.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.", "decoder.bert.embeddings."))
+                          for n in frozen)
+    # The decoder's embeddings are frozen, and with them the LM head's tied output projection; the rest trains.
+    model = top.model
+    assert "decoder.bert.embeddings.word_embeddings.weight" in frozen
+    assert model.decoder.cls.predictions.decoder.weight is model.decoder.bert.embeddings.word_embeddings.weight
+    trains = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {"decoder.cls.predictions.bias", "decoder.cls.predictions.transform.dense.weight"} <= trains
+    assert any(n.startswith("decoder.bert.encoder.layer.") for n in trains)
+    assert any(n.startswith("encoder.encoder.layer.1.") for n in trains)
 
 
 # ------------------------------------------------------------------ through the engine, on a 20News slice

@@ -196,8 +196,9 @@ class Full(TrainableMode):
 @MODES.register
 class TopLayers(TrainableMode):
     name = "top_layers"
-    help = ("embeddings and all but the top `layers` encoder layers frozen (run in eval mode: no dropout); "
-            "`cache: true` computes the frozen bottom once and trains only the top")
+    help = ("embeddings (an encoder-decoder's decoder embeddings too) and all but the top `layers` encoder "
+            "layers frozen (run in eval mode: no dropout); `cache: true` computes the frozen bottom once and "
+            "trains only the top")
     params = {"layers": REQUIRED, "cache": False}
 
     @classmethod
@@ -224,7 +225,28 @@ class TopLayers(TrainableMode):
                 p.requires_grad_(False)
             # Frozen layers are a fixed feature extractor: no dropout, so a cached bottom equals a live one.
             module.register_forward_pre_hook(_force_eval)
+        for p in decoder_embeddings(model):
+            p.requires_grad_(False)
         return setup
+
+
+def decoder_embeddings(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """An encoder-decoder's decoder embeddings, which ``top_layers`` freezes like the encoder's.
+
+    In a bert2bert they are pretrained, and the word embeddings are tied to the
+    LM head's output projection (30,522 x 384 for MiniLM): 63% of what would
+    otherwise train, and of every client's upload, for a table that is
+    already a good vocabulary projection. The LM head's transform and bias,
+    the decoder layers and the cross-attention still train. Empty for
+    encoder-only models.
+    """
+    if not getattr(getattr(model, "config", None), "is_encoder_decoder", False) or not hasattr(model, "get_decoder"):
+        return []
+    decoder = model.get_decoder()
+    module = getattr(getattr(decoder, "base_model", decoder), "embeddings", None)
+    if module is None:
+        module = decoder.get_input_embeddings()
+    return list(module.parameters()) if module is not None else []
 
 
 def _force_eval(module: torch.nn.Module, args: Any) -> None:
