@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 import numpy as np
 import pytest
@@ -59,15 +61,19 @@ def test_tiny_bert2bert_config_and_determinism(tiny_task: Task) -> None:
     assert a.config.decoder.add_cross_attention and a.config.decoder.is_decoder
 
 
+def memorise_eight(task: Task, train_steps) -> tuple[torch.nn.Module, Any, Any]:
+    """Train on 8 real examples until the loss falls below 30%; return the model, the rows and their eval features."""
+    split = task.load()["train"].select(range(8))
+    model, losses = train_steps(task, task.preprocess(split, train=True), steps=60, lr=1e-2, batch_size=8)
+    assert losses[-1] < 0.3 * losses[0]
+    return model, split, task.preprocess(split, train=False)
+
+
 def test_tiny_model_memorises_subjects_and_generates_them(tiny_task: Task, train_steps) -> None:
     """Overfitting 8 real examples checks the whole loop: shifted labels, decoder start, generate, ROUGE."""
-    task = tiny_task
-    split = task.load()["train"].select(range(8))
-    feats = task.preprocess(split, train=True)
-    model, losses = train_steps(task, feats, steps=60, lr=1e-2, batch_size=8)
-    assert losses[-1] < 0.3 * losses[0]
+    model, split, eval_feats = memorise_eight(tiny_task, train_steps)
     model.train()
-    result = task.evaluate(model, split, task.preprocess(split, train=False), batch_size=8)
+    result = tiny_task.evaluate(model, split, eval_feats, batch_size=8)
     assert model.training
     assert result["rougeL"] > 0.5, result
     assert result["rouge1"] >= result["rouge2"]
@@ -133,11 +139,7 @@ def test_pointer_mixture_is_a_distribution_that_can_only_copy_source_tokens(poin
 
 def test_pointer_model_memorises_and_generates_greedily(pointer_task: Task, train_steps) -> None:
     task = pointer_task
-    split = task.load()["train"].select(range(8))
-    feats = task.preprocess(split, train=True)
-    model, losses = train_steps(task, feats, steps=60, lr=1e-2, batch_size=8)
-    assert losses[-1] < 0.3 * losses[0]
-    eval_feats = task.preprocess(split, train=False)
+    model, split, eval_feats = memorise_eight(task, train_steps)
     result = task.evaluate(model, split, eval_feats, batch_size=8)
     assert result["rougeL"] > 0.5, result
     # The key/value cache changes the cost of a decoding step, not its tokens.
@@ -146,10 +148,9 @@ def test_pointer_model_memorises_and_generates_greedily(pointer_task: Task, trai
     args = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=12)
     assert model._new_cache() is not None
     assert torch.equal(model.generate(**args, use_cache=True), model.generate(**args, use_cache=False))
-    copy_head = {n for n in ("copy_query.weight", "copy_gate.weight")}
     from fednlp_bench.compute.trainable import head_parameter_names
 
-    assert copy_head <= set(head_parameter_names(model))
+    assert {"copy_query.weight", "copy_gate.weight"} <= set(head_parameter_names(model))
 
 
 def test_pointer_and_decoder_layers_are_checked_before_work() -> None:
