@@ -182,11 +182,10 @@ class GenerationTask(HFTask):
         """The lead baseline on this task's (possibly subset) validation and test splits."""
         splits = self.load()
         val, test = splits["validation"], splits["test"]
-        key = hashlib.sha256(json.dumps([val["document"], val["references"], test["document"], test["references"],
-                                          self.primary_metric, self.lead_max_k]).encode()).hexdigest()
+        columns = [list(split[name]) for split in (val, test) for name in ("document", "references")]
+        key = hashlib.sha256(json.dumps([columns, self.primary_metric, self.lead_max_k]).encode()).hexdigest()
         if key not in _LEAD_BASELINES:
-            _LEAD_BASELINES[key] = lead_baseline(val["document"], val["references"], test["document"],
-                                                 test["references"], metric=self.primary_metric, max_k=self.lead_max_k)
+            _LEAD_BASELINES[key] = lead_baseline(*columns, metric=self.primary_metric, max_k=self.lead_max_k)
         return {"lead": copy.deepcopy(_LEAD_BASELINES[key])}
 
     # ----- tokenization -----------------------------------------------------
