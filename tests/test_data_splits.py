@@ -117,7 +117,8 @@ def test_squad_holds_out_whole_articles_and_partitions_by_title() -> None:
     assert all(len(set(train_titles[part.indices(c)])) == 1 for c in range(part.num_clients))
 
 
-def test_aeslc_references_clients_and_lead_baseline() -> None:
+def test_aeslc_references_clients_and_lead_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fednlp_bench.tasks import generation
     from fednlp_bench.partitioners import partition_dataset
 
     task = get_task("generation", model="tiny", max_eval_examples=200)
@@ -130,6 +131,14 @@ def test_aeslc_references_clients_and_lead_baseline() -> None:
     part = partition_dataset(splits["train"], scheme="natural_id", num_clients=None, seed=0, min_size=1,
                              label_column="partition_key", group_column="client_id")
     assert part.num_clients == 143
+    calls: list[int] = []
+
+    def counted_lead_baseline(*args: object, **kwargs: object) -> dict:
+        calls.append(1)
+        return lead_baseline(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "_LEAD_BASELINES", {})
+    monkeypatch.setattr(generation, "lead_baseline", counted_lead_baseline)
     lead = task.baselines()["lead"]
     assert 1 <= lead["k"] <= task.lead_max_k and lead["chosen_on"] == "validation"
     assert lead["validation"]["rougeL"] == max(lead["validation_by_k"].values())
@@ -139,6 +148,7 @@ def test_aeslc_references_clients_and_lead_baseline() -> None:
     lead["test"]["rougeL"] = -1.0
     again = task.baselines()["lead"]
     assert again["test"]["rougeL"] > 0.05 and again["validation_by_k"] == lead["validation_by_k"]
+    assert len(calls) == 1
 
 
 def test_multi_reference_rouge_takes_the_best_reference() -> None:
