@@ -30,8 +30,6 @@ the bert2bert: ``pointer: true`` adds a copy distribution over the source
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import re
 import warnings
@@ -41,6 +39,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderConfig, EncoderDecoderModel
 
+from fednlp_bench.partitioners.data import dataset_fingerprint
 from fednlp_bench.paths import TINY_MODEL
 from fednlp_bench.tasks.base import evaluating, model_device
 from fednlp_bench.tasks.common import HFTask
@@ -54,9 +53,10 @@ log = logging.getLogger(__name__)
 # labels the v4.12 way, so the warning describes nothing wrong here and would repeat once per run.
 warnings.filterwarnings("ignore", message=r"Version v4\.12\.0 introduces a better way", category=FutureWarning)
 IGNORE = -100
-# The lead baseline depends only on the evaluated e-mails: `compare` and `suite` run several algorithms on the
-# same subset in one process, and re-scoring 15 leads with rouge-score each time cost seconds per run.
-_LEAD_BASELINES: dict[str, dict[str, Any]] = {}
+# The lead baseline depends only on the evaluated e-mails (keyed by source and the splits' row fingerprints):
+# `compare` and `suite` run several algorithms on the same subset in one process, and re-scoring 15 leads with
+# rouge-score each time cost seconds per run.
+_LEAD_BASELINES: dict[tuple[Any, ...], dict[str, Any]] = {}
 _REPLY = re.compile(r"^\s*((re|fwd?|fw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
@@ -182,10 +182,10 @@ class GenerationTask(HFTask):
         """The lead baseline on this task's (possibly subset) validation and test splits."""
         splits = self.load()
         val, test = splits["validation"], splits["test"]
-        columns = [list(split[name]) for split in (val, test) for name in ("document", "references")]
-        key = hashlib.sha256(json.dumps([columns, self.primary_metric, self.lead_max_k]).encode()).hexdigest()
+        key = (self.source, dataset_fingerprint(val), dataset_fingerprint(test), self.primary_metric, self.lead_max_k)
         if key not in _LEAD_BASELINES:
-            _LEAD_BASELINES[key] = lead_baseline(*columns, metric=self.primary_metric, max_k=self.lead_max_k)
+            _LEAD_BASELINES[key] = lead_baseline(val["document"], val["references"], test["document"],
+                                                 test["references"], metric=self.primary_metric, max_k=self.lead_max_k)
         return {"lead": copy.deepcopy(_LEAD_BASELINES[key])}
 
     # ----- tokenization -----------------------------------------------------
