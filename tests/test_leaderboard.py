@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fednlp_bench.leaderboard import verify as verify_mod
+from fednlp_bench.suite import verify as verify_mod
 from fednlp_bench.leaderboard.collect import DuplicateRecordError, collect_records, find_record
 from fednlp_bench.leaderboard.render import write_leaderboard
 from fednlp_bench.leaderboard.tables import build_tables, format_cell, partition_label

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fednlp_bench.leaderboard import verify as verify_mod
+from fednlp_bench.suite import verify as verify_mod
 from fednlp_bench.leaderboard.plan import PlanError, load_plan
 from fednlp_bench.leaderboard.tier_cells import TraceError, hardware_label
 from fednlp_bench.leaderboard.tier_plots import draw_gap_figure

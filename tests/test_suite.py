@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fednlp_bench.leaderboard import suite as suite_mod
-from fednlp_bench.leaderboard.suite import expand_suite, parse_suite, plan_suite, run_suite
+from fednlp_bench.suite import spec as suite_mod
+from fednlp_bench.suite.spec import expand_suite, parse_suite, plan_suite, run_suite
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
 
 REPO = Path(__file__).resolve().parents[1]

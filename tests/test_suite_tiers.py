@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from fednlp_bench.engine.run_id import run_id_of
-from fednlp_bench.leaderboard import suite as suite_mod
-from fednlp_bench.leaderboard import tier_plan
-from fednlp_bench.leaderboard.stages import run_two_stage
-from fednlp_bench.leaderboard.suite import parse_suite, plan_suite
-from fednlp_bench.leaderboard.tier_plan import build_tier_plan
+from fednlp_bench.suite import spec as suite_mod
+from fednlp_bench.suite import tier_plan
+from fednlp_bench.suite.stages import run_two_stage
+from fednlp_bench.suite.spec import parse_suite, plan_suite
+from fednlp_bench.suite.tier_plan import build_tier_plan
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fednlp_bench.leaderboard.stages import pending_final_count
-from fednlp_bench.leaderboard.suite import load_suite
-from fednlp_bench.leaderboard.tier_plan import build_tier_plan
+from fednlp_bench.suite.stages import pending_final_count
+from fednlp_bench.suite.spec import load_suite
+from fednlp_bench.suite.tier_plan import build_tier_plan
 
 REPO = Path(__file__).resolve().parents[1]
 FL = ("fedavg", "fedprox", "fedadam", "fedyogi")

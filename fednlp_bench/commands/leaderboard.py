@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fednlp_bench.leaderboard.collect import find_record
     from fednlp_bench.leaderboard.render import write_leaderboard
-    from fednlp_bench.leaderboard.verify import DEFAULT_TOLERANCE, save_verification, verify_record
+    from fednlp_bench.suite.verify import DEFAULT_TOLERANCE, save_verification, verify_record
 
     verify_per_task = getattr(args, "verify_per_task", False)
     if args.tolerance is not None and args.verify is None and not verify_per_task:
@@ -97,8 +97,8 @@ def run_plan(args: argparse.Namespace, tolerance: float) -> int:
     from fednlp_bench.leaderboard.collect import find_record
     from fednlp_bench.leaderboard.plan import resolve_runs_dir
     from fednlp_bench.leaderboard.tier_tables import build_tier, write_tier_files
-    from fednlp_bench.leaderboard.tier_verify import verify_per_task
-    from fednlp_bench.leaderboard.verify import save_verification, verify_record
+    from fednlp_bench.suite.tier_verify import verify_per_task
+    from fednlp_bench.suite.verify import save_verification, verify_record
 
     for flag, value in (("--skip-invalid", args.skip_invalid), ("--skip-duplicates", args.skip_duplicates)):
         if value:

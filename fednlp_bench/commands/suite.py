@@ -2,7 +2,7 @@
 
 A two-stage (tier) suite runs tuning, selection and the final seeds
 (``--stage``), in chunks if need be (``--task``, ``--max-runs``); see
-fednlp_bench/leaderboard/stages.py and docs/leaderboard.md.
+fednlp_bench/suite/stages.py and docs/leaderboard.md.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fednlp_bench.leaderboard.suite import Suite
+    from fednlp_bench.suite.spec import Suite
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def _again(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fednlp_bench.leaderboard.suite import load_suite
+    from fednlp_bench.suite.spec import load_suite
 
     if args.max_runs is not None and args.max_runs < 1:
         raise ValueError(f"--max-runs {args.max_runs} must be a positive integer (runs to finish in this call)")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_two_stage(args: argparse.Namespace, suite: Suite, runs_dir: str, out: str) -> int:
-    from fednlp_bench.leaderboard.stages import run_two_stage
+    from fednlp_bench.suite.stages import run_two_stage
 
     try:
         report = run_two_stage(suite, runs_dir, out, stage=args.stage, tasks=args.task, max_runs=args.max_runs,
@@ -98,8 +98,8 @@ def _run_two_stage(args: argparse.Namespace, suite: Suite, runs_dir: str, out: s
 
 def _run_one_stage(args: argparse.Namespace, suite: Suite, runs_dir: str, out: str) -> int:
     from fednlp_bench.leaderboard.render import write_leaderboard
-    from fednlp_bench.leaderboard.stages import task_indexes
-    from fednlp_bench.leaderboard.suite import run_suite
+    from fednlp_bench.suite.stages import task_indexes
+    from fednlp_bench.suite.spec import run_suite
 
     if args.task:
         keep = sorted(task_indexes(suite, args.task))
@@ -112,7 +112,7 @@ def _run_one_stage(args: argparse.Namespace, suite: Suite, runs_dir: str, out: s
         print(f"fednlp-bench suite: error: {err}", file=sys.stderr)
         return 1
     if args.max_runs is not None and not args.dry_run:
-        from fednlp_bench.leaderboard.suite import existing_keys, plan_suite
+        from fednlp_bench.suite.spec import existing_keys, plan_suite
 
         left = len({r.key for r in plan_suite(suite)} - existing_keys(runs_dir))
         if left:

@@ -1,6 +1,6 @@
 """Read ``plan.json``: the suite's statement of which records make which tier-table cell.
 
-The suite (``fednlp_bench/leaderboard/suite.py``) owns selection: it writes,
+The suite (``fednlp_bench/suite/spec.py``) owns selection: it writes,
 after each stage, the tuning grid with every point's validation score and
 its choice, and the final cells with the run ids behind them. The tier
 tables read ONLY this file plus the records, so they can never disagree with

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from fednlp_bench.engine.eval_schedule import evaluates_round
-from fednlp_bench.leaderboard.grid import apply_point, check_equal_sizes, check_grid_keys, grid_points, point_label
-from fednlp_bench.leaderboard.suite import PlannedRun, Suite, _merge
+from fednlp_bench.suite.grid import apply_point, check_equal_sizes, check_grid_keys, grid_points, point_label
+from fednlp_bench.suite.spec import PlannedRun, Suite, _merge
 
 CENTRALIZED = "centralized"
 ROLES = ("federated", "centralized_equal", "centralized_converged")

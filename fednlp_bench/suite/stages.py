@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Iterable, TextIO
 
 from fednlp_bench.hints import closest_hint
-from fednlp_bench.leaderboard.selection import Records, cell_runs, load_records, select_all, write_plan
-from fednlp_bench.leaderboard.suite import PlannedRun, Runner, Suite, execute_runs
-from fednlp_bench.leaderboard.tier_plan import TierPlan, build_tier_plan, unique_runs
+from fednlp_bench.suite.selection import Records, cell_runs, load_records, select_all, write_plan
+from fednlp_bench.suite.spec import PlannedRun, Runner, Suite, execute_runs
+from fednlp_bench.suite.tier_plan import TierPlan, build_tier_plan, unique_runs
 
 STAGES = ("all", "tune", "final")
 

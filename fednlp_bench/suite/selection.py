@@ -19,8 +19,8 @@ from typing import Any
 from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.engine.run_id import run_id_of
 from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
-from fednlp_bench.leaderboard.suite import PlannedRun
-from fednlp_bench.leaderboard.tier_plan import Cell, TierPlan, TuningUnit
+from fednlp_bench.suite.spec import PlannedRun
+from fednlp_bench.suite.tier_plan import Cell, TierPlan, TuningUnit
 
 PLAN_SCHEMA = 1
 PLAN_FILENAME = "plan.json"

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from fednlp_bench.leaderboard.collect import collect_records
-from fednlp_bench.leaderboard.grid import parse_grid
-from fednlp_bench.leaderboard.protocol import FinalSpec, TuningSpec, check_seeds, parse_protocol
+from fednlp_bench.suite.grid import parse_grid
+from fednlp_bench.suite.protocol import FinalSpec, TuningSpec, check_seeds, parse_protocol
 from fednlp_bench.results.record import RunRecord, config_hash
 
 SUITE_KEYS = ("base", "tasks", "partitions", "algorithms", "seeds", "partition_seed", "centralized_once",

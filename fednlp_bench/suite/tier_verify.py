@@ -16,7 +16,7 @@ from typing import TextIO
 
 from fednlp_bench.leaderboard.collect import LoadedRecord
 from fednlp_bench.leaderboard.tier_cells import TierTask
-from fednlp_bench.leaderboard.verify import DEFAULT_TOLERANCE, Runner, VerifyResult, save_verification, verify_record
+from fednlp_bench.suite.verify import DEFAULT_TOLERANCE, Runner, VerifyResult, save_verification, verify_record
 
 
 @dataclass
