@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.scalars import integral, load_yaml
 
 OPTIMIZERS = ("sgd", "adamw")
 #: Client selection per round: what each does and which parameters it takes is in engine/populations.py.
@@ -51,6 +52,10 @@ OPTIONAL_OFF: dict[str, Any] = {
     "client_eval": False,
     "mia_examples": None,
 }
+#: Integer fields: an integral float written ``2e3`` in YAML is read as the int 2000 (fednlp_bench/scalars.py).
+INT_FIELDS = ("max_length", "max_train_examples", "max_eval_examples", "rounds", "clients_per_round", "local_epochs",
+              "local_steps", "batch_size", "eval_every", "seed", "mia_examples")
+INT_PARTITION_KEYS = ("num_clients", "seed", "min_size")
 
 
 def _default_partition() -> dict[str, Any]:
@@ -112,6 +117,11 @@ class RunConfig:
             # The default params (alpha) belong to the default scheme; another scheme starts empty.
             defaults["params"] = {}
         self.partition = {**defaults, **given}
+        for name in INT_FIELDS:
+            setattr(self, name, integral(getattr(self, name)))
+        for key in INT_PARTITION_KEYS:
+            if key in self.partition:
+                self.partition[key] = integral(self.partition[key])
         if "params" in self.partition and self.partition["params"] is None:
             self.partition["params"] = {}
         self.algorithm_params = dict(self.algorithm_params or {})
@@ -320,7 +330,7 @@ def load_yaml_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"config file {path} is not valid YAML: {err}") from err
     if not isinstance(data, dict):

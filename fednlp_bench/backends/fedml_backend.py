@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m fednlp_bench.backends.fedml_backend CONFIG.yaml RUNS_DIR [--processes P] [--comm GRPC]`."""
     import argparse
 
-    import yaml
+    from fednlp_bench.scalars import load_yaml
 
     parser = argparse.ArgumentParser(description="run one fednlp-bench config on FedML")
     parser.add_argument("config", type=Path)
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--round-timeout", type=float, default=600.0)
     ns = parser.parse_args(argv)
-    config = RunConfig.from_dict(yaml.safe_load(ns.config.read_text()))
+    config = RunConfig.from_dict(load_yaml(ns.config.read_text()))
     try:
         record = run_fedml_experiment(config, ns.runs_dir, resume=ns.resume, processes=ns.processes, comm=ns.comm,
                                       round_timeout_s=ns.round_timeout)

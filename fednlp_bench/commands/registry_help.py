@@ -70,8 +70,8 @@ def add_named(group: Any, flag: str, load: Callable[[], Any], help: str, **kwarg
 
 
 def algorithm_flags(extra: list[str]) -> dict[str, Any]:
-    """Unknown ``--some-param VALUE`` (or ``--some-param=VALUE``) pairs -> ``{"some_param": value}``."""
-    import yaml
+    """Unknown ``--some-param VALUE`` (or ``--some-param=VALUE``) pairs -> ``{"some_param": value}`` (1e-3: a float)."""
+    from fednlp_bench.scalars import parse_scalar
 
     params: dict[str, Any] = {}
     i = 0
@@ -85,7 +85,7 @@ def algorithm_flags(extra: list[str]) -> dict[str, Any]:
                 raise ValueError(f"unknown option {token!r} (an algorithm parameter needs a value: {token} VALUE)")
             value = extra[i + 1]
             i += 1
-        params[key.replace("-", "_")] = yaml.safe_load(value)
+        params[key.replace("-", "_")] = parse_scalar(value)
         i += 1
     return params
 

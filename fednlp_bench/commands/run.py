@@ -27,6 +27,7 @@ from fednlp_bench.commands.registry_help import (
 from fednlp_bench.config import (
     BACKENDS, KEEP_CHECKPOINTS, OPTIMIZERS, SAMPLING_METHODS, RunConfig, load_yaml_config, select_task,
 )
+from fednlp_bench.scalars import integer, number, parse_scalar
 
 #: RunConfig fields set by their own flag of the same name (``--max-length`` -> ``max_length``) are all
 #: the others; these are merged by hand below.
@@ -46,10 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run-id", help="folder name under --runs-dir (default: <task>-<algorithm>-<config hash>-s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --runs-dir/--run-id from its last checkpoint")
     f = p.add_argument_group("FedML backend (--backend fedml; see docs/fedml.md)")
-    f.add_argument("--processes", type=int, help="client processes P, 1..clients-per-round (default: clients-per-round)")
+    f.add_argument("--processes", type=integer, help="client processes P, 1..clients-per-round (default: clients-per-round)")
     f.add_argument("--comm", choices=("MPI", "GRPC"),
                    help="FedML transport: mpirun (default) or gRPC (127.0.0.1, or the machines of --hosts)")
-    f.add_argument("--round-timeout", type=float,
+    f.add_argument("--round-timeout", type=number,
                    help="seconds a round may take before the run stops, resumable (default: 600)")
     from fednlp_bench.backends.fedml_hosts import HOSTS_HELP, ROLES
 
@@ -58,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start only this machine's ranks: server = rank 0 (plus --client-ranks, if given), "
                         "client = only --client-ranks (default: every rank here)")
     f.add_argument("--client-ranks", help="client ranks this machine starts, e.g. 1,2 or 1-3")
-    f.add_argument("--rank", type=int, help="shorthand: --rank 0 = --role server, --rank N = --role client --client-ranks N")
-    f.add_argument("--connect-timeout", type=float,
+    f.add_argument("--rank", type=integer, help="shorthand: --rank 0 = --role server, --rank N = --role client --client-ranks N")
+    f.add_argument("--connect-timeout", type=number,
                    help="seconds the server waits for every client rank (then names the missing ones), and a client "
                         "for the server (default: 300)")
     p.set_defaults(func=main, algorithm_flags=algorithm_flags, flag_params={},
@@ -73,9 +74,9 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     add_named(t, "--task", tasks, "%(names)s (default: classification)")
     t.add_argument("--data", help="local folder/file or hub dataset (default: the task's offline copy)")
     t.add_argument("--model", help="minilm (offline default) | tiny (tests) | HF name or folder")
-    t.add_argument("--max-length", type=int, help="max tokens per example (default: 128)")
-    t.add_argument("--max-train-examples", type=int, help="seeded random subset of the train split")
-    t.add_argument("--max-eval-examples", type=int, help="seeded random subset of the validation and of the test split")
+    t.add_argument("--max-length", type=integer, help="max tokens per example (default: 128)")
+    t.add_argument("--max-train-examples", type=integer, help="seeded random subset of the train split")
+    t.add_argument("--max-eval-examples", type=integer, help="seeded random subset of the validation and of the test split")
     t.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
                    help="read task field FIELD from your column NAME, e.g. --column text=body --column label=topic "
                         "(repeatable; config: columns: {text: body})")
@@ -84,17 +85,17 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
                         "email (always), plain (never)")
     t.add_argument("--skip-invalid-rows", action="store_true", default=None,
                    help="skip rows that cannot be used (counted in the record) instead of stopping at file:line")
-    t.add_argument("--validation-fraction", type=float,
+    t.add_argument("--validation-fraction", type=number,
                    help="share of train held out as validation when the data has none (default: 0.1)")
     t.add_argument("--task-param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other task option, e.g. tag_scheme=iob1, doc_stride=128, max_target_length=24")
     q = p.add_argument_group("partition (either --partition FILE or a scheme)")
     q.add_argument("--partition", dest="partition_file", help="saved partition (.json/.npz from `fednlp-bench partition`)")
     add_named(q, "--scheme", schemes, "%(names)s")
-    add_scheme_option(q, "--alpha", "alpha", "Dirichlet concentration", type=float)
-    q.add_argument("--clients", type=int, help="number of clients")
-    q.add_argument("--partition-seed", type=int, help="seed of the partition draw (default: 0)")
-    q.add_argument("--min-size", type=int, help="minimum examples per client")
+    add_scheme_option(q, "--alpha", "alpha", "Dirichlet concentration", type=number)
+    q.add_argument("--clients", type=integer, help="number of clients")
+    q.add_argument("--partition-seed", type=integer, help="seed of the partition draw (default: 0)")
+    q.add_argument("--min-size", type=integer, help="minimum examples per client")
     q.add_argument("--partition-param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other scheme parameter, e.g. classes_per_client=2 (repeatable)")
     a = p.add_argument_group(
@@ -105,19 +106,19 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     a.add_argument("--algo-param", action="append", default=[], metavar="KEY=VALUE",
                    help="the same as KEY=VALUE (repeatable)")
     b = p.add_argument_group("training budget")
-    b.add_argument("--rounds", type=int, help="communication rounds (default: 10)")
-    b.add_argument("--clients-per-round", type=int, help="clients sampled per round, K (default: 5)")
-    b.add_argument("--local-epochs", type=int, help="local epochs per round (default: 1)")
-    b.add_argument("--local-steps", type=int, help="local optimizer steps per round instead of epochs")
-    b.add_argument("--batch-size", type=int, help="batch size (default: 16)")
-    b.add_argument("--lr", type=float, help="client learning rate (default: 5e-5)")
+    b.add_argument("--rounds", type=integer, help="communication rounds (default: 10)")
+    b.add_argument("--clients-per-round", type=integer, help="clients sampled per round, K (default: 5)")
+    b.add_argument("--local-epochs", type=integer, help="local epochs per round (default: 1)")
+    b.add_argument("--local-steps", type=integer, help="local optimizer steps per round instead of epochs")
+    b.add_argument("--batch-size", type=integer, help="batch size (default: 16)")
+    b.add_argument("--lr", type=number, help="client learning rate (default: 5e-5)")
     b.add_argument("--optimizer", choices=OPTIMIZERS, help="client optimizer (default: adamw)")
     b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size; activity_power/top_active/poisson: docs/trust.md)")
-    b.add_argument("--dropout", type=float, help="probability a sampled client fails mid-round (default: 0)")
-    b.add_argument("--eval-every", type=int, help="evaluate on validation every N rounds and at the end (default: 1)")
+    b.add_argument("--dropout", type=number, help="probability a sampled client fails mid-round (default: 0)")
+    b.add_argument("--eval-every", type=integer, help="evaluate on validation every N rounds and at the end (default: 1)")
     b.add_argument("--test-best-round", action="store_true", default=None,
                    help="also evaluate test on the best-validation round (test is always evaluated on the final model)")
-    b.add_argument("--seed", type=int, help="run seed: model init, sampling, shuffling (default: 0)")
+    b.add_argument("--seed", type=integer, help="run seed: model init, sampling, shuffling (default: 0)")
     b.add_argument("--backend", choices=BACKENDS,
                    help="execution backend: inprocess (default) | fedml (multi-process, own venv: docs/fedml.md)")
     from fednlp_bench.compute.device import DEVICE_CHOICES
@@ -139,7 +140,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
                    "them when the run finishes; compare's default; the record stays), all (one per round)")
     o.add_argument("--no-progress", action="store_true",
                    help="no progress bars: one line per phase and round instead (the default when not on a terminal)")
-    o.add_argument("--threads", type=int,
+    o.add_argument("--threads", type=integer,
                    help="torch CPU threads (default: torch's choice; 1 is faster on an oversubscribed machine)")
 
 
@@ -155,15 +156,13 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 
 def parse_key_values(items: list[str], flag: str, parse: bool = True) -> dict[str, Any]:
-    """``KEY=VALUE`` items -> dict; values are YAML scalars unless ``parse`` is False (kept as text)."""
-    import yaml
-
+    """``KEY=VALUE`` items -> dict; values are YAML scalars (1e-3 a float) unless ``parse`` is False (kept as text)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} {item!r} must look like KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value) if parse else value.strip()
+        out[key.strip()] = parse_scalar(value) if parse else value.strip()
     return out
 
 
@@ -287,7 +286,10 @@ def main(args: argparse.Namespace) -> int:
     except (FedMLUnavailable, FedMLRunError) as err:
         print(f"fednlp-bench run: {err}", file=sys.stderr)
         return 2 if isinstance(err, FedMLUnavailable) else 1
-    print(summarize_record(record, Path(args.runs_dir)))
+    from fednlp_bench.results.curves import CURVE_FILENAME, write_learning_curves
+
+    curve = write_learning_curves({record.algorithm: [record]}, Path(args.runs_dir) / record.run_id / CURVE_FILENAME)
+    print(summarize_record(record, Path(args.runs_dir)) + f"\n  learning curve (validation per round): {curve}")
     return 0
 
 
@@ -319,6 +321,9 @@ def summarize_record(record: Any, runs_dir: Path) -> str:
     best = (record.test or {}).get("best_round")
     if best:
         extra += f"\n  best validation round {best['round']}: test {metric}={best['test'][metric]:.4f}"
+    if record.resumed_after:
+        extra += ("\n  resumed from its checkpoint after round " +
+                  ", ".join(str(r) for r in record.resumed_after) + f" (continued from round {record.resumed_after[-1] + 1})")
     lead = (record.baselines or {}).get("lead")
     if lead:
         extra += f"\n  lead baseline (first {lead['k']} words, k chosen on validation): test {metric}={lead['test'][metric]:.4f}"

@@ -12,6 +12,7 @@ import dataclasses
 import shlex
 import sys
 from typing import TYPE_CHECKING
+from fednlp_bench.scalars import integer
 
 if TYPE_CHECKING:
     from fednlp_bench.suite.spec import Suite
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the final seeds; needs complete tuning), all (default: tune, select, final, tables)")
     parser.add_argument("--task", action="extend", nargs="+", default=None, metavar="NAME",
                         help="run only these tasks of the suite (e.g. one task per sitting)")
-    parser.add_argument("--max-runs", type=int, default=None, metavar="N",
+    parser.add_argument("--max-runs", type=integer, default=None, metavar="N",
                         help="stop cleanly after N finished runs; the same command continues later")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate and list the runs to do (and count the final runs); run nothing")
@@ -66,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     runs_dir = args.runs_dir or suite.runs_dir
     out = args.out or suite.out
+    from fednlp_bench.commands.leaderboard import check_out_folder
+
+    for flag, folder in (("--runs-dir", runs_dir), ("--out", out)):  # not after hours of runs
+        try:
+            check_out_folder(folder)
+        except ValueError as err:
+            raise ValueError(str(err).replace("--out", flag, 1)) from None
     if suite.two_stage:
         return _run_two_stage(args, suite, runs_dir, out)
     if args.stage != "all":

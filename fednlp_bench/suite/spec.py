@@ -104,11 +104,13 @@ class PlannedRun:
 def load_suite(path: str | Path) -> Suite:
     import yaml
 
+    from fednlp_bench.scalars import load_yaml
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"suite file {str(path)!r} does not exist (e.g. configs/suite.yaml)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())  # 1e-3 is a number here as in run configs
     except yaml.YAMLError as err:
         raise ValueError(f"suite file {path} is not valid YAML: {err}") from err
     return parse_suite(data, source=str(path))
