@@ -155,6 +155,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path: Path, algorithm: str, pa
     assert [r.metrics for r in resumed.rounds] == [r.metrics for r in full.rounds]
     assert [r.train_loss for r in resumed.rounds] == [r.train_loss for r in full.rounds]
     assert resumed.final_metrics == full.final_metrics
+    # The record says it was resumed, and after which round; the uninterrupted one says it was not.
+    assert resumed.resumed_after == [2] and full.resumed_after == []
+    assert RunRecord.load(run_dir).resumed_after == [2]
     wf, wr = final_weights(tmp_path / "full", full), final_weights(tmp_path / "cut", resumed)
     assert all(torch.equal(wf[k], wr[k]) for k in wf)
     # Resuming a finished run returns its record without training again.

@@ -46,6 +46,7 @@ def finish_record(run: PreparedRun) -> RunRecord:
         versions=package_versions(),
         git_commit=git_commit(),
         hardware={**hardware_info(run.trainer.device), **run.compute.describe()},
+        resumed_after=list(run.resumed_after),
         **extras,
     )
     record.save(run.run_dir)

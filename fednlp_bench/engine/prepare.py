@@ -129,15 +129,16 @@ def load_partition_file(path: str | Path, train: Any | None = None, config: RunC
     except PartitionMismatchError as err:
         if config is None:
             raise
+        from fednlp_bench.partition_command import fresh_path, partition_command
+
         saved = Partition.load(path).spec
-        subset = f" --max-train-examples {config.max_train_examples}" if config.max_train_examples else ""
-        data = f" --data {config.data}" if config.data else ""
+        command = partition_command(saved.to_dict(), task=config.task, data=config.data,
+                                    max_train_examples=config.max_train_examples, out=fresh_path(path))
         raise PartitionMismatchError(
             f"{path} was made from {saved.num_rows} rows (fingerprint {saved.fingerprint[:12]}), but this run "
             f"trains on {len(train)} rows of task {config.task!r}{' (max_train_examples=' + str(config.max_train_examples) + ')' if config.max_train_examples else ''} "
-            f"(fingerprint {dataset_fingerprint(train)[:12]}). Make the partition of exactly these rows with: "
-            f"fednlp-bench partition --task {config.task}{data}{subset} --seed {saved.seed} --scheme {saved.scheme} "
-            f"... --out {path}"
+            f"(fingerprint {dataset_fingerprint(train)[:12]}). Make the same partition of exactly these rows with: "
+            f"{command} (then pass that file to --partition)"
         ) from err
 
 
@@ -191,6 +192,8 @@ class PreparedRun:
     #: DP wrapper and accountant, client_eval split, continual population, audit (engine/run_features.py).
     run_features: RunFeatures
     keep_all_checkpoints: bool = False
+    #: Rounds after which this run was resumed from its checkpoint ([] : it ran in one go); kept in checkpoints.
+    resumed_after: list[int] = field(default_factory=list)
 
 
 def resolve_run(

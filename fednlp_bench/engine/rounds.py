@@ -178,6 +178,7 @@ def save_checkpoint(run: PreparedRun, rnd: int) -> None:
         "rounds": [asdict(r) for r in run.rounds],
         "created": run.created,
         "strategy": run.strategy.name,
+        "resumed_after": list(run.resumed_after),
     }
     if run.central_opt is not None:
         tensors, plain = ckpt.optimizer_state_to_flat(run.central_opt)

@@ -85,6 +85,9 @@ class RunRecord:
     data: dict[str, Any] | None = None
     #: Reference baselines scored on the same splits (generation: ``lead``, first k words).
     baselines: dict[str, Any] | None = None
+    #: Rounds after which the run was resumed from its checkpoint (``[2]``: killed after round 2, continued
+    #: from round 3); ``[]``: it ran in one go. None in records made before this field existed.
+    resumed_after: list[int] | None = None
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict[str, Any]:
@@ -160,7 +163,7 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 #: Fields added after schema 1 was published; records written before them stay valid.
-_OPTIONAL = ("privacy", "membership_audit", "client_eval", "continual", "test", "data", "baselines")
+_OPTIONAL = ("privacy", "membership_audit", "client_eval", "continual", "test", "data", "baselines", "resumed_after")
 _FIELDS = {f.name for f in fields(RunRecord)}
 _REQUIRED = _FIELDS - set(_OPTIONAL)
 _ROUND_REQUIRED = {f.name for f in fields(RoundResult) if f.default is MISSING and f.default_factory is MISSING}
@@ -198,6 +201,10 @@ def validate_record_dict(data: dict[str, Any], source: str) -> None:
             f"{source}: primary metric {data['primary_metric']!r} is not in final_metrics "
             f"{sorted(data['final_metrics'])}"
         )
+    resumed = data.get("resumed_after")
+    if resumed is not None and (not isinstance(resumed, list) or not all(
+            isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in resumed)):
+        raise RecordError(f"{source}: resumed_after = {resumed!r} must be a list of round numbers")
     test = data.get("test")
     if test is not None:
         if not isinstance(test, dict):
