@@ -46,3 +46,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+class AllOrNothing:
+    """Files a command writes together: if the command fails, the ones it created are removed again.
+
+    Each file is written atomically on its own; this makes a *set* of outputs (a partition and its PNG,
+    a table and its curves) all-or-nothing, so a failed command leaves no new files behind. Files that
+    existed before are left as they are (an atomic rewrite either replaced them whole or not at all).
+    """
+
+    def __init__(self, *paths: str | os.PathLike[str]) -> None:
+        self._new = [Path(p) for p in paths if not Path(p).exists()]
+
+    def add(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        if not path.exists():
+            self._new.append(path)
+        return path
+
+    def __enter__(self) -> "AllOrNothing":
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            for path in self._new:
+                path.unlink(missing_ok=True)

@@ -17,19 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from fednlp_bench.commands.registry_help import add_named, add_scheme_option, schemes
+from fednlp_bench.partition_command import SCHEME_OPTIONS as ALL_SCHEME_OPTIONS
+from fednlp_bench.scalars import integer, number
 
-#: CLI option -> scheme parameter (only passed when given, and only to schemes that take it).
-SCHEME_OPTIONS = {
-    "alpha": "--alpha",
-    "balance": "--no-balance",
-    "distribution": "--distribution",
-    "beta": "--beta",
-    "exponent": "--exponent",
-    "clusters": "--clusters",
-    "classes_per_client": "--classes-per-client",
-    "model": "--model",
-    "max_length": "--max-length",
-}
+#: Scheme parameter -> option, for those set by their own flag (--group-column is a data option, below).
+SCHEME_OPTIONS = {k: v for k, v in ALL_SCHEME_OPTIONS.items() if k != "group_column"}
 RAW_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -44,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--data", help="local folder/file or hub dataset name (default: $FEDNLP_DATA_DIR/20news)")
     src.add_argument("--task", help="load through a registered task and partition by its partition_key column")
     src.add_argument("--split", default="train", help="split to partition (default: train)")
-    src.add_argument("--max-train-examples", type=int,
+    src.add_argument("--max-train-examples", type=integer,
                      help="with --task: the seeded subset (by --seed) that `run --max-train-examples N` trains on, "
                      "so `run --partition FILE` accepts the file")
     src.add_argument("--label-column", help="label column (default: 'label'; with --task: 'partition_key')")
@@ -53,25 +45,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sch = p.add_argument_group("scheme")
     add_named(sch, "--scheme", schemes, "%(names)s", required=True)
-    sch.add_argument("--clients", type=int, help="number of clients (natural_id: optional, = number of groups)")
-    sch.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    sch.add_argument("--min-size", type=int, default=1, help="minimum rows per client (default: 1)")
-    sch.add_argument("--max-tries", type=int, default=10, help="draws tried to meet --min-size (default: 10)")
-    add_scheme_option(sch, "--alpha", "alpha", "Dirichlet concentration", type=float)
+    sch.add_argument("--clients", type=integer, help="number of clients (natural_id: optional, = number of groups)")
+    sch.add_argument("--seed", type=integer, default=0, help="random seed (default: 0)")
+    sch.add_argument("--min-size", type=integer, default=1, help="minimum rows per client (default: 1)")
+    sch.add_argument("--max-tries", type=integer, default=10, help="draws tried to meet --min-size (default: 10)")
+    add_scheme_option(sch, "--alpha", "alpha", "Dirichlet concentration", type=number)
     add_scheme_option(sch, "--no-balance", "balance", "do not stop filling clients above the average size",
                       dest="balance", action="store_const", const=False)
     add_scheme_option(sch, "--distribution", "distribution", "client sizes", choices=("dirichlet", "power_law"))
-    add_scheme_option(sch, "--beta", "beta", "Dirichlet concentration of client sizes", type=float)
-    add_scheme_option(sch, "--exponent", "exponent", "power-law exponent of client sizes", type=float)
-    add_scheme_option(sch, "--clusters", "clusters", "k-means clusters", type=int)
-    add_scheme_option(sch, "--classes-per-client", "classes_per_client", "labels per client", type=int)
+    add_scheme_option(sch, "--beta", "beta", "Dirichlet concentration of client sizes", type=number)
+    add_scheme_option(sch, "--exponent", "exponent", "power-law exponent of client sizes", type=number)
+    add_scheme_option(sch, "--clusters", "clusters", "k-means clusters", type=integer)
+    add_scheme_option(sch, "--classes-per-client", "classes_per_client", "labels per client", type=integer)
     add_scheme_option(sch, "--model", "model", "sentence encoder: minilm (default) or HF name/path")
-    add_scheme_option(sch, "--max-length", "max_length", "tokens embedded per text", type=int)
+    add_scheme_option(sch, "--max-length", "max_length", "tokens embedded per text", type=integer)
+    add_scheme_option(sch, "--merge-below", "merge_below", "pool the groups with fewer rows into one last client",
+                      type=integer)
+    add_scheme_option(sch, "--warn-below", "warn_below", "a client with fewer rows counts as small (default 10)",
+                      type=integer)
+    add_scheme_option(sch, "--warn-share", "warn_share", "warn when more than this share of clients is small "
+                      "(default 0.5)", type=number)
 
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, help="partition file, .json or .npz (npz for large data)")
     out.add_argument("--plot", help="also write a PNG of the label mix per client")
-    out.add_argument("--show-clients", type=int, default=20, help="clients listed in the table (default: 20)")
+    out.add_argument("--show-clients", type=integer, default=20, help="clients listed in the table (default: 20)")
     p.set_defaults(func=run)
 
 
@@ -170,13 +168,12 @@ def load_split(args: argparse.Namespace) -> tuple[Any, str, list[str] | None]:
     return load_raw_split(args.data, args.split), args.label_column or "label", None
 
 
-def run(args: argparse.Namespace) -> int:
-    from fednlp_bench.partitioners import get_partitioner_class, make_partitioner, partition_stats, partition_with
-    from fednlp_bench.partitioners.data import arrow_column, encode_values
-    from fednlp_bench.partitioners.plot import check_plot_path, plot_partition
-    from fednlp_bench.partitioners.storage import JSON_ROW_LIMIT, check_output_path
+def check_request(args: argparse.Namespace) -> tuple[Path, Path | None, Any]:
+    """Everything that can be checked without data: (output file, plot file or None, the scheme object)."""
+    from fednlp_bench.partitioners import get_partitioner_class, make_partitioner
+    from fednlp_bench.partitioners.plot import check_plot_path
+    from fednlp_bench.partitioners.storage import check_output_path
 
-    # 1. Everything that can be checked without data.
     out = check_output_path(args.out)
     plot = check_plot_path(args.plot) if args.plot else None
     if args.show_clients < 0:
@@ -199,6 +196,18 @@ def run(args: argparse.Namespace) -> int:
         args.scheme, args.clients, seed=args.seed, min_size=args.min_size, group_column=args.group_column,
         max_tries=args.max_tries, **params, **extra,
     )
+    return out, plot, partitioner
+
+
+def run(args: argparse.Namespace) -> int:
+    from fednlp_bench.atomic import AllOrNothing
+    from fednlp_bench.partitioners import partition_stats, partition_with
+    from fednlp_bench.partitioners.data import arrow_column, encode_values
+    from fednlp_bench.partitioners.plot import plot_partition
+    from fednlp_bench.partitioners.storage import JSON_ROW_LIMIT
+
+    # 1. Everything that can be checked without data.
+    out, plot, partitioner = check_request(args)
 
     # 2. Data, then the partition (data-dependent checks run before any drawing).
     dataset, label_column, key_names = load_split(args)
@@ -217,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
                           for n in names)
     stats = partition_stats(partition, labels, names or ())
 
-    partition.save(out)
+    with AllOrNothing(out, *([plot] if plot is not None else [])):  # the file and its PNG, or neither
+        partition.save(out)
+        if plot is not None:
+            plot_partition(stats, plot)
     print(stats.table(max_clients=args.show_clients))
     print()
     print(f"partitioned {partition.num_rows} rows into {partition.num_clients} clients in {elapsed:.2f}s")
@@ -225,6 +237,5 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() == ".json" and partition.num_rows > JSON_ROW_LIMIT:
         print(f"note: {partition.num_rows} rows; a .npz file is smaller and faster to load")
     if plot is not None:
-        plot_partition(stats, plot)
         print(f"wrote {Path(plot)}")
     return 0

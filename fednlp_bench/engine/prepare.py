@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -340,6 +340,7 @@ def restore(prepared: PreparedRun, checkpoint: ckpt.Checkpoint) -> None:
     set_cuda_rng_states(checkpoint.extra_tensors.get("rng/cuda"))
     prepared.client_states.recover(checkpoint.round)
     prepared.start_round = checkpoint.round + 1
+    prepared.resumed_after = [*checkpoint.meta.get("resumed_after", []), checkpoint.round]
     log.info("resuming %s after round %d", prepared.run_id, checkpoint.round)
 
 
