@@ -15,6 +15,12 @@ Any label set works: labels are the sorted names seen in train. Hub:
 ``SetFit/20_newsgroups`` (or ``ag_news`` etc.: any dataset with ``text`` and
 ``label``/``label_text``). The data has no validation split, so 10% of train
 is held out, stratified by label (see ``HFTask._with_validation``).
+
+A label column must hold one type: an int ``7`` among string labels would
+silently become a class of its own, so it is an error naming ``file:line``
+and both types, unless ``label_type`` (task param) says how to read every
+label: ``str`` (``7`` is the label "7") or ``int`` (``"7"`` is 7; a name is an
+error).
 """
 
 from __future__ import annotations
@@ -35,6 +41,48 @@ from fednlp_bench.tasks.sources import RawSplits, author_id, load_raw, log_skipp
 log = logging.getLogger(__name__)
 
 
+#: ``label_type`` values: how to read a label column (None: as it is, one type throughout).
+LABEL_TYPES = ("str", "int")
+
+
+class LabelReader:
+    """Reads every label of one load as one type, so an ``int`` among ``str`` labels cannot become a class."""
+
+    def __init__(self, label_type: str | None) -> None:
+        if label_type is not None and label_type not in LABEL_TYPES:
+            raise ValueError(f"label_type={label_type!r} is not one of {list(LABEL_TYPES)} (or omit it: labels as "
+                             "they are, all of one type)")
+        self.label_type = label_type
+        self._first: tuple[str, str] | None = None  # (type name, where) of the first label read
+
+    def __call__(self, value: Any, where: str) -> str:
+        if self.label_type == "str":
+            return str(value)
+        if self.label_type == "int":
+            return str(self._as_int(value, where))
+        kind = type(value).__name__
+        if self._first is None:
+            self._first = (kind, where)
+        elif kind != self._first[0]:
+            raise ValueError(
+                f"{where}: label {value!r} is {kind}, but the labels before it are {self._first[0]} (first at "
+                f"{self._first[1]}); make the column one type, or say how to read it with --task-param "
+                f"label_type=str (every label as text) or label_type=int (task_params: {{label_type: str}})"
+            )
+        return str(value)
+
+    @staticmethod
+    def _as_int(value: Any, where: str) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value.strip())
+        raise ValueError(f"{where}: label {value!r} is not an integer, but label_type=int; use label_type=str "
+                         "to read the labels as text")
+
+
 def _label_sort_key(name: str) -> tuple[int, Any]:
     """Numeric labels sort as numbers ("2" < "10"), names alphabetically."""
     return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
@@ -53,8 +101,11 @@ class ClassificationTask(HFTask):
     def partition_key_names(self) -> list[str] | None:
         return list(self.label_names) or None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, label_type: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        LabelReader(label_type)  # a bad value fails before any data is read
+        #: How labels are read: None (as they are, one type), ``str`` or ``int``.
+        self.label_type = label_type
         #: Sorted label names; ``label`` column holds indices into this list (set by :meth:`load`).
         self.label_names: list[str] = []
 
@@ -75,13 +126,15 @@ class ClassificationTask(HFTask):
             for record, _ in rows:
                 if "label_text" in record and record["label_text"] not in (None, ""):
                     record["label"] = record["label_text"]
-        self.label_names = sorted({str(r["label"]) for r, _ in raw.splits["train"]}, key=_label_sort_key)
+        read = LabelReader(self.label_type)
+        labels = {split: [read(r["label"], where) for r, where in rows] for split, rows in raw.splits.items()}
+        self.label_names = sorted(set(labels["train"]), key=_label_sort_key)
         index = {name: i for i, name in enumerate(self.label_names)}
         out: dict[str, Dataset] = {}
         for split, rows in raw.splits.items():
             cols: dict[str, list[Any]] = {k: [] for k in ("id", "text", "label", "partition_key", "author", "organization")}
             for n, (record, where) in enumerate(rows):
-                label = str(record["label"])
+                label = labels[split][n]
                 if label not in index:
                     raise ValueError(
                         f"{where}: label {label!r} does not occur in the training split; "
