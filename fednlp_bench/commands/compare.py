@@ -137,8 +137,22 @@ def plan_tasks(args: argparse.Namespace) -> list[TaskPlan]:
     return plans
 
 
+def check_out_file(out: str | None) -> Path | None:
+    """``--out`` is written after every run: its folder must exist now, not hours later."""
+    if out is None:
+        return None
+    path = Path(out)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(f"--out {out!r} is a folder; give a file name for the Markdown tables, e.g. gaps.md")
+    if not parent.is_dir():
+        raise ValueError(f"--out {out!r}: folder {str(parent)!r} does not exist; create it first")
+    return path
+
+
 def main(args: argparse.Namespace) -> int:
     plans = plan_tasks(args)  # everything validated before the heavy imports
+    out = check_out_file(args.out)
     apply_threads(args)
     if args.partition_file and not Path(args.partition_file).is_file():
         raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
@@ -152,6 +166,10 @@ def main(args: argparse.Namespace) -> int:
         results.append((task_plan, records, failed))
         tables.append(table)
         print(table + "\n", flush=True)
+        curve = draw_curves(Path(args.runs_dir), task_plan.task, records)
+        if curve is not None:
+            print(f"learning curves (validation {next(r for rs in records.values() for r in rs).primary_metric} "
+                  f"per round): {curve}", file=sys.stderr, flush=True)
     text = "\n\n".join(tables)
     if len(plans) > 1:
         summary = summary_table(results)
@@ -159,9 +177,21 @@ def main(args: argparse.Namespace) -> int:
         text = summary + "\n\n" + text
         print(f"\n{len(plans)} tasks x {len(plans[0].algorithms)} algorithms: {counter.done} runs "
               f"({counter.reused} reused) in {format_seconds(time.perf_counter() - counter.start)}", file=sys.stderr)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out is not None:
+        from fednlp_bench.atomic import atomic_write_text
+
+        atomic_write_text(out, text + "\n")
+        print(f"wrote {out}", file=sys.stderr)
     return 0 if not any(failed for _, _, failed in results) else 1
+
+
+def draw_curves(runs_dir: Path, task: str, records: dict[str, list[Any]]) -> Path | None:
+    """The task's learning curves (one line per algorithm) beside its records; None when no run finished."""
+    from fednlp_bench.results.curves import compare_curve_path, write_learning_curves
+
+    if not any(records.values()):
+        return None
+    return write_learning_curves(records, compare_curve_path(runs_dir, task, records))
 
 
 @dataclass
