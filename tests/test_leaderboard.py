@@ -431,3 +431,31 @@ def test_identical_curves_stay_distinguishable(runs: Path, tmp_path: Path) -> No
     first = per_figure[:3]
     assert len({d["marker"] for d in first}) == len(first)
     assert len({(d["linestyle"], d["markersize"]) for d in first}) == len(first)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
+        if folder.exists() else {}
+
+
+def test_failing_verify_leaves_out_untouched(runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown run id, or an engine that cannot re-run, fails before any table is written."""
+    out = tmp_path / "lb"
+    with pytest.raises(FileNotFoundError, match="no record with run_id 'nope'"):
+        _cli(["--runs", str(runs), "--out", str(out), "--verify", "nope"])
+    assert not out.exists()
+    assert _cli(["--runs", str(runs), "--out", str(out), "--no-plots"]) == 0
+    before = _tree(out)
+
+    def no_engine() -> None:
+        raise ValueError("--verify needs the FL engine (fednlp_bench.engine.runner): absent")
+
+    monkeypatch.setattr(verify_mod, "_load_runner", no_engine)
+    with pytest.raises(ValueError, match="needs the FL engine"):
+        _cli(["--runs", str(runs), "--out", str(out), "--verify", "fedavg-iid-x-s1"])
+    with pytest.raises(FileNotFoundError, match="no record with run_id 'nope'"):
+        _cli(["--runs", str(runs), "--out", str(out), "--verify", "nope"])
+    assert _tree(out) == before
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        _cli(["--runs", str(runs), "--out", str(tmp_path / "afile")])

@@ -376,3 +376,24 @@ def test_cli_verify_one_run_id_with_plan(tier: Path, tmp_path: Path, monkeypatch
     assert _cli(["--plan", str(tier), "--out", str(out), "--verify", "adam-a01-s1", "--tolerance", "0"]) == 0
     assert "REPRODUCED" in capsys.readouterr().out
     assert "| adam-a01-s1 | reproduced |" in (out / "README.md").read_text()
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
+        if folder.exists() else {}
+
+
+def test_failing_plan_verify_writes_nothing(tier: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--plan with an unknown --verify id (once 13 files were written first), or a task with nothing to verify."""
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="no record with run_id 'nope'"):
+        _cli(["--plan", str(tier), "--out", str(out), "--verify", "nope"])
+    assert not out.exists()
+    assert _cli(["--plan", str(tier), "--out", str(out), "--no-plots"]) == 0
+    before = _tree(out)
+    from fednlp_bench.suite import tier_verify
+
+    monkeypatch.setattr(tier_verify, "fastest_record", lambda task: None)
+    with pytest.raises(ValueError, match=r"--verify-per-task: task\(s\) classification .* no finished run"):
+        _cli(["--plan", str(tier), "--out", str(out), "--verify-per-task"])
+    assert _tree(out) == before

@@ -366,3 +366,45 @@ def test_natural_id_merge_below_pools_the_small_groups_into_one_last_client():
         partition_dataset(data, "natural_id", None, group_column="author", min_size=7, merge_below=7)
     with pytest.raises(PartitionError, match=r"all would merge into one client"):
         partition_dataset(data, "natural_id", None, group_column="author", merge_below=100)
+
+
+def _authors(sizes: dict[str, int]) -> Dataset:
+    authors = [name for name, n in sizes.items() for _ in range(n)]
+    return Dataset.from_dict({"id": [str(i) for i in range(len(authors))], "author": authors})
+
+
+def test_natural_id_warns_once_when_most_clients_are_tiny_and_names_the_fixing_merge_below(caplog):
+    import logging
+
+    from fednlp_bench.partitioners import natural_id
+
+    natural_id._WARNED.clear()
+    # 2 big authors and 8 with 1-3 rows: 80% of the clients hold fewer than 10 rows.
+    data = _authors({"big1": 40, "big2": 30, **{f"a{i}": 1 + i % 3 for i in range(8)}})
+    with caplog.at_level(logging.WARNING, logger="fednlp_bench"):
+        part = partition_dataset(data, "natural_id", None, group_column="author")
+        partition_dataset(data, "natural_id", None, group_column="author")  # the same partition again: said once
+    lines = [r.getMessage() for r in caplog.records if "natural_id" in r.getMessage()]
+    assert lines == ["natural_id: 8 of 10 clients (80%) of column 'author' have fewer than 10 rows (median 2); pool "
+                     "them with merge_below=4 (3 clients then) or group by a coarser column (warn_share=1 turns this "
+                     "warning off)"]
+    assert part.num_clients == 10
+    # The value it names is the smallest that fixes it: merge_below=3 still leaves 3 of 5 clients small.
+    caplog.clear()
+    natural_id._WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="fednlp_bench"):
+        fixed = partition_dataset(data, "natural_id", None, group_column="author", merge_below=4)
+        assert not caplog.records
+        partition_dataset(data, "natural_id", None, group_column="author", merge_below=3)
+        assert "3 of 5 clients (60%)" in caplog.records[-1].getMessage()
+        caplog.clear()
+        partition_dataset(data, "natural_id", None, group_column="author", warn_share=1.0)
+        partition_dataset(data, "natural_id", None, group_column="author", warn_below=2, warn_share=0.7)
+    assert not [r for r in caplog.records if "natural_id" in r.getMessage()]
+    assert fixed.num_clients == 3
+    # The warning's parameters change no client, so they are not in the spec (nor its hash).
+    quiet = partition_dataset(data, "natural_id", None, group_column="author", warn_share=1.0)
+    assert quiet.spec.params == part.spec.params == {"group_column": "author", "merge_below": 0}
+    assert quiet.content_hash == part.content_hash
+    with pytest.raises(PartitionError, match=r"warn_share=2.0 is invalid: must be in \[0, 1\]"):
+        partition_dataset(data, "natural_id", None, group_column="author", warn_share=2.0)

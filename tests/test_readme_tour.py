@@ -12,6 +12,7 @@ partition made with that budget). `suite` gets `--dry-run` (the full grid is
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import shutil
@@ -76,7 +77,7 @@ def test_readme_lists_the_tour() -> None:
 
 
 def test_readme_tour_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+                                     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     """Each command in order, in a scratch copy of the checkout's configs and leaderboards (as a user's cwd)."""
     work = tmp_path / "checkout"
     work.mkdir()
@@ -87,6 +88,10 @@ def test_readme_tour_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyP
     runs = tmp_path / "runs"
     failures: list[str] = []
     commands = readme_commands(README.read_text())
+    from fednlp_bench.partitioners import natural_id
+
+    natural_id._WARNED.clear()  # the tour's natural_id command must say its warning, even if another test did
+    caplog.set_level(logging.WARNING, logger="fednlp_bench")
     for line in commands:
         words = shlex.split(line)
         if words[0] == "export":
@@ -101,3 +106,10 @@ def test_readme_tour_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # What the tour promises it leaves behind.
     assert (work / "part.json").is_file() and (work / "part.png").is_file() and (work / "authors.json").is_file()
     assert (work / "leaderboards" / "README.md").is_file()
+    assert (work / "qa-gaps.md").read_text().startswith("Gap table: qa")  # compare --out
+    assert list(runs.glob("compare-qa-*.png")) and list(runs.glob("*/curve.png"))  # the learning curves
+    # The natural_id command without merge_below warns, in one line, and names the value the next command uses.
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("natural_id:")]
+    assert len(warned) == 1 and "of column 'author' have fewer than 10 rows" in warned[0]
+    fix = re.search(r"merge_below=(\d+)", warned[0])
+    assert fix and f"--merge-below {fix.group(1)}" in README.read_text()
