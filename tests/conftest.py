@@ -1,4 +1,12 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and what keeps the test workers (pytest-xdist) independent.
+
+Under ``-n auto`` every worker is its own process: each gets its own
+``FEDNLP_CACHE_DIR`` (``<cache>/pytest-<worker>``), so no two workers build
+the same tokenization or frozen-bottom file at once, and a share of the cores
+as torch threads, so two workers do not oversubscribe two cores. Tests that
+must not overlap (the FedML ones: many processes, fixed ports) carry
+``@pytest.mark.xdist_group("fedml")`` and run on one worker, one after another.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +46,18 @@ def train_steps() -> Callable[..., tuple[torch.nn.Module, list[float]]]:
 DATA_DIR = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
 # The README passes a relative FEDNLP_DATA_DIR; tests that chdir (CLI tests) need it absolute.
 os.environ["FEDNLP_DATA_DIR"] = str(DATA_DIR)
+
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    from fednlp_bench.paths import CACHE_DIR_ENV
+
+    _base = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "fednlp_bench").expanduser()
+    os.environ[CACHE_DIR_ENV] = str(_base / f"pytest-{_WORKER}")
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _threads = max(1, (os.cpu_count() or 1) // max(1, _workers))
+    torch.set_num_threads(min(torch.get_num_threads(), _threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))  # subprocesses (benchmarks, FedML) likewise
 
 
 @pytest.fixture(scope="module")

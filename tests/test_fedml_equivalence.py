@@ -40,6 +40,9 @@ def _fedml_reason() -> str | None:
 
 
 FEDML_MISSING = _fedml_reason()
+#: One worker runs these one after another under pytest-xdist: each starts several processes (MPI or gRPC on
+#: fixed 127.0.0.1 ports), too many for two at once on a 2-core machine.
+pytestmark = pytest.mark.xdist_group("fedml")
 #: CI sets this so the FedML tests cannot pass by being skipped: they run, and fail with the install message.
 REQUIRE_FEDML = os.environ.get("FEDNLP_REQUIRE_FEDML") == "1"
 needs_fedml = pytest.mark.skipif(FEDML_MISSING is not None and not REQUIRE_FEDML,

@@ -34,6 +34,9 @@ from fednlp_bench.config import RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.results.record import RunRecord
 
+#: One worker runs these one after another under pytest-xdist: each starts several processes (MPI or gRPC on
+#: fixed 127.0.0.1 ports), too many for two at once on a 2-core machine.
+pytestmark = pytest.mark.xdist_group("fedml")
 REQUIRE_NETNS = os.environ.get("FEDNLP_REQUIRE_NETNS") == "1"
 REQUIRE_FEDML = os.environ.get("FEDNLP_REQUIRE_FEDML") == "1"
 #: Bound for one group of host commands (3 launchers + 3 FedML processes start at once: ~3.5 min measured on
