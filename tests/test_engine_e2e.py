@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_fedavg_on_20news_slice_writes_a_valid_record(tmp_path: Path) -> None:
 
 @needs_data
 def test_cli_run_with_saved_partition_and_refusal_of_other_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fednlp_bench.partitioners import partition_dataset
+    from fednlp_bench.partitioners import Partition, partition_dataset
     from fednlp_bench.tasks import get_task
 
     train = get_task("classification", model="tiny", data="20news", max_train_examples=240, seed=3).load()["train"]
@@ -68,4 +69,13 @@ def test_cli_run_with_saved_partition_and_refusal_of_other_data(tmp_path: Path, 
     assert cli.main([*base, "--max-train-examples", "200", "--partition", str(part_path), "--run-id", "other"]) == 2
     err = capsys.readouterr().err
     assert "fednlp-bench run: error:" in err and ("fingerprint" in err or "rows" in err)
-    assert not (tmp_path / "runs" / "other" / "record.json").exists()
+    assert not (tmp_path / "runs" / "other").exists()
+    # The hint is a complete command, writing a new file; run as printed, it makes the partition that fits.
+    command = err.split("exactly these rows with: ", 1)[1].split(" (then pass", 1)[0]
+    words = shlex.split(command)
+    assert "..." not in words and words[words.index("--out") + 1] == str(tmp_path / "part-fit.json")
+    assert cli.main(words[1:]) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "--max-train-examples", "200", "--partition", str(tmp_path / "part-fit.json"),
+                     "--run-id", "other"]) == 0
+    assert Partition.load(part_path).content_hash == part.content_hash  # the user's file is untouched
