@@ -7,8 +7,13 @@ import pytest
 
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE, split_clients, summarize
-from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, find_time_column, select_clients
+from fednlp_bench.engine.populations import (
+    ContinualPopulation, ContinualSpec, arrival_keys, find_order_column, select_clients, within_group_position,
+)
 from fednlp_bench.engine.sampling import sample_clients
+from fednlp_bench.engine.sampling_policies import (
+    SAMPLING_POLICIES, activity_probabilities, capped_inclusion, make_policy,
+)
 
 SIZES = np.array([1, 2, 3, 50, 100, 5, 0, 7], dtype=np.int64)
 
@@ -51,6 +56,10 @@ def test_poisson_joins_each_client_independently_with_q() -> None:
 def test_sampling_parameters_are_checked() -> None:
     with pytest.raises(ValueError, match="takes no parameter 'power'"):
         RunConfig(sampling="uniform", sampling_params={"power": 1.0})
+    with pytest.raises(ValueError, match="gamma=-1 must be a finite number >= 0"):
+        RunConfig(sampling="activity_poisson", sampling_params={"gamma": -1})
+    with pytest.raises(ValueError, match="Did you mean 'activity_poisson'"):
+        RunConfig(sampling="activity_poison")
     with pytest.raises(ValueError, match="power=-1 must be a finite number >= 0"):
         RunConfig(sampling="activity_power", sampling_params={"power": -1})
     assert RunConfig(sampling="activity_power", sampling_params={"power": 0.5}).to_dict()["sampling_params"] == {"power": 0.5}
@@ -73,17 +82,50 @@ def test_continual_windows_follow_arrival_and_retention() -> None:
     assert ContinualPopulation(spec, rows, seed=2).describe()["arrival_hash"] != again["arrival_hash"]
 
 
-def test_continual_uses_a_time_column_when_there_is_one() -> None:
+def test_continual_uses_an_order_column() -> None:
     spec = ContinualSpec.from_dict({"periods": 2, "retention": 1, "rounds_per_period": 1})
     times = np.array([5, 1, 7, 3, 2, 8], dtype=object)  # rows 1, 4, 3 are the earliest half
-    pop = ContinualPopulation(spec, [np.array([0, 1, 2]), np.array([3, 4, 5])], seed=0, times=times, time_column="time")
+    pop = ContinualPopulation(spec, [np.array([0, 1, 2]), np.array([3, 4, 5])], seed=0, times=times, source="column 't'")
     assert pop.indices(0, 1).tolist() == [1] and pop.indices(1, 1).tolist() == [3, 4]
     assert pop.indices(0, 2).tolist() == [0, 2] and pop.indices(1, 2).tolist() == [5]
-    assert pop.describe()["arrival_source"] == "time column 'time'"
-    assert find_time_column(["id", "text", "timestamp"], None) == "timestamp"
-    assert find_time_column(["id", "text"], None) is None
-    with pytest.raises(ValueError, match="'when' is not a column"):
-        find_time_column(["id"], "when")
+    assert pop.describe()["arrival_source"] == "column 't'" and pop.describe()["arrival_seed"] is None
+    assert find_order_column(["id", "text", "timestamp"], None) == "timestamp"
+    assert find_order_column(["id", "text"], None) is None
+    with pytest.raises(ValueError, match="order_by='when' is not a column"):
+        find_order_column(["id"], "when")
+
+
+def test_order_within_ranks_a_per_group_counter() -> None:
+    """20News article numbers count per newsgroup: rank them inside their group, then compare across groups."""
+    from datasets import Dataset
+
+    numbers = [9000, 9100, 9200, 9300, 150000, 150010, 150020, 150030]  # two groups, four posts each
+    groups = ["a"] * 4 + ["b"] * 4
+    assert within_group_position(numbers, groups).tolist() == [0.125, 0.375, 0.625, 0.875] * 2
+    train = Dataset.from_dict({"article_number": numbers, "label": groups})
+    spec = ContinualSpec.from_dict({"periods": 2, "retention": 1, "rounds_per_period": 1,
+                                    "order_by": "article_number", "order_within": "label"})
+    keys, source = arrival_keys(train, spec)
+    assert source == "column 'article_number' ranked within each 'label'"
+    pop = ContinualPopulation(spec, [np.arange(8)], seed=0, times=keys, source=source)
+    # Raw numbers would put all of group a before group b; ranked within groups, each period holds half of both.
+    assert pop.indices(0, 1).tolist() == [0, 1, 4, 5] and pop.indices(0, 2).tolist() == [2, 3, 6, 7]
+    raw, _ = arrival_keys(train, ContinualSpec.from_dict({**spec.__dict__, "order_within": None}))
+    assert ContinualPopulation(spec, [np.arange(8)], 0, raw).indices(0, 1).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="set order_by too"):
+        ContinualSpec.from_dict({"periods": 2, "retention": 1, "rounds_per_period": 1, "order_within": "label"})
+    with pytest.raises(ValueError, match="has missing values"):
+        arrival_keys(Dataset.from_dict({"article_number": [1, None]}), ContinualSpec.from_dict(
+            {"periods": 1, "retention": 1, "rounds_per_period": 1, "order_by": "article_number"}))
+
+
+def test_20news_exposes_article_numbers(offline_task_env: object) -> None:
+    from fednlp_bench.tasks.classification import ClassificationTask, article_number
+
+    assert article_number("sci.space/59497") == 59497 and article_number("train-3") is None
+    task = ClassificationTask(model="tiny", data="20news", max_train_examples=40, max_eval_examples=10)
+    train = task.load()["train"]
+    assert all(n == int(i.split("/")[1]) for n, i in zip(train["article_number"], train["id"]))
 
 
 def test_continual_bad_input() -> None:
@@ -97,6 +139,8 @@ def test_continual_bad_input() -> None:
         RunConfig(backend="fedml", rounds=2, continual={"periods": 2, "retention": 1, "rounds_per_period": 1})
     with pytest.raises(ValueError, match="unknown continual key 'period'"):
         RunConfig(continual={"period": 2})
+    with pytest.raises(ValueError, match="time_column is now continual.order_by"):
+        RunConfig(rounds=2, continual={"periods": 2, "retention": 1, "rounds_per_period": 1, "time_column": "t"})
 
 
 # ------------------------------------------------------------------ client_eval split and summary
@@ -126,3 +170,63 @@ def test_summary_by_hand() -> None:
     assert s["worst_10pct"] == pytest.approx(0.05) and s["best_10pct"] == pytest.approx(0.95)
     assert s["size_correlation"] == pytest.approx(np.corrcoef(sizes, values)[0, 1])
     assert summarize([0.5, 0.5], [1, 2])["size_correlation"] is None
+
+
+# ------------------------------------------------------------------ inclusion probabilities
+ACTIVITY_SIZES = np.array([1, 2, 3, 50, 100, 5, 0, 7, 20, 12], dtype=np.int64)
+
+
+def empirical_inclusion(method: str, params: dict, sizes: np.ndarray, k: int, rounds: int) -> np.ndarray:
+    counts = np.zeros(len(sizes))
+    for rnd in range(1, rounds + 1):
+        counts[select_clients(method, params, len(sizes), k, rnd, 3, sizes)] += 1
+    return counts / rounds
+
+
+@pytest.mark.parametrize("method,params", [("activity_poisson", {"gamma": 1.0}), ("activity_poisson", {"gamma": 0.5}),
+                                           ("activity_systematic", {"gamma": 1.0}), ("uniform", {}), ("poisson", {})])
+def test_inclusion_frequencies_match_the_declared_probabilities(method: str, params: dict) -> None:
+    """Over R = 4000 seeded rounds each client's share of rounds must lie within 4 binomial standard errors of pi_i.
+
+    Tolerance: |f_i - pi_i| <= 4 sqrt(pi_i (1 - pi_i) / R) per client (a false alarm has probability ~6e-5 per
+    client for correct code); clients with pi_i in {0, 1} must match exactly.
+    """
+    rounds, k = 4000, 3
+    pi = make_policy(method, params).inclusion(ACTIVITY_SIZES, k)
+    freq = empirical_inclusion(method, params, ACTIVITY_SIZES, k, rounds)
+    tolerance = 4 * np.sqrt(pi * (1 - pi) / rounds)
+    assert np.all(np.abs(freq - pi) <= tolerance + 1e-12), (freq, pi)
+    assert freq[6] == 0  # no data, never chosen
+
+
+def test_activity_probabilities_by_hand() -> None:
+    sizes = np.array([1, 3, 6, 0])
+    assert activity_probabilities(sizes, 2, 1.0) == pytest.approx([0.2, 0.6, 1.0, 0.0])  # min(1, 2*6/10) = 1
+    assert activity_probabilities(sizes, 1, 0.0) == pytest.approx([1 / 3, 1 / 3, 1 / 3, 0.0])
+    # Capped design: client 2 is certain (share 1.2 > 1), the other unit of K = 2 goes 1:3 to clients 0 and 1.
+    assert capped_inclusion(sizes, 2, 1.0) == pytest.approx([0.25, 0.75, 1.0, 0.0])
+    assert capped_inclusion(sizes, 2, 1.0).sum() == pytest.approx(2.0)
+
+
+def test_systematic_sampling_takes_exactly_k_distinct_clients() -> None:
+    for rnd in range(1, 200):
+        chosen = select_clients("activity_systematic", {}, len(ACTIVITY_SIZES), 4, rnd, 0, ACTIVITY_SIZES)
+        assert len(chosen) == len(set(chosen)) == 4 and 6 not in chosen and 4 in chosen  # the 100-row client: pi = 1
+
+
+def test_successive_draws_do_not_give_size_proportional_inclusion() -> None:
+    """The historical ``weighted`` sampling: the largest client is included less often than K n / sum n says."""
+    sizes = np.array([40, 20, 10, 10, 10, 5, 5])
+    freq = empirical_inclusion("weighted", {}, sizes, 2, 4000)
+    p = sizes / sizes.sum()
+    # Two draws: pi_i = p_i + sum_{j != i} p_j p_i / (1 - p_j); nominal K p_i = 0.8 for client 0, exact 0.686.
+    exact = np.array([p[i] + sum(p[j] * p[i] / (1 - p[j]) for j in range(len(p)) if j != i) for i in range(len(p))])
+    assert np.abs(freq - exact).max() < 4 * np.sqrt(0.25 / 4000)
+    assert exact[0] < 2 * p[0] - 0.1 and exact[-1] > 2 * p[-1] + 0.01
+
+
+def test_policy_registry_is_the_one_list_of_names() -> None:
+    from fednlp_bench.config import SAMPLING_METHODS
+
+    assert SAMPLING_METHODS == tuple(SAMPLING_POLICIES.names())
+    assert {"activity_poisson", "activity_systematic", "top_active"} <= set(SAMPLING_METHODS)

@@ -1,18 +1,18 @@
-"""Who is in the population each round: activity-based client selection and the continual setting.
+"""Who is in the population each round: client selection and the continual setting.
 
 Two questions from industrial FL ("Learnings from Federated Learning in the
 Real World", ICASSP 2022) that no NLP FL benchmark answered:
 
 * Does choosing clients by *activity* (how much data they hold) beat uniform
-  selection? ``select_clients`` offers ``uniform``, ``weighted`` (probability
-  proportional to size), ``activity_power`` (proportional to size**p; p=0 is
-  uniform, p=1 is weighted), ``top_active`` (the K largest clients) and
-  ``poisson`` (each client joins independently with q = K / N, the sampling
-  client-level DP accounting assumes).
+  selection? The policies live in ``engine/sampling_policies.py`` (uniform,
+  the exact-inclusion ``activity_poisson`` / ``activity_systematic``,
+  ``top_active``, ``poisson`` and the historical successive-draw ones);
+  ``select_clients`` applies one to the sizes clients hold this round.
 * How does FL behave when clients keep generating data and delete old data?
-  ``ContinualPopulation`` spreads each client's rows over T periods (by a time
-  column when the data has one, else by a seeded, recorded arrival order),
-  keeps only the last W periods, and runs R rounds per period.
+  ``ContinualPopulation`` spreads each client's rows over T periods (in the
+  order of a data column when the config names one, ``order_by``, else a
+  conventional time column, else a seeded, recorded arrival order), keeps
+  only the last W periods, and runs R rounds per period.
 
 Every draw is seeded by ``(seed, round)`` like ``engine.sampling``, so a
 resumed run sees the same clients.
@@ -22,43 +22,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from fednlp_bench.hints import closest_hint
-from fednlp_bench.engine.sampling import _SAMPLE_STREAM, round_rng, sample_clients
+from fednlp_bench.engine.sampling_policies import make_policy
 
-log = logging.getLogger("fednlp_bench.engine")
-
-#: Parameters (with defaults) of the sampling methods that take any; the names themselves are
-#: ``config.SAMPLING_METHODS``, checked there.
-SAMPLING_PARAMS: dict[str, dict[str, float]] = {"activity_power": {"power": 1.0}}
-#: Column names taken as the arrival time of a row when the data has one.
+#: Column names taken as the arrival time of a row when the config names none.
 TIME_COLUMNS = ("timestamp", "time", "date", "created_at", "created_utc")
 _ARRIVAL_STREAM = 5
 
 
 def check_sampling(method: str, params: Mapping[str, Any]) -> dict[str, float]:
     """Validated parameters of a sampling method (defaults filled in)."""
-    if not isinstance(params, Mapping):
-        raise ValueError(f"sampling_params must be a mapping such as {{power: 0.5}}, got {params!r}")
-    allowed = SAMPLING_PARAMS.get(method, {})
-    for key in params:
-        if key not in allowed:
-            raise ValueError(
-                f"sampling {method!r} takes no parameter {key!r}; "
-                f"its parameters: {sorted(allowed) or 'none'} (activity_power takes 'power')"
-            )
-    merged = {**allowed, **dict(params)}
-    if method == "activity_power":
-        power = merged["power"]
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not np.isfinite(power) or power < 0:
-            raise ValueError(f"sampling_params.power={power!r} must be a finite number >= 0 (0: uniform, 1: weighted)")
-        merged["power"] = float(power)
-    return merged
+    return dict(make_policy(method, params).values)
 
 
 def select_clients(
@@ -72,58 +51,48 @@ def select_clients(
 ) -> list[int]:
     """Sorted client ids for round ``rnd``; only clients holding data (size > 0) are eligible.
 
-    ``k`` is the number of clients per round (its expectation for ``poisson``).
-    When fewer than ``k`` clients hold data (a continual period), all of them
-    take part. ``uniform`` and ``weighted`` over a full population give exactly
-    the draws of ``engine.sampling.sample_clients``.
+    ``k`` is the number of clients per round (its expectation for the Poisson
+    policies). When fewer than ``k`` clients hold data (a continual period), a
+    fixed-size policy takes all of them. ``uniform`` and ``weighted`` over a
+    full population give exactly the draws of ``engine.sampling.sample_clients``.
     """
-    params = check_sampling(method, params)
     sizes = np.asarray(sizes, dtype=np.float64)
     if len(sizes) != num_clients:
         raise ValueError(f"need one size per client ({num_clients}), got {len(sizes)}")
-    eligible = np.flatnonzero(sizes > 0)
-    if method == "poisson":
-        q = k / num_clients
-        joins = round_rng(seed, rnd, _SAMPLE_STREAM).random(num_clients) < q
-        return [int(c) for c in np.flatnonzero(joins & (sizes > 0))]
-    if len(eligible) == num_clients and method in ("uniform", "weighted"):
-        return sample_clients(num_clients, k, rnd, seed, method, sizes)
-    if len(eligible) <= k:
-        if len(eligible) < k:
-            log.info("round %d: only %d client(s) hold data; all of them take part", rnd, len(eligible))
-        return [int(c) for c in eligible]
-    if method == "top_active":
-        # Largest first, ties broken by the lower id, so the choice is deterministic.
-        order = sorted(eligible.tolist(), key=lambda c: (-sizes[c], c))
-        return sorted(int(c) for c in order[:k])
-    powers = {"uniform": 0.0, "weighted": 1.0, "activity_power": params.get("power", 1.0)}
-    if method not in powers:
-        raise ValueError(f"unknown sampling method {method!r}")
-    weights = powers[method]
-    p = sizes[eligible] ** weights
-    chosen = round_rng(seed, rnd, _SAMPLE_STREAM).choice(eligible, size=k, replace=False, p=p / p.sum())
-    return sorted(int(c) for c in chosen)
+    return make_policy(method, params).select(sizes, k, rnd, seed)
 
 
 # ---------------------------------------------------------------- continual
+CONTINUAL_KEYS = ("periods", "retention", "rounds_per_period", "order_by", "order_within")
+
+
 @dataclass(frozen=True)
 class ContinualSpec:
-    """``continual: {periods: T, retention: W, rounds_per_period: R, time_column: optional}``."""
+    """``continual: {periods: T, retention: W, rounds_per_period: R, order_by: COLUMN, order_within: COLUMN}``.
+
+    ``order_by`` names the data column whose order is the arrival order;
+    ``order_within`` ranks it within each value of another column first, for
+    counters that are only comparable inside a group (20News article numbers
+    count per newsgroup: docs/trust.md). Retention W is counted in periods.
+    """
 
     periods: int
     retention: int
     rounds_per_period: int
-    time_column: str | None = None
+    order_by: str | None = None
+    order_within: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ContinualSpec":
-        keys = ("periods", "retention", "rounds_per_period", "time_column")
         if not isinstance(data, Mapping):
             raise ValueError(f"continual must be a mapping such as {{periods: 4, retention: 2, rounds_per_period: 2}}, got {data!r}")
+        if "time_column" in data:
+            raise ValueError("continual.time_column is now continual.order_by (the column whose order is the arrival order)")
         for key in data:
-            if key not in keys:
-                raise ValueError(f"unknown continual key {key!r}.{closest_hint(key, keys)} Valid keys: {', '.join(keys)}")
-        for key in keys[:3]:
+            if key not in CONTINUAL_KEYS:
+                raise ValueError(f"unknown continual key {key!r}.{closest_hint(key, CONTINUAL_KEYS)} "
+                                 f"Valid keys: {', '.join(CONTINUAL_KEYS)}")
+        for key in CONTINUAL_KEYS[:3]:
             value = data.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"continual.{key}={value!r} must be an integer >= 1")
@@ -132,10 +101,14 @@ class ContinualSpec:
                 f"continual.retention={data['retention']} exceeds continual.periods={data['periods']}: data cannot be "
                 f"kept for more periods than exist; set retention <= periods (retention = periods keeps everything)"
             )
-        col = data.get("time_column")
-        if col is not None and (not isinstance(col, str) or not col):
-            raise ValueError(f"continual.time_column={col!r} must be a column name")
-        return cls(int(data["periods"]), int(data["retention"]), int(data["rounds_per_period"]), col)
+        for key in CONTINUAL_KEYS[3:]:
+            col = data.get(key)
+            if col is not None and (not isinstance(col, str) or not col):
+                raise ValueError(f"continual.{key}={col!r} must be a column name")
+        if data.get("order_within") is not None and data.get("order_by") is None:
+            raise ValueError("continual.order_within ranks the order_by column within groups; set order_by too")
+        return cls(int(data["periods"]), int(data["retention"]), int(data["rounds_per_period"]),
+                   data.get("order_by"), data.get("order_within"))
 
     @property
     def total_rounds(self) -> int:
@@ -150,7 +123,11 @@ class ContinualSpec:
 
 
 class ContinualPopulation:
-    """Each client's rows with their arrival period; ``indices(c, t)`` is what client c holds in period t."""
+    """Each client's rows with their arrival period; ``indices(c, t)`` is what client c holds in period t.
+
+    ``times`` (one sortable key per raw train row) gives global calendar
+    periods; ``source`` says where the keys came from (for the record).
+    """
 
     def __init__(
         self,
@@ -158,12 +135,12 @@ class ContinualPopulation:
         client_rows: Sequence[np.ndarray],
         seed: int,
         times: np.ndarray | None = None,
-        time_column: str | None = None,
+        source: str | None = None,
     ) -> None:
         self.spec = spec
         self.seed = int(seed)
         self.rows = [np.asarray(r, dtype=np.int64) for r in client_rows]
-        self.time_column = time_column if times is not None else None
+        self.source = (source or "data column") if times is not None else None
         if times is not None:
             self.arrival = _arrival_by_time(self.rows, np.asarray(times), spec.periods)
         else:
@@ -193,20 +170,20 @@ class ContinualPopulation:
             "periods": self.spec.periods,
             "retention": self.spec.retention,
             "rounds_per_period": self.spec.rounds_per_period,
-            "arrival_source": f"time column {self.time_column!r}" if self.time_column else "seeded order",
-            "arrival_seed": None if self.time_column else self.seed,
+            "arrival_source": self.source or "seeded order",
+            "arrival_seed": None if self.source else self.seed,
             "arrival_hash": hashlib.sha256(json.dumps(order, sort_keys=True).encode()).hexdigest(),
             #: client -> [rows arriving in period 1, period 2, ...] (raw train-split row indices).
             "arrival": order,
         }
 
 
-def find_time_column(column_names: Sequence[str], requested: str | None) -> str | None:
-    """The arrival-time column: the requested one (must exist), else a conventional name, else None."""
+def find_order_column(column_names: Sequence[str], requested: str | None) -> str | None:
+    """The arrival-order column: the requested one (must exist), else a conventional time name, else None."""
     if requested is not None:
         if requested not in column_names:
             raise ValueError(
-                f"continual.time_column={requested!r} is not a column of the training data "
+                f"continual.order_by={requested!r} is not a column of the training data "
                 f"(columns: {list(column_names)}); drop it to use a seeded arrival order"
             )
         return requested
@@ -214,6 +191,37 @@ def find_time_column(column_names: Sequence[str], requested: str | None) -> str 
         if name in column_names:
             return name
     return None
+
+
+def arrival_keys(train_raw: Any, spec: ContinualSpec) -> tuple[np.ndarray | None, str | None]:
+    """(one arrival key per raw train row, its description) from the spec's columns; (None, None): seeded order."""
+    column = find_order_column(train_raw.column_names, spec.order_by)
+    if column is None:
+        return None, None
+    values = list(train_raw[column])
+    if any(v is None for v in values):
+        raise ValueError(f"continual.order_by column {column!r} has missing values; every row needs an arrival key")
+    if spec.order_within is None:
+        return np.asarray(values, dtype=object), f"column {column!r}"
+    if spec.order_within not in train_raw.column_names:
+        raise ValueError(f"continual.order_within={spec.order_within!r} is not a column of the training data "
+                         f"(columns: {list(train_raw.column_names)})")
+    return (within_group_position(values, list(train_raw[spec.order_within])),
+            f"column {column!r} ranked within each {spec.order_within!r}")
+
+
+def within_group_position(values: Sequence[Any], groups: Sequence[Any]) -> np.ndarray:
+    """Each row's position in its group's order, (rank - 1/2) / group size in (0, 1); ties share their mean rank."""
+    from scipy.stats import rankdata
+
+    out = np.empty(len(values), dtype=np.float64)
+    by_group: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    for members in by_group.values():
+        ranks = rankdata([values[i] for i in members], method="average")
+        out[members] = (ranks - 0.5) / len(members)
+    return out
 
 
 def _arrival_by_time(rows: Sequence[np.ndarray], times: np.ndarray, periods: int) -> list[np.ndarray]:
