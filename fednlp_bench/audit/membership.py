@@ -1,29 +1,30 @@
-"""Loss-threshold membership inference (Yeom et al. 2018, "Privacy Risk in Machine Learning").
+"""Example-level membership inference: the loss threshold and its calibrated, reference-model form.
 
-The attacker guesses "member" when the model's loss on an example is below a
-threshold: models fit their training data better than unseen data, so the
-loss separates the two to the extent the model overfits, i.e. leaks. Sweeping
-the threshold gives a ROC curve; its AUC (0.5 = no leakage) is the number the
-record keeps, together with the accuracy at Yeom's own threshold (the mean
-training loss of the members).
+* Loss threshold (Yeom et al. 2018, "Privacy Risk in Machine Learning"): the
+  attacker guesses "member" when the model's loss on an example is low; the
+  score is -loss. Models fit their training data better than unseen data, so
+  the loss separates the two to the extent the model memorises.
+* Calibrated (difficulty-calibrated, Watson et al. 2022; the offline variant
+  of LiRA, Carlini et al. 2022, with one reference model): some examples are
+  simply easy, so the score is how much lower the target's loss is than that
+  of a reference model that never saw the row: reference loss - target loss.
+  The reference is chosen in fednlp_bench/audit/reference.py.
 
-Members are training rows of clients that took part in at least one round;
-non-members are held-out rows of the same distribution: the clients' local
-test rows when ``client_eval`` holds them out (exactly the members'
-distribution), else the evaluation split (which for a by-date split such as
-20News' differs a little from the training rows, so part of the AUC can come
-from that shift rather than from memorisation).
-Both sides are subsampled to the same size with a fixed seed.
+Members are rows that were actually in a training batch of an update that
+reached the global model (fednlp_bench/audit/tracking.py); non-members are
+held-out rows of the same clients (their client_eval local test rows), never
+the test split. Both sides are subsampled to the same size with a fixed seed.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
+
+from fednlp_bench.audit.statistics import attack_report
 
 _AUDIT_STREAM = 7
 IGNORE_INDEX = -100
@@ -114,18 +115,15 @@ def choose_rows(member_rows: np.ndarray, nonmember_rows: np.ndarray, max_example
     return members, others
 
 
-def run_membership_audit(task: Any, model: torch.nn.Module, member_features: Any, member_rows: np.ndarray,
-                         nonmember_features: Any, max_examples: int, seed: int,
-                         batch_size: int = 64, nonmember_rows: np.ndarray | None = None) -> dict[str, Any]:
-    """The attack on the final global model; ``*_rows`` index ``*_features`` (non-members: all rows by default)."""
-    if nonmember_rows is None:
-        nonmember_rows = np.arange(len(nonmember_features))
-    members, others = choose_rows(np.asarray(member_rows), np.asarray(nonmember_rows), max_examples, seed)
-    result = loss_threshold_attack(
-        per_example_losses(task, model, member_features, members, batch_size),
-        per_example_losses(task, model, nonmember_features, others, batch_size),
-    )
-    result["seed"] = int(seed)
-    if not math.isfinite(result["auc"]):
-        raise ValueError("membership audit AUC is not finite")
-    return result
+def example_level_attacks(target: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray],
+                          resamples: int, seed: int) -> dict[str, Any]:
+    """Both attacks from (member, non-member) losses under the target and the reference model."""
+    (t_in, t_out), (r_in, r_out) = target, reference
+    threshold = loss_threshold_attack(t_in, t_out)
+    loss_report = {**attack_report(-t_in, -t_out, resamples, seed), **{
+        k: threshold[k] for k in ("threshold", "balanced_accuracy", "advantage", "member_loss_mean", "nonmember_loss_mean")
+    }}
+    calibrated = attack_report(r_in - t_in, r_out - t_out, resamples, seed)
+    calibrated["reference_member_loss_mean"] = float(r_in.mean())
+    calibrated["reference_nonmember_loss_mean"] = float(r_out.mean())
+    return {"loss_threshold": loss_report, "calibrated": calibrated}
