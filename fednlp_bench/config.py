@@ -21,8 +21,22 @@ from fednlp_bench.hints import closest_hint
 from fednlp_bench.scalars import integral
 
 OPTIMIZERS = ("sgd", "adamw")
-#: Client selection per round: what each does and which parameters it takes is in engine/populations.py.
-SAMPLING_METHODS = ("uniform", "weighted", "activity_power", "top_active", "poisson")
+#: How a round's updates are weighted (engine/aggregation_weights.py); None in a config: the sampling policy's default.
+AGGREGATION_WEIGHTS = ("size", "uniform", "inverse_probability")
+
+
+def sampling_methods() -> tuple[str, ...]:
+    """Client selection policies, from their registry (engine/sampling_policies.py): the one list of names."""
+    from fednlp_bench.engine.sampling_policies import SAMPLING_POLICIES
+
+    return tuple(SAMPLING_POLICIES.names())
+
+
+def __getattr__(name: str) -> Any:
+    # ``config.SAMPLING_METHODS`` stays importable; it is read from the registry on first use.
+    if name == "SAMPLING_METHODS":
+        return sampling_methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 #: "fedml": one server + P client processes on FedML (needs its own venv, see docs/fedml.md). How many
 #: processes, MPI or gRPC and the round timeout change how a run executes, not its result, so they
 #: are run options (``fednlp-bench run --processes/--comm/--round-timeout``), not config fields.
@@ -48,7 +62,10 @@ OPTIONAL_OFF: dict[str, Any] = {
     "privacy": None,
     "continual": None,
     "client_eval": False,
-    "mia_examples": None,
+    "membership_audit": None,
+    "canary": None,
+    "fairness": None,
+    "aggregation_weights": None,
 }
 #: Integer fields: an integral float written ``2e3`` in YAML is read as the int 2000 (fednlp_bench/scalars.py).
 INT_FIELDS = ("max_length", "max_train_examples", "max_eval_examples", "rounds", "clients_per_round", "local_epochs",
@@ -86,8 +103,10 @@ class RunConfig:
     lr: float = 5e-5
     optimizer: str = "adamw"
     sampling: str = "uniform"
-    #: e.g. {power: 0.5} for activity_power (engine/populations.py).
+    #: e.g. {gamma: 1.0} for activity_poisson (engine/sampling_policies.py).
     sampling_params: dict[str, Any] = field(default_factory=dict)
+    #: size | uniform | inverse_probability (engine/aggregation_weights.py); None: the sampling policy's default.
+    aggregation_weights: str | None = None
     dropout: float = 0.0
     eval_every: int = 1
     #: Also evaluate test on the round with the best validation score (the final round always is).
@@ -100,8 +119,13 @@ class RunConfig:
     continual: dict[str, Any] | None = None
     #: Split each client into local train/test and report per-client metrics (engine/client_eval.py).
     client_eval: bool = False
-    #: Members and non-members each for the loss-threshold membership audit (fednlp_bench/audit); None: off.
-    mia_examples: int | None = None
+    #: Membership audit of the final model: {examples, reference, bootstrap, client_rows, holdout_clients}
+    #: (fednlp_bench/audit/spec.py); None: off.
+    membership_audit: dict[str, Any] | None = None
+    #: Canary exposure: {count, repeats, candidates, client, secret_length, label} (fednlp_bench/audit/canary.py).
+    canary: dict[str, Any] | None = None
+    #: Counterfactual fairness of the final model, e.g. {counterfactual: gender} (fednlp_bench/fairness).
+    fairness: dict[str, Any] | None = None
     #: fp32 | bf16 | fp16 autocast (fednlp_bench/compute/precision.py); master weights stay fp32.
     precision: str = "fp32"
     #: full | top_layers | lora | bitfit (fednlp_bench/compute/trainable.py), parameters in trainable_params.
@@ -145,6 +169,8 @@ class RunConfig:
                 raise ValueError(
                     f"unknown config key {key!r}.{closest_hint(key, names)} Valid keys: {', '.join(names)}"
                 )
+        if "mia_examples" in data:
+            raise ValueError("mia_examples is now membership_audit: {examples: N} (the v2 audit, docs/trust.md)")
         values = copy.deepcopy(dict(data))
         # Giving only `local_steps` means "steps instead of epochs", not "both".
         if values.get("local_steps") is not None and "local_epochs" not in values:
@@ -226,11 +252,18 @@ class RunConfig:
     def _validate_populations(self) -> None:
         """Sampling parameters, DP, continual setting, per-client evaluation and the audit (optional features)."""
         from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE
+        from fednlp_bench.audit.spec import check_audit_features
+        from fednlp_bench.fairness.spec import check_fairness
         from fednlp_bench.engine.populations import ContinualSpec, check_sampling
+        from fednlp_bench.engine.sampling_policies import check_aggregation_weights
         from fednlp_bench.privacy.spec import PrivacySpec, check_privacy_setting
 
-        _check_choice("sampling", self.sampling, SAMPLING_METHODS)
+        _check_choice("sampling", self.sampling, sampling_methods())
         check_sampling(self.sampling, self.sampling_params)
+        if self.aggregation_weights is not None:
+            _check_choice("aggregation_weights", self.aggregation_weights, AGGREGATION_WEIGHTS)
+        check_aggregation_weights(self.effective_aggregation_weights(), sampling=self.sampling, algorithm=self.algorithm,
+                                  privacy=self.privacy is not None, explicit=self.aggregation_weights is not None)
         if self.privacy is not None:
             check_privacy_setting(
                 PrivacySpec.from_dict(self.privacy), algorithm=self.algorithm, sampling=self.sampling,
@@ -253,14 +286,24 @@ class RunConfig:
                 f"{MIN_CLIENT_SIZE} rows; partition.min_size={self.partition['min_size']} allows fewer: "
                 f"set partition.min_size >= {MIN_CLIENT_SIZE}"
             )
-        if self.mia_examples is not None:
-            _check_int("mia_examples", self.mia_examples, minimum=1)
+        check_audit_features(self.membership_audit, self.canary, task=self.task, client_eval=self.client_eval,
+                             continual=self.continual is not None, backend=self.backend, algorithm=self.algorithm,
+                             num_clients=self.partition["num_clients"], clients_per_round=self.clients_per_round)
+        check_fairness(self.fairness, task=self.task)
         if self.backend == "fedml" and (self.client_eval or self.continual is not None):
             # FedML's client processes read each client's full partition rows themselves.
             raise ValueError(
                 "client_eval and continual change which rows a client trains on, which the fedml backend's "
-                "client processes do not follow yet; use backend: inprocess for them (privacy and the audit work on both)"
+                "client processes do not follow yet; use backend: inprocess for them (privacy works on both)"
             )
+
+    def effective_aggregation_weights(self) -> str:
+        """``aggregation_weights``, or the sampling policy's default when the config gives none."""
+        from fednlp_bench.engine.sampling_policies import SAMPLING_POLICIES
+
+        if self.aggregation_weights is not None:
+            return self.aggregation_weights
+        return SAMPLING_POLICIES.lookup(self.sampling).default_weights
 
     def _validate_partition(self) -> None:
         part = self.partition

@@ -39,7 +39,7 @@ def run(cfg: RunConfig, runs_dir: Path, **kw: object) -> RunRecord:
 
 
 def test_dp_run_records_epsilon_per_round_and_the_audit(tmp_path: Path) -> None:
-    cfg = toy_config(sampling="poisson", privacy=DP, mia_examples=30)
+    cfg = toy_config(sampling="poisson", privacy=DP, client_eval=True, membership_audit={"examples": 30, "bootstrap": 50})
     rec = run(cfg, tmp_path)
     acc = ClientLevelAccountant(3 / 6, 0.8, 1e-3)
     eps = [r.privacy["epsilon"] for r in rec.rounds]
@@ -49,8 +49,10 @@ def test_dp_run_records_epsilon_per_round_and_the_audit(tmp_path: Path) -> None:
     clips = [r.privacy["clip_norm"] for r in rec.rounds]
     assert clips[0] == 0.5 and len(set(clips)) > 1  # adaptive clipping moved C
     audit = rec.membership_audit
-    assert audit["members"] == audit["nonmembers"] == 30 and 0.0 <= audit["auc"] <= 1.0
-    assert audit["nonmember_source"] == "evaluation split"
+    assert audit["members"]["sampled"] == audit["nonmembers"]["sampled"] and 0.0 <= audit["auc"] <= 1.0
+    assert audit["auc"] == audit["example_level"]["calibrated"]["auc"]
+    assert audit["nonmembers"]["source"].startswith("client_eval local test rows")
+    assert rec.population["aggregation_weights"] == "dp_fixed_denominator"
     assert "epsilon" in (tmp_path / rec.run_id / "metrics.csv").read_text().splitlines()[0]
     again = RunRecord.load(tmp_path / rec.run_id)  # the optional fields survive validation and loading
     assert again.privacy == rec.privacy and again.membership_audit == rec.membership_audit
@@ -144,13 +146,14 @@ def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
     from fednlp_bench.leaderboard.trust_tables import population_table, privacy_table
 
     runs = tmp_path / "runs"
-    plain = run(toy_config(sampling="poisson", mia_examples=20, client_eval=True, rounds=2), runs)
-    dp = run(toy_config(sampling="poisson", mia_examples=20, client_eval=True, rounds=2,
+    audit = {"examples": 20, "bootstrap": 20}
+    plain = run(toy_config(sampling="poisson", membership_audit=audit, client_eval=True, rounds=2), runs)
+    dp = run(toy_config(sampling="poisson", membership_audit=audit, client_eval=True, rounds=2,
                         privacy={**DP, "mechanism": "dp_fixed_clip", "target_quantile": None, "clipped_count_stddev": None}),
              runs)
-    # client_eval holds out 1+1+2+3+4+4 = 15 rows of the clients themselves: the non-members.
-    assert plain.membership_audit["nonmember_source"] == "client_eval local test rows"
-    assert plain.membership_audit["nonmembers"] == plain.membership_audit["members"] == 15
+    # Non-members: the held-out local test rows of the clients that took part (at most 1+1+2+3+4+4 = 15).
+    nonmembers = plain.membership_audit["nonmembers"]
+    assert nonmembers["sampled"] == plain.membership_audit["members"]["sampled"] <= nonmembers["pool"] <= 15
     records = collect_records(runs)
     text = privacy_table(records)
     assert "| off | 0 |" in text and "| dp_fixed_clip | 0.8 | 0.5 | 0.001 |" in text
@@ -163,7 +166,7 @@ def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
     assert "| ε FedAvg | Worst 10% FedAvg | MIA AUC FedAvg |" in md
     assert f"| {dp.privacy['epsilon']:.2f} | {dp.client_eval['summary']['worst_10pct']:.4f} | " in md
     assert "epsilon,worst_10pct,mia_auc" in task_csv(build_tables(records)).splitlines()[0]
-    with pytest.raises(ValueError, match=r"differs .* in \['client_eval'\]"):
+    with pytest.raises(ValueError, match=r"differs .* in \['client_eval', 'membership_audit'\]"):
         privacy_table(collect_records(runs) + [
             type(records[0])(run(toy_config(sampling="poisson", rounds=2), tmp_path / "other"), tmp_path / "other")])
 
@@ -174,3 +177,77 @@ def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
     table = population_table(collect_records(pop_runs))
     assert "| static | uniform |" in table and "| continual T=2, W=1, R=2 | activity_power (p=1) |" in table
     assert " → " in table
+
+
+# ------------------------------------------------------------------ audit v2: members, resume, client level
+AUDIT = {"examples": 50, "bootstrap": 50, "holdout_clients": 2}
+
+
+def test_audit_members_are_exactly_the_rows_in_aggregated_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: set[int] = set()
+    original = LocalTrainer._step
+
+    def spy(self: LocalTrainer, ctx: object, opt: object, procedure: object, batch_rows: np.ndarray) -> float:
+        seen.update(int(r) for r in batch_rows)  # toy features: feature row == raw row
+        return original(self, ctx, opt, procedure, batch_rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalTrainer, "_step", spy)
+    cfg = toy_config(client_eval=True, local_epochs=None, local_steps=1, batch_size=2, rounds=3,
+                     membership_audit=AUDIT)
+    rec = run(cfg, tmp_path)
+    import json
+
+    saved = json.loads((tmp_path / rec.run_id / "trained_rows.json").read_text())
+    tracked = {r for v in saved["rounds"].values() for rows in v["clients"].values() for r in rows}
+    assert tracked == seen  # one step of 2 rows per client and round: far fewer than the clients hold
+    held = sum(len(rows) for rows in rec.client_eval["split"]["test_rows"].values())
+    assert rec.membership_audit["members"]["pool"] == len(seen) < 84 - held
+    taken = {c for r in rec.rounds for c in r.clients}
+    client = rec.membership_audit["client_level"]
+    assert client["participating"] == len(taken) and client["not_participating"] == 6 - len(taken)
+    assert rec.membership_audit["holdout_clients"] == 2 and len(taken) <= 4
+    assert rec.population["held_out_clients"] == 2
+
+
+def test_audit_survives_a_resume_exactly(tmp_path: Path) -> None:
+    cfg = toy_config(client_eval=True, local_epochs=None, local_steps=2, rounds=4,
+                     membership_audit={**AUDIT, "reference": "population"})
+    full = run(cfg, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill(result: object) -> None:
+        if result.round == 2:  # type: ignore[attr-defined]
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(cfg, tmp_path / "cut", on_round_end=kill)
+    resumed = run(cfg, tmp_path / "cut", resume=True)
+    assert resumed.membership_audit == full.membership_audit
+    assert full.membership_audit["reference"]["kind"] == "population"
+    assert full.membership_audit["reference"]["steps"] == 4 * 3 * 2  # rounds x K x local_steps
+
+
+# ------------------------------------------------------------------ aggregation weights
+def test_inverse_probability_weighting_runs_and_is_recorded(tmp_path: Path) -> None:
+    rec = run(toy_config(sampling="activity_systematic", rounds=2), tmp_path)
+    assert rec.population == {"sampling": "activity_systematic", "sampling_params": {"gamma": 1.0},
+                              "aggregation_weights": "inverse_probability", "exact_inclusion": True,
+                              "held_out_clients": 0}
+    assert "aggregation_weights" not in rec.config  # the policy's default
+    size = run(toy_config(sampling="activity_systematic", rounds=2, aggregation_weights="size"), tmp_path)
+    assert size.config["aggregation_weights"] == "size" and size.final_metrics != rec.final_metrics
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"sampling": "weighted", "aggregation_weights": "inverse_probability"}, "does not have; use activity_poisson"),
+    ({"sampling": "top_active", "aggregation_weights": "inverse_probability"}, "inclusion 0"),
+    ({"sampling": "activity_poisson", "algorithm": "fedmedian"}, "cannot take"),
+    ({"sampling": "poisson", "privacy": {"mechanism": "dp_fixed_clip", "noise_multiplier": 1.0, "clip_norm": 1.0,
+                                         "delta": 1e-3}, "aggregation_weights": "uniform"}, "does not apply with privacy"),
+    ({"aggregation_weights": "ipw"}, "aggregation_weights='ipw' is not supported"),
+])
+def test_aggregation_weights_that_cannot_hold_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        toy_config(**changes)

@@ -23,7 +23,8 @@ def finish_record(run: PreparedRun) -> RunRecord:
         report.phase("computing the task's reference baselines")
     baselines = make_baselines() if callable(make_baselines) else None
     run.trainer.state.load(run.global_weights)  # the audit and per-client metrics use the final model
-    extras = run.run_features.finish(run.task, run.trainer.model, run.trainer, run.eval_features, rounds, EVAL_BATCH_SIZE)
+    extras = run.run_features.finish(run.task, run.trainer.model, run.trainer, run.eval_features, rounds, EVAL_BATCH_SIZE,
+                                     central_steps=run.central_steps)
     record_config = config.to_dict()
     record = RunRecord(
         run_id=run.run_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -142,6 +142,8 @@ class LocalTrainer:
         self._sorted_examples = example_index[self._order]
         self.device = next(model.parameters()).device
         self.precision = precision if precision is not None else Precision("fp32", self.device)
+        #: Called with (client id, feature rows) for every training batch (the membership audit's tracker).
+        self.batch_observer: Callable[[int, np.ndarray], None] | None = None
 
     # ------------------------------------------------------------- data
     def rows_for(self, example_indices: np.ndarray) -> np.ndarray:
@@ -281,6 +283,8 @@ class LocalTrainer:
     def _step(self, ctx: FitContext, opt: torch.optim.Optimizer, procedure: ClientProcedure | None,
               batch_rows: np.ndarray) -> float:
         """One local step: the only place a client's loss, backward pass, hooks and optimizer meet."""
+        if self.batch_observer is not None:
+            self.batch_observer(ctx.client_id, batch_rows)
         batch = self._collate(batch_rows)
         opt.zero_grad(set_to_none=True)
         with self.precision.autocast():

@@ -265,7 +265,7 @@ def prepare_run(
     )
     check_partition(config, part, checkpoint, run_dir)
     partition_info = {**part.spec.to_dict(), "content_hash": part.content_hash}
-    features = RunFeatures(config, part, train_raw)  # DP, client_eval, continual: checked before training
+    features = RunFeatures(config, part, train_raw, task)  # DP, client_eval, continual, audits: checked before training
     strategy = features.wrap_strategy(strategy)
     part = features.partition  # with client_eval: each client's local-train rows only
     report.phase(f"tokenizing {len(train_raw):,} train + {len(eval_raw):,} validation + {len(test_raw):,} test rows "
@@ -277,12 +277,14 @@ def prepare_run(
         # Loaded from disk when present; computing it is the one slow step of the fast path.
         report.phase(f"caching the frozen layers' hidden states ({len(train_features):,} train + "
                      f"{len(eval_features):,} validation + {len(test_features):,} test rows)")
-    attach_frozen_cache(compute, task, [train_features, eval_features, test_features], frozen_cache_dir)
+    extra_features = features.extra_features(task, test_raw)  # canary candidates, swapped texts
+    attach_frozen_cache(compute, task, [train_features, eval_features, test_features, *extra_features], frozen_cache_dir)
     trainer = LocalTrainer(
-        task, compute.model, train_features, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+        task, compute.model, features.train_features(task, train_features), batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
         local_epochs=config.local_epochs, local_steps=config.local_steps, precision=precision,
     )
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
+    features.attach(trainer, run_dir)  # before a checkpoint is restored: the audit keeps the initial weights
     strategy.setup(part.num_clients, trainer.state.get(), trainer.state.param_names)
     states = ClientStateStore(run_dir)
     client = ClientRunner(trainer, strategy.make_client(), states)

@@ -84,6 +84,7 @@ def run_rounds(run: PreparedRun, on_round_end: RoundCallback | None = None, prog
             privacy=None if run.strategy.centralized else run.run_features.round_privacy(rnd, run.strategy),
         )
         run.rounds.append(row)
+        run.run_features.round_done(row)  # the audit's record of trained rows, saved before the checkpoint
         save_checkpoint(run, rnd)
         run.client_states.commit(rnd)  # per-client states follow the checkpoint (see client_state.py)
         primary = run.task.primary_metric

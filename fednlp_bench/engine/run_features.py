@@ -1,30 +1,39 @@
 """The optional trust features of one run, behind a few calls the runner makes.
 
-``RunFeatures`` gathers client-level DP (fednlp_bench/privacy), the membership
-audit (fednlp_bench/audit), per-client evaluation (client_eval.py) and client
-populations (populations.py) so the round loop stays one loop: the runner asks
-it which clients take part, which rows a client holds this round, whether to
-evaluate, what to add to a round row, and what to add to the record.
-With every feature off it reproduces the plain runner exactly.
+``RunFeatures`` gathers client-level DP (fednlp_bench/privacy), the audits
+(membership inference and canaries: fednlp_bench/audit, engine/audit_run.py),
+counterfactual fairness (fednlp_bench/fairness), per-client evaluation
+(client_eval.py), client sampling and aggregation weights (sampling_policies.py,
+aggregation_weights.py) and the continual setting (populations.py), so the
+round loop stays one loop: the runner asks it which clients take part, which
+rows a client holds this round, whether to evaluate, what to add to a round row
+and what to add to the record. With every feature off it reproduces the plain
+runner exactly.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from fednlp_bench.algorithms.base import Strategy
+from fednlp_bench.algorithms.base import Strategy, Weights
+from fednlp_bench.audit.spec import AuditSpec
+from fednlp_bench.audit.tracking import BatchTracker
 from fednlp_bench.config import RunConfig
+from fednlp_bench.engine.aggregation_weights import WeightedAggregation
 from fednlp_bench.engine.client_eval import ClientSplit, evaluate_clients, split_clients
-from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, find_time_column, select_clients
+from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, arrival_keys
+from fednlp_bench.engine.run_plans import CanaryPlan, FairnessPlan, holdout_clients
+from fednlp_bench.engine.sampling_policies import make_policy
 from fednlp_bench.privacy.accountant import ClientLevelAccountant
 from fednlp_bench.privacy.aggregation import PrivateAggregation
 from fednlp_bench.privacy.spec import PrivacySpec
 
 
 class TrainingView:
-    """A partition restricted to each client's local-train rows (what FL trains on with client_eval)."""
+    """A partition restricted to what FL trains on: each client's local-train rows (client_eval) plus canaries."""
 
     def __init__(self, part: Any, rows: list[np.ndarray]) -> None:
         self._part = part
@@ -43,7 +52,7 @@ class TrainingView:
 class RunFeatures:
     """Per-run state of the optional features; built after the partition, before any training."""
 
-    def __init__(self, config: RunConfig, part: Any, train_raw: Any) -> None:
+    def __init__(self, config: RunConfig, part: Any, train_raw: Any, task: Any = None) -> None:
         self.config = config
         self.train_raw = train_raw
         rows = [np.asarray(part.indices(c), dtype=np.int64) for c in range(part.num_clients)]
@@ -51,27 +60,74 @@ class RunFeatures:
         if config.client_eval:
             self.split = split_clients(rows, int(config.partition["seed"]))
             rows = self.split.train
-        self.partition = TrainingView(part, rows) if self.split is not None else part
+        self.audit = None if config.membership_audit is None else AuditSpec.from_dict(config.membership_audit)
+        self.policy = make_policy(config.sampling, config.sampling_params)
+        self.held_out = holdout_clients(len(rows), self.audit.holdout_clients if self.audit else 0, config.seed)
+        self.canary: CanaryPlan | None = None
+        if config.canary is not None:
+            self.canary = CanaryPlan(config, task, train_raw, rows, self.held_out)
+            rows = self.canary.insert(rows)
+        self.partition = TrainingView(part, rows) if (self.split is not None or self.canary) else part
         self.population: ContinualPopulation | None = None
         if config.continual is not None:
             spec = ContinualSpec.from_dict(config.continual)
-            column = find_time_column(train_raw.column_names, spec.time_column)
-            times = np.asarray(train_raw[column], dtype=object) if column else None
-            self.population = ContinualPopulation(spec, rows, int(config.partition["seed"]), times, column)
+            times, source = arrival_keys(train_raw, spec)
+            self.population = ContinualPopulation(spec, rows, int(config.partition["seed"]), times, source)
         self.privacy: PrivacySpec | None = None
         self.accountant: ClientLevelAccountant | None = None
         if config.privacy is not None:
             self.privacy = PrivacySpec.from_dict(config.privacy)
             q = config.clients_per_round / part.num_clients
             self.accountant = ClientLevelAccountant(q, self.privacy.noise_multiplier, self.privacy.delta)
-        self._static_sizes = self.partition.sizes()
+        self.fairness = None if config.fairness is None else FairnessPlan(config.fairness)
+        self._static_sizes = self._eligible(self.partition.sizes())
+        self.tracker: BatchTracker | None = None
+        self.initial_weights: Weights | None = None
         self.round = 1
+
+    def _eligible(self, sizes: np.ndarray) -> np.ndarray:
+        """Sizes as sampling sees them: the audit's held-out clients hold nothing."""
+        sizes = np.array(sizes, dtype=np.int64)
+        sizes[self.held_out] = 0
+        return sizes
+
+    # ------------------------------------------------------------ preparation
+    def train_features(self, task: Any, features: Any) -> Any:
+        """The trainer's features: the train split's, plus the canaries' appended (their raw rows follow the split's)."""
+        return features if self.canary is None else self.canary.append_features(task, features)
+
+    def extra_features(self, task: Any, test_raw: Any) -> list[Any]:
+        """Inputs the final model will see besides the splits (canary candidates, swapped texts): cache them too."""
+        extra = [] if self.canary is None else self.canary.extra_features(task)
+        if self.fairness is not None:
+            extra += self.fairness.prepare(task, test_raw, self.train_raw if self.split is not None else None)
+        return extra
+
+    def attach(self, trainer: Any, run_dir: str | Path) -> None:
+        """Watch the trainer's batches (audits) and keep the initial weights (the audit's reference)."""
+        if self.audit is None and self.canary is None:
+            return
+        watch = trainer.rows_for(self.canary.raw_rows) if self.canary is not None else []
+        self.tracker = BatchTracker(run_dir, watch)
+        trainer.batch_observer = self.tracker.observe
+        if self.audit is not None:
+            self.initial_weights = trainer.state.get()
 
     # ------------------------------------------------------------ strategy
     def wrap_strategy(self, strategy: Strategy) -> Any:
-        if self.privacy is None:
+        if self.privacy is not None:
+            return PrivateAggregation(strategy, self.privacy, self.config.clients_per_round, self.config.seed)
+        mode = self.config.effective_aggregation_weights()
+        if mode == "size" or strategy.centralized:
             return strategy
-        return PrivateAggregation(strategy, self.privacy, self.config.clients_per_round, self.config.seed)
+        return WeightedAggregation(strategy, mode, self.round_design, self.config.dropout)
+
+    def round_design(self, rnd: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sizes, inclusion probabilities) of every client in round ``rnd`` (inverse-probability weighting)."""
+        sizes = self.sizes(rnd)
+        pi = self.policy.inclusion(sizes, self.config.clients_per_round)
+        assert pi is not None  # config validation refuses inverse_probability without exact inclusion
+        return sizes, pi
 
     # ------------------------------------------------------------ rounds
     def period(self, rnd: int) -> int | None:
@@ -79,20 +135,15 @@ class RunFeatures:
 
     def sizes(self, rnd: int) -> np.ndarray:
         period = self.period(rnd)
-        return self._static_sizes if period is None else self.population.sizes(period)  # type: ignore[union-attr]
+        return self._static_sizes if period is None else self._eligible(self.population.sizes(period))  # type: ignore[union-attr]
 
     def select(self, rnd: int) -> list[int]:
         self.round = rnd
-        cfg = self.config
-        return select_clients(cfg.sampling, cfg.sampling_params, self.partition.num_clients, cfg.clients_per_round,
-                              rnd, cfg.seed, self.sizes(rnd))
+        return self.policy.select(self.sizes(rnd).astype(np.float64), self.config.clients_per_round, rnd, self.config.seed)
 
     def client_indices(self, cid: int) -> np.ndarray:
         """Raw train rows client ``cid`` holds in the round last passed to :meth:`select`."""
-        return self._rows_at(cid, self.round)
-
-    def _rows_at(self, cid: int, rnd: int) -> np.ndarray:
-        period = self.period(rnd)
+        period = self.period(self.round)
         return self.partition.indices(cid) if period is None else self.population.indices(cid, period)  # type: ignore[union-attr]
 
     def must_evaluate(self, rnd: int) -> bool:
@@ -103,10 +154,19 @@ class RunFeatures:
             return None
         return {"epsilon": self.accountant.epsilon(rnd), **dict(getattr(strategy, "last_round", {}) or {})}
 
+    def round_done(self, row: Any) -> None:
+        """After a round's aggregate, before its checkpoint: commit the batches of the updates that were used."""
+        if self.tracker is not None:
+            if self.config.algorithm == "centralized":  # one virtual client (-1) on the union of every client
+                accepted = [-1]
+            else:
+                accepted = [c for c in row.clients if c not in set(row.rejected_clients)]
+            self.tracker.commit(row.round, accepted)
+
     # ------------------------------------------------------------ the record
     def finish(self, task: Any, model: Any, trainer: Any, eval_features: Any, rounds: list[Any],
-               batch_size: int) -> dict[str, Any]:
-        """Record fields of the features in use (audit and per-client metrics run on the final model)."""
+               batch_size: int, central_steps: int = 1) -> dict[str, Any]:
+        """Record fields of the features in use (audits, fairness and per-client metrics run on the final model)."""
         extra: dict[str, Any] = {}
         if self.privacy is not None and self.accountant is not None:
             extra["privacy"] = {
@@ -116,42 +176,58 @@ class RunFeatures:
                 "epsilon": self.accountant.epsilon(len(rounds)),
                 "rounds": len(rounds),
             }
-        if self.config.mia_examples is not None:
-            from fednlp_bench.audit.membership import run_membership_audit
-
-            took_part = sorted({c for r in rounds for c in r.clients if c not in set(r.rejected_clients)})
-            held = [self._rows_at(c, r.round) for r in rounds for c in r.clients if c not in set(r.rejected_clients)]
-            member_raw = np.unique(np.concatenate(held)) if held else np.array([], dtype=np.int64)
-            if self.split is not None:  # the clients' own held-out rows: the members' exact distribution
-                held_out = np.concatenate(self.split.test)
-                audit = run_membership_audit(
-                    task, model, trainer.features, trainer.rows_for(member_raw), trainer.features,
-                    self.config.mia_examples, self.config.seed, batch_size, nonmember_rows=trainer.rows_for(held_out),
-                )
-                audit["nonmember_source"] = "client_eval local test rows"
-            else:
-                audit = run_membership_audit(
-                    task, model, trainer.features, trainer.rows_for(member_raw), eval_features,
-                    self.config.mia_examples, self.config.seed, batch_size,
-                )
-                audit["nonmember_source"] = "evaluation split"
-            extra["membership_audit"] = audit
-            extra["membership_audit"]["clients_in_members"] = len(took_part)
+        final = trainer.state.get()
+        if self.canary is not None:
+            assert self.tracker is not None
+            extra["canary"] = self.canary.report(trainer, self.tracker, batch_size)
+        if self.audit is not None:
+            extra["membership_audit"] = self._audit(trainer, eval_features, final, batch_size, central_steps)
+        if self.fairness is not None:
+            extra["fairness"] = self.fairness.report(task, model, batch_size, self.split)
         if self.split is not None:
-            extra["client_eval"] = evaluate_clients(task, model, self.train_raw, self.split, self.partition.sizes(), batch_size)
+            extra["client_eval"] = evaluate_clients(task, model, self.train_raw, self.split,
+                                                    np.array([len(r) for r in self.split.train]), batch_size)
         if self.population is not None:
-            spec = self.population.spec
-            extra["continual"] = {
-                **self.population.describe(),
-                "rows": [
-                    {"period": p, "last_round": p * spec.rounds_per_period,
-                     "clients_with_data": int((self.population.sizes(p) > 0).sum()),
-                     "rows_available": int(self.population.sizes(p).sum()),
-                     "metrics": dict(_round(rounds, p * spec.rounds_per_period).metrics)}
-                    for p in range(1, spec.periods + 1)
-                ],
-            }
+            extra["continual"] = self._continual(rounds)
+        if self.config.algorithm != "centralized":
+            extra["population"] = self._population()
         return extra
+
+    def _audit(self, trainer: Any, eval_features: Any, final: Weights, batch_size: int, central_steps: int) -> dict[str, Any]:
+        from fednlp_bench.engine.audit_run import membership_audit, reference_weights
+
+        assert self.audit is not None and self.tracker is not None and self.split is not None
+        assert self.initial_weights is not None
+        reference, info = reference_weights(self.audit, trainer, eval_features, self.initial_weights, self.config,
+                                            central_steps)
+        exclude = trainer.rows_for(self.canary.raw_rows) if self.canary is not None else np.array([], dtype=np.int64)
+        report = membership_audit(self.audit, trainer=trainer, tracker=self.tracker, train_rows=self.split.train,
+                                  test_rows=self.split.test, exclude=exclude, final=final, reference=reference,
+                                  reference_info=info, seed=self.config.seed, batch_size=batch_size)
+        report["holdout_clients"] = int(len(self.held_out))
+        return report
+
+    def _continual(self, rounds: list[Any]) -> dict[str, Any]:
+        assert self.population is not None
+        spec = self.population.spec
+        return {
+            **self.population.describe(),
+            "rows": [
+                {"period": p, "last_round": p * spec.rounds_per_period,
+                 "clients_with_data": int((self.population.sizes(p) > 0).sum()),
+                 "rows_available": int(self.population.sizes(p).sum()),
+                 "metrics": dict(_round(rounds, p * spec.rounds_per_period).metrics)}
+                for p in range(1, spec.periods + 1)
+            ],
+        }
+
+    def _population(self) -> dict[str, Any]:
+        """How clients were chosen and their updates weighted (a table must not have to guess a default)."""
+        exact = self.policy.inclusion(self._static_sizes, self.config.clients_per_round) is not None
+        return {"sampling": self.config.sampling, "sampling_params": dict(self.policy.values),
+                "aggregation_weights": "dp_fixed_denominator" if self.privacy is not None
+                else self.config.effective_aggregation_weights(),
+                "exact_inclusion": bool(exact), "held_out_clients": int(len(self.held_out))}
 
 
 def _round(rounds: list[Any], number: int) -> Any:

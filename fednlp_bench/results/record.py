@@ -72,8 +72,14 @@ class RunRecord:
     #: Optional features (absent in records of runs that did not use them):
     #: DP mechanism, accountant and final epsilon;
     privacy: dict[str, Any] | None = None
-    #: loss-threshold membership inference on the final model (AUC, members, non-members);
+    #: membership inference on the final model, example and client level (fednlp_bench/audit; version 2);
     membership_audit: dict[str, Any] | None = None
+    #: canary exposure of the final model (fednlp_bench/audit/canary.py);
+    canary: dict[str, Any] | None = None
+    #: counterfactual fairness of the final model (fednlp_bench/fairness);
+    fairness: dict[str, Any] | None = None
+    #: how clients were sampled and their updates weighted (federated runs);
+    population: dict[str, Any] | None = None
     #: per-client metric of the final model on each client's local test rows, and its summary;
     client_eval: dict[str, Any] | None = None
     #: continual setting: arrival of rows, and one row (metrics) per period.
@@ -163,7 +169,8 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 #: Fields added after schema 1 was published; records written before them stay valid.
-_OPTIONAL = ("privacy", "membership_audit", "client_eval", "continual", "test", "data", "baselines", "resumed_after")
+_OPTIONAL = ("privacy", "membership_audit", "canary", "fairness", "population", "client_eval", "continual", "test",
+             "data", "baselines", "resumed_after")
 _FIELDS = {f.name for f in fields(RunRecord)}
 _REQUIRED = _FIELDS - set(_OPTIONAL)
 _ROUND_REQUIRED = {f.name for f in fields(RoundResult) if f.default is MISSING and f.default_factory is MISSING}
