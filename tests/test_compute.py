@@ -257,6 +257,26 @@ def test_cache_is_reused_and_unknown_inputs_are_refused(env: Path, tmp_path: Pat
         compute2.model(input_ids=torch.tensor([[101, 7, 8, 102]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
 
 
+def test_rows_of_a_shorter_cached_split_batch_with_longer_rows_exactly(env: Path, tmp_path: Path) -> None:
+    """Canaries and swapped texts are cached in their own (narrower) files but batched with the train split."""
+    from datasets import Dataset
+
+    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
+    task, compute, feats = prepared(config)
+    short = task.preprocess(Dataset.from_dict({"id": ["s"], "text": ["tiny words"], "label": [1], "partition_key": [1],
+                                               "author": [""], "organization": [""], "article_number": [None]}), True)
+    rows = [dict(zip(feats.column_names, v)) for v in zip(*(feats[:3][c] for c in feats.column_names))]
+    batch = task.collate(rows + [short[0]])
+    assert batch["input_ids"].shape[1] > len(short[0]["input_ids"])
+    model = compute.model.eval()
+    with torch.no_grad():
+        live = model(**batch).logits
+        cache = attach_frozen_cache(compute, task, [feats, short], tmp_path)
+        cached = model(**batch).logits
+    assert cache is not None and cache.files[1].array.shape[1] < batch["input_ids"].shape[1]
+    torch.testing.assert_close(cached, live, rtol=1e-5, atol=1e-6)
+
+
 def test_bf16_run_finishes_with_finite_metrics(env: Path, tmp_path: Path) -> None:
     record = run_slice(tmp_path, "bf16", precision="bf16", trainable="top_layers",
                        trainable_params={"layers": 1, "cache": True})

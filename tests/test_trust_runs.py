@@ -251,3 +251,18 @@ def test_inverse_probability_weighting_runs_and_is_recorded(tmp_path: Path) -> N
 def test_aggregation_weights_that_cannot_hold_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         toy_config(**changes)
+
+
+@pytest.mark.slow
+def test_every_trust_feature_runs_on_the_frozen_bottom_cache(tmp_path: Path, offline_task_env: object) -> None:
+    """Canary candidates and swapped texts are inputs outside the splits: the cache must hold them too."""
+    cfg = RunConfig(task="classification", model="tiny", data="20news", max_length=48, max_train_examples=120,
+                    max_eval_examples=30, partition={"scheme": "iid", "num_clients": 6, "seed": 0, "min_size": 4},
+                    rounds=2, clients_per_round=3, local_epochs=1, batch_size=8, lr=3e-3, sampling="poisson",
+                    trainable="top_layers", trainable_params={"layers": 1, "cache": True}, client_eval=True,
+                    membership_audit={"examples": 20, "bootstrap": 20, "reference": "population", "holdout_clients": 1},
+                    canary={"count": 3, "candidates": 20, "secret_length": 3}, fairness={"counterfactual": "gender"})
+    rec = run_experiment(cfg, tmp_path / "runs", frozen_cache_dir=tmp_path / "frozen", progress=False)
+    assert rec.membership_audit["reference"]["kind"] == "population"
+    assert rec.canary["candidates"] == 20 and rec.fairness["counterfactual"]["changed_rows"] > 0
+    assert rec.membership_audit["excluded_rows"] == 3  # the canaries are not audited as members

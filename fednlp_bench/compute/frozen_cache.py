@@ -172,9 +172,12 @@ class FrozenBottomCache:
                     "evaluation features only); run without trainable_params.cache to feed other data"
                 )
             array = self.files[hit[0]].array
-            if width > array.shape[1]:
-                raise ValueError(f"batch width {width} exceeds the cached width {array.shape[1]}")
-            out[j] = array[hit[1], :width]
+            # A row from a file of shorter rows (canaries, swapped texts batched with the train split) has no
+            # states past its file's width; those positions are padding of this row, masked out as attention
+            # keys and never read as outputs, so zeros there leave every real position's output unchanged.
+            n = min(width, array.shape[1])
+            out[j, :n] = array[hit[1], :n]
+            out[j, n:] = 0.0
         return torch.from_numpy(out).to(input_ids.device)
 
     def attach(self) -> None:
