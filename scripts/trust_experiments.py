@@ -1,67 +1,141 @@
-"""Run the small 20News grids behind leaderboards/privacy_20news.md and leaderboards/populations_20news.md.
+"""Run the trust experiments of configs/trust/trust_20news.yaml: populations, audit (no DP / DP), fairness per algorithm.
 
-    python scripts/trust_experiments.py privacy    --runs runs/trust-dp  --threads 1
-    python scripts/trust_experiments.py population --runs runs/trust-pop --threads 1
+    python scripts/trust_experiments.py all --runs leaderboards/trust/records --dry-run   # validate, count, check
+    python scripts/trust_experiments.py populations --runs leaderboards/trust/records --max-runs 4 --threads 2
+    python scripts/trust_experiments.py all --runs leaderboards/trust/records             # everything left
 
-Each grid is one YAML config (configs/trust/) varied in the few keys its table
-compares; runs go one after another (one process on a shared CPU) and resume
-if interrupted. The table is then written from the records alone.
+Every config of the chosen grids is built and validated before the first run. Runs go one after another and
+are resumable: a finished run (record.json) is skipped, an interrupted one continues from its last checkpoint,
+so the same command finishes an interrupted batch. The tables are then built from the records alone by the
+leaderboard (docs/trust.md, "Experiments"). ``--dry-run`` also checks that the populations grid's
+uniform/static rows are the cpu tier's FedAvg cell (same config as its records, seed by seed).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-import torch
+import yaml
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import run_experiment
-from fednlp_bench.leaderboard.trust_tables import main as write_table
+from fednlp_bench.results.record import RECORD_FILENAME
 
 ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "configs/trust/trust_20news.yaml"
+TIER_RECORDS = ROOT / "leaderboards/cpu/records"
+GRIDS = ("populations", "audit", "fairness")
 
 
-def privacy_grid(noise: list[float]) -> list[tuple[str, dict[str, Any]]]:
-    base = RunConfig.from_yaml(ROOT / "configs/trust/dp_20news.yaml").to_dict()
-    grid = [("nodp", {k: v for k, v in base.items() if k != "privacy"})]
-    for z in noise:
-        grid.append((f"dp-z{z:g}", {**base, "privacy": {**base["privacy"], "noise_multiplier": z}}))
-    return grid
+def with_seed(config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The run of ``config`` for one seed; the partition seed follows it, as in the cpu tier."""
+    out = copy.deepcopy(config)
+    out["seed"] = seed
+    out["partition"] = {**out["partition"], "seed": seed}
+    return out
 
 
-def population_grid() -> list[tuple[str, dict[str, Any]]]:
-    base = RunConfig.from_yaml(ROOT / "configs/trust/populations_20news.yaml").to_dict()
-    static = {k: v for k, v in base.items() if k != "continual"}
-    grid = []
-    for name, sampling in (("uniform", {"sampling": "uniform"}),
-                           ("activity", {"sampling": "activity_power", "sampling_params": {"power": 1.0}})):
-        grid.append((f"static-{name}", {**static, **sampling}))
-        grid.append((f"continual-{name}", {**base, **sampling}))
-    return grid
+def grid_configs(spec: dict[str, Any], grid: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, config without seed) of every row of one grid."""
+    base, section = spec["base"], spec[grid]
+    if grid == "populations":
+        return [(f"{setting}-{name}", {**base, **sampling, **extra})
+                for setting, extra in section["settings"].items() for name, sampling in section["samplings"].items()]
+    if grid == "audit":
+        return [(name, {**base, **section["changes"], **variant}) for name, variant in section["variants"].items()]
+    return [(name, {**base, **section["changes"], **changes}) for name, changes in section["algorithms"].items()]
+
+
+def planned_runs(spec: dict[str, Any], grids: list[str], seeds: list[int]) -> list[tuple[str, RunConfig]]:
+    runs = []
+    for grid in grids:
+        for name, config in grid_configs(spec, grid):
+            for seed in seeds:
+                run_id = f"trust-{grid}-{name}-s{seed}"
+                try:
+                    runs.append((run_id, RunConfig.from_dict(with_seed(config, seed))))
+                except ValueError as err:
+                    raise SystemExit(f"{SPEC.name}: {run_id}: {err}") from None
+    return runs
+
+
+def status(runs_dir: Path, run_id: str) -> str:
+    folder = runs_dir / run_id
+    if (folder / RECORD_FILENAME).is_file():
+        return "done"
+    return "partial" if folder.is_dir() and any(folder.iterdir()) else "todo"
+
+
+def tier_cell_check(runs: list[tuple[str, RunConfig]]) -> list[str]:
+    """Does each uniform/static run have the config of a cpu-tier FedAvg record (same seed)?"""
+    tier = [json.loads(p.read_text())["config"] for p in TIER_RECORDS.glob(f"*/{RECORD_FILENAME}")]
+    lines = []
+    for run_id, cfg in runs:
+        if "-static-uniform-" not in run_id:
+            continue
+        same = any(c == json.loads(json.dumps(cfg.to_dict())) for c in tier)
+        lines.append(f"  {run_id}: {'matches a cpu-tier record' if same else 'NO cpu-tier record has this config'}")
+    return lines
+
+
+def tier_seconds() -> float | None:
+    """Median training seconds (wall_time_s) of the cpu tier's 20News FedAvg records: the per-run estimate."""
+    times = [json.loads(p.read_text())["wall_time_s"] for p in TIER_RECORDS.glob(f"classification-fedavg-*/{RECORD_FILENAME}")]
+    return statistics.median(times) if times else None
+
+
+def dry_run(runs: list[tuple[str, RunConfig]], runs_dir: Path) -> int:
+    states = {run_id: status(runs_dir, run_id) for run_id, _ in runs}
+    for run_id, _ in runs:
+        print(f"{states[run_id]:8s} {run_id}")
+    left = sum(s != "done" for s in states.values())
+    print(f"{len(runs)} runs, {left} left ({sum(s == 'partial' for s in states.values())} partial)")
+    per_run = tier_seconds()
+    if per_run is not None:
+        print(f"estimate: {left} x {per_run / 60:.1f} min (median training time of the cpu tier's 20News FedAvg runs) "
+              f"= {left * per_run / 3600:.1f} h of training, plus data loading, the audit's reference model "
+              f"(about one centralized equal-budget run per audit run) and, once, the frozen cache of the swapped texts")
+    checks = tier_cell_check(runs)
+    if checks:
+        print("uniform/static against the cpu tier's FedAvg cell:", *checks, sep="\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("grid", choices=("privacy", "population"))
-    parser.add_argument("--runs", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.1, 1.0],
-                        help="noise multipliers of the DP rows (privacy grid)")
-    parser.add_argument("--out", type=Path, default=None, help="table file (default: leaderboards/<grid>_20news.md)")
+    parser.add_argument("grid", choices=(*GRIDS, "all"))
+    parser.add_argument("--runs", type=Path, required=True, help="folder of the run folders (records)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the spec's seeds")
+    parser.add_argument("--max-runs", type=int, default=None, help="stop after this many runs (a chunk)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--dry-run", action="store_true", help="validate, list, count and check; run nothing")
     args = parser.parse_args(argv)
+    spec = yaml.safe_load(SPEC.read_text())
+    grids = list(GRIDS) if args.grid == "all" else [args.grid]
+    runs = planned_runs(spec, grids, args.seeds or list(spec["seeds"]))  # every config checked before any run
+    if args.dry_run:
+        return dry_run(runs, args.runs)
+    import torch
+
+    from fednlp_bench.engine import run_experiment
+
     torch.set_num_threads(args.threads)
-    grid = privacy_grid(args.noise) if args.grid == "privacy" else population_grid()
-    configs = [(name, RunConfig.from_dict(cfg)) for name, cfg in grid]  # every config checked before any run
-    for name, cfg in configs:
-        run_id = f"20news-{name}"
-        rec = run_experiment(cfg, args.runs, run_id=run_id, resume=(args.runs / run_id).exists(), progress=False)
-        print(f"{name}: {rec.primary_metric}={rec.final_metrics[rec.primary_metric]:.4f} "
-              f"wall={rec.wall_time_s:.0f}s", flush=True)
-    out = args.out or ROOT / "leaderboards" / f"{'privacy' if args.grid == 'privacy' else 'populations'}_20news.md"
-    return write_table([args.grid, str(args.runs), str(out)])
+    todo = [(run_id, cfg) for run_id, cfg in runs if status(args.runs, run_id) != "done"]
+    todo = todo[: args.max_runs] if args.max_runs is not None else todo
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs done or deferred; running {len(todo)}", flush=True)
+    for i, (run_id, cfg) in enumerate(todo, start=1):
+        started = time.perf_counter()
+        print(f"[{i}/{len(todo)}] {run_id}", flush=True)
+        rec = run_experiment(cfg, args.runs, run_id=run_id, resume=status(args.runs, run_id) == "partial")
+        print(f"[{i}/{len(todo)}] {run_id}: test {rec.primary_metric}={rec.final_metrics[rec.primary_metric]:.4f} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ def test_dp_run_records_epsilon_per_round_and_the_audit(tmp_path: Path) -> None:
     assert audit["auc"] == audit["example_level"]["calibrated"]["auc"]
     assert audit["nonmembers"]["source"].startswith("client_eval local test rows")
     assert rec.population["aggregation_weights"] == "dp_fixed_denominator"
+    # Who took part is what client-level DP hides: the audit's participation counts stay out of a DP record.
+    assert audit["members"]["pool"] is None and audit["client_level"]["participating"] is None
+    assert "members.pool" in audit["redacted"]
     assert "epsilon" in (tmp_path / rec.run_id / "metrics.csv").read_text().splitlines()[0]
     again = RunRecord.load(tmp_path / rec.run_id)  # the optional fields survive validation and loading
     assert again.privacy == rec.privacy and again.membership_audit == rec.membership_audit

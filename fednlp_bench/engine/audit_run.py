@@ -143,3 +143,32 @@ def canary_exposure(spec: CanarySpec, *, trainer: LocalTrainer, canary_rows: np.
         "canary_rows_in_batches": tracker.watched_count(),
         "spec": spec.to_dict(),
     }
+
+
+#: Counts that depend on which clients took part (not covered by epsilon): left out of DP records.
+PARTICIPATION_FIELDS = {
+    "membership_audit": (("members", "pool"), ("nonmembers", "pool"), ("client_level", "participating"),
+                         ("client_level", "not_participating")),
+    "canary": (("client_rounds_planned",), ("client_rounds_trained",), ("canary_rows_in_batches",)),
+}
+
+
+def redact_participation(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """A DP record's audit section without the participation counts (the attack figures stay: they are the point).
+
+    The audit itself is an evaluation by someone who holds the training data, so
+    its figures are never covered by epsilon; but how many rows or clients took
+    part, or how often the canary client did, is exactly what client-level DP
+    hides, so those counts are not published. They go in the list ``redacted``.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in section.items()}
+    removed = []
+    for path in PARTICIPATION_FIELDS[name]:
+        holder = out
+        for key in path[:-1]:
+            holder = holder.get(key) or {}
+        if path[-1] in holder:
+            holder[path[-1]] = None
+            removed.append(".".join(path))
+    out["redacted"] = removed
+    return out

@@ -182,6 +182,12 @@ class RunFeatures:
             extra["canary"] = self.canary.report(trainer, self.tracker, batch_size)
         if self.audit is not None:
             extra["membership_audit"] = self._audit(trainer, eval_features, final, batch_size, central_steps)
+        if self.privacy is not None:
+            from fednlp_bench.engine.audit_run import redact_participation
+
+            for name in ("canary", "membership_audit"):
+                if name in extra:
+                    extra[name] = redact_participation(name, extra[name])
         if self.fairness is not None:
             extra["fairness"] = self.fairness.report(task, model, batch_size, self.split)
         if self.split is not None:
