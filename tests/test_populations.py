@@ -219,7 +219,7 @@ def test_successive_draws_do_not_give_size_proportional_inclusion() -> None:
     sizes = np.array([40, 20, 10, 10, 10, 5, 5])
     freq = empirical_inclusion("weighted", {}, sizes, 2, 4000)
     p = sizes / sizes.sum()
-    # Two draws: pi_i = p_i + sum_{j != i} p_j p_i / (1 - p_j); nominal K p_i = 0.8 for client 0, exact 0.686.
+    # Two draws: pi_i = p_i + sum_{j != i} p_j p_i / (1 - p_j); nominal K p_i = 0.8 for client 0, exact 0.675.
     exact = np.array([p[i] + sum(p[j] * p[i] / (1 - p[j]) for j in range(len(p)) if j != i) for i in range(len(p))])
     assert np.abs(freq - exact).max() < 4 * np.sqrt(0.25 / 4000)
     assert exact[0] < 2 * p[0] - 0.1 and exact[-1] > 2 * p[-1] + 0.01

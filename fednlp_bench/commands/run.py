@@ -113,7 +113,7 @@ def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--batch-size", type=integer, help="batch size (default: 16)")
     b.add_argument("--lr", type=number, help="client learning rate (default: 5e-5)")
     b.add_argument("--optimizer", choices=OPTIMIZERS, help="client optimizer (default: adamw)")
-    b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling (weighted: by data size; activity_power/top_active/poisson: docs/trust.md)")
+    b.add_argument("--sampling", choices=SAMPLING_METHODS, help="client sampling policy (inclusion probabilities and default aggregation weights: docs/trust.md, section 6)")
     b.add_argument("--dropout", type=number, help="probability a sampled client fails mid-round (default: 0)")
     b.add_argument("--eval-every", type=integer, help="evaluate on validation every N rounds and at the end (default: 1)")
     b.add_argument("--test-best-round", action="store_true", default=None,
