@@ -69,7 +69,7 @@ OPTIONAL_OFF: dict[str, Any] = {
 }
 #: Integer fields: an integral float written ``2e3`` in YAML is read as the int 2000 (fednlp_bench/scalars.py).
 INT_FIELDS = ("max_length", "max_train_examples", "max_eval_examples", "rounds", "clients_per_round", "local_epochs",
-              "local_steps", "batch_size", "eval_every", "seed", "mia_examples")
+              "local_steps", "batch_size", "eval_every", "seed")
 INT_PARTITION_KEYS = ("num_clients", "seed", "min_size")
 
 
@@ -163,14 +163,14 @@ class RunConfig:
         """Build from a plain dict (YAML, JSON, record); unknown keys are errors with a suggestion."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a run config must be a mapping of field -> value, got {type(data).__name__}")
+        if "mia_examples" in data:
+            raise ValueError("mia_examples is now membership_audit: {examples: N} (the v2 audit, docs/trust.md)")
         names = cls.field_names()
         for key in data:
             if key not in names:
                 raise ValueError(
                     f"unknown config key {key!r}.{closest_hint(key, names)} Valid keys: {', '.join(names)}"
                 )
-        if "mia_examples" in data:
-            raise ValueError("mia_examples is now membership_audit: {examples: N} (the v2 audit, docs/trust.md)")
         values = copy.deepcopy(dict(data))
         # Giving only `local_steps` means "steps instead of epochs", not "both".
         if values.get("local_steps") is not None and "local_epochs" not in values:

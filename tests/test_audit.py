@@ -129,3 +129,21 @@ def test_overfit_model_leaks_and_untrained_model_does_not(tiny_20news, train_ste
     # The untrained model's loss says nothing about membership: AUC about 0.5, with 0.5 inside its interval.
     chance = attack_report(-ref[0], -ref[1], 300, 0)
     assert abs(chance["auc"] - 0.5) < 0.15 and chance["auc_ci95"][0] < 0.5 < chance["auc_ci95"][1]
+
+
+def test_audit_section_is_checked_before_any_work() -> None:
+    from fednlp_bench.config import RunConfig
+
+    cfg = RunConfig(client_eval=True, membership_audit={"examples": 2e2, "reference": "population"})
+    assert cfg.membership_audit == {"examples": 2e2, "reference": "population"}
+    from fednlp_bench.audit.spec import AuditSpec
+
+    assert AuditSpec.from_dict(cfg.membership_audit).examples == 200  # an integral float is the integer
+    with pytest.raises(ValueError, match="set client_eval: true"):
+        RunConfig(membership_audit={"examples": 10})
+    with pytest.raises(ValueError, match="reference='shadow' is not supported"):
+        RunConfig(client_eval=True, membership_audit={"reference": "shadow"})
+    with pytest.raises(ValueError, match="mia_examples is now membership_audit"):
+        RunConfig.from_dict({"mia_examples": 10})
+    with pytest.raises(ValueError, match="holdout_clients=8 leaves fewer than clients_per_round=5"):
+        RunConfig(client_eval=True, membership_audit={"holdout_clients": 8})

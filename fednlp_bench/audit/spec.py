@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.scalars import integral
 
 #: Reference models of the calibrated attack (fednlp_bench/audit/reference.py).
 REFERENCES = ("initial", "population")
@@ -33,7 +34,7 @@ def _known_keys(section: str, data: Any, cls: type, example: str) -> dict[str, A
     for key in data:
         if key not in names:
             raise ValueError(f"unknown {section} key {key!r}.{closest_hint(str(key), names)} Valid keys: {', '.join(names)}")
-    return dict(data)
+    return {k: integral(v) for k, v in data.items()}  # 2e3 in YAML is the integer 2000, as for every int field
 
 
 @dataclass(frozen=True)
