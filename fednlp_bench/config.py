@@ -94,7 +94,7 @@ class RunConfig:
     test_best_round: bool = False
     seed: int = 0
     backend: str = "inprocess"
-    #: Client-level DP: {mechanism, noise_multiplier, clip_norm, delta, ...} (fednlp_bench/privacy).
+    #: DP: {mechanism, noise_multiplier | target_epsilon, clip_norm, delta, ...} (fednlp_bench/privacy).
     privacy: dict[str, Any] | None = None
     #: {periods, retention, rounds_per_period[, time_column]} (engine/populations.py).
     continual: dict[str, Any] | None = None
@@ -227,15 +227,13 @@ class RunConfig:
         """Sampling parameters, DP, continual setting, per-client evaluation and the audit (optional features)."""
         from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE
         from fednlp_bench.engine.populations import ContinualSpec, check_sampling
-        from fednlp_bench.privacy.spec import PrivacySpec, check_privacy_setting
+        from fednlp_bench.privacy.rules import check_privacy_setting
+        from fednlp_bench.privacy.spec import PrivacySpec
 
         _check_choice("sampling", self.sampling, SAMPLING_METHODS)
         check_sampling(self.sampling, self.sampling_params)
         if self.privacy is not None:
-            check_privacy_setting(
-                PrivacySpec.from_dict(self.privacy), algorithm=self.algorithm, sampling=self.sampling,
-                clients_per_round=self.clients_per_round, num_clients=self.partition["num_clients"],
-            )
+            check_privacy_setting(PrivacySpec.from_dict(self.privacy), self)  # mechanism x algorithm/sampling/...
         if self.continual is not None:
             spec = ContinualSpec.from_dict(self.continual)
             if self.algorithm == "centralized":

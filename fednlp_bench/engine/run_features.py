@@ -18,9 +18,8 @@ from fednlp_bench.algorithms.base import Strategy
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.client_eval import ClientSplit, evaluate_clients, split_clients
 from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, find_time_column, select_clients
-from fednlp_bench.privacy.accountant import ClientLevelAccountant
-from fednlp_bench.privacy.aggregation import PrivateAggregation
-from fednlp_bench.privacy.spec import PrivacySpec
+from fednlp_bench.privacy.records import public_rounds, write_nonprivate
+from fednlp_bench.privacy.run_privacy import RunPrivacy
 
 
 class TrainingView:
@@ -58,20 +57,20 @@ class RunFeatures:
             column = find_time_column(train_raw.column_names, spec.time_column)
             times = np.asarray(train_raw[column], dtype=object) if column else None
             self.population = ContinualPopulation(spec, rows, int(config.partition["seed"]), times, column)
-        self.privacy: PrivacySpec | None = None
-        self.accountant: ClientLevelAccountant | None = None
-        if config.privacy is not None:
-            self.privacy = PrivacySpec.from_dict(config.privacy)
-            q = config.clients_per_round / part.num_clients
-            self.accountant = ClientLevelAccountant(q, self.privacy.noise_multiplier, self.privacy.delta)
         self._static_sizes = self.partition.sizes()
         self.round = 1
+        #: DP: secret seed, calibrated noise, accountant (fednlp_bench/privacy/run_privacy.py); target_epsilon is
+        #: calibrated here, before tokenizing or training.
+        self.privacy = None if config.privacy is None else RunPrivacy(config, self._static_sizes, self._select)
 
     # ------------------------------------------------------------ strategy
     def wrap_strategy(self, strategy: Strategy) -> Any:
-        if self.privacy is None:
-            return strategy
-        return PrivateAggregation(strategy, self.privacy, self.config.clients_per_round, self.config.seed)
+        return strategy if self.privacy is None else self.privacy.wrap(strategy)
+
+    def attach_trainer(self, trainer: Any, compute: Any) -> None:
+        """DP-SGD: the trainer's local loop becomes the private one (other runs: nothing)."""
+        if self.privacy is not None:
+            self.privacy.attach_trainer(trainer, compute.cache, len(self.train_raw))
 
     # ------------------------------------------------------------ rounds
     def period(self, rnd: int) -> int | None:
@@ -83,9 +82,12 @@ class RunFeatures:
 
     def select(self, rnd: int) -> list[int]:
         self.round = rnd
+        return self._select(rnd, self.config.seed if self.privacy is None else self.privacy.selection_seed())
+
+    def _select(self, rnd: int, seed: int) -> list[int]:
         cfg = self.config
         return select_clients(cfg.sampling, cfg.sampling_params, self.partition.num_clients, cfg.clients_per_round,
-                              rnd, cfg.seed, self.sizes(rnd))
+                              rnd, seed, self.sizes(rnd))
 
     def client_indices(self, cid: int) -> np.ndarray:
         """Raw train rows client ``cid`` holds in the round last passed to :meth:`select`."""
@@ -99,23 +101,23 @@ class RunFeatures:
         return self.population is not None and self.population.spec.is_period_end(rnd)
 
     def round_privacy(self, rnd: int, strategy: Any) -> dict[str, Any] | None:
-        if self.accountant is None:
-            return None
-        return {"epsilon": self.accountant.epsilon(rnd), **dict(getattr(strategy, "last_round", {}) or {})}
+        return None if self.privacy is None else self.privacy.round_row(rnd, strategy)
+
+    def record_rounds(self, rounds: list[Any], run_dir: Any, model_bytes: int) -> list[Any]:
+        """The round rows a record publishes: DP runs keep only released values (the rest: a marked side file)."""
+        if self.privacy is None:
+            return rounds
+        write_nonprivate(run_dir, rounds)
+        return public_rounds(rounds, clients_per_round=self.config.clients_per_round, model_bytes=model_bytes,
+                             dropout=float(self.config.dropout))
 
     # ------------------------------------------------------------ the record
     def finish(self, task: Any, model: Any, trainer: Any, eval_features: Any, rounds: list[Any],
                batch_size: int) -> dict[str, Any]:
         """Record fields of the features in use (audit and per-client metrics run on the final model)."""
         extra: dict[str, Any] = {}
-        if self.privacy is not None and self.accountant is not None:
-            extra["privacy"] = {
-                **self.privacy.to_dict(),
-                **self.accountant.describe(),
-                "expected_clients_per_round": self.config.clients_per_round,
-                "epsilon": self.accountant.epsilon(len(rounds)),
-                "rounds": len(rounds),
-            }
+        if self.privacy is not None:
+            extra["privacy"] = self.privacy.record_section(len(rounds))
         if self.config.mia_examples is not None:
             from fednlp_bench.audit.membership import run_membership_audit
 
