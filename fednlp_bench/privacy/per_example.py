@@ -87,10 +87,11 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> tor
 def clipped_sum(grads: Grads, clip_norm: float) -> tuple[Grads, torch.Tensor]:
     """(sum over examples of each gradient scaled to joint L2 norm <= clip_norm, the examples' norms).
 
-    The norm is over all trainable tensors together (accumulated in float64), as client-level DP
-    clips a whole delta: each example's contribution to the sum is bounded by ``clip_norm``.
+    The norm is over all trainable tensors together (each tensor's norm in its dtype, their squares summed in
+    float64, without a float64 copy of the gradients), as client-level DP clips a whole delta: each example's
+    contribution to the sum is bounded by ``clip_norm``.
     """
-    squares = sum(g.flatten(1).double().pow(2).sum(1) for g in grads.values())
+    squares = sum(torch.linalg.vector_norm(g.flatten(1), dim=1).double().pow(2) for g in grads.values())
     norms = squares.sqrt()
     scale = (clip_norm / norms.clamp_min(1e-12)).clamp(max=1.0)
     summed = {n: torch.einsum("b,b...->...", scale.to(g.dtype), g) for n, g in grads.items()}
