@@ -113,7 +113,7 @@ class RunConfig:
     test_best_round: bool = False
     seed: int = 0
     backend: str = "inprocess"
-    #: Client-level DP: {mechanism, noise_multiplier, clip_norm, delta, ...} (fednlp_bench/privacy).
+    #: DP: {mechanism, noise_multiplier | target_epsilon, clip_norm, delta, ...} (fednlp_bench/privacy).
     privacy: dict[str, Any] | None = None
     #: {periods, retention, rounds_per_period[, time_column]} (engine/populations.py).
     continual: dict[str, Any] | None = None
@@ -256,7 +256,8 @@ class RunConfig:
         from fednlp_bench.fairness.spec import check_fairness
         from fednlp_bench.engine.populations import ContinualSpec, check_sampling
         from fednlp_bench.engine.sampling_policies import check_aggregation_weights
-        from fednlp_bench.privacy.spec import PrivacySpec, check_privacy_setting
+        from fednlp_bench.privacy.rules import check_privacy_setting
+        from fednlp_bench.privacy.spec import PrivacySpec
 
         _check_choice("sampling", self.sampling, sampling_methods())
         check_sampling(self.sampling, self.sampling_params)
@@ -265,10 +266,7 @@ class RunConfig:
         check_aggregation_weights(self.effective_aggregation_weights(), sampling=self.sampling, algorithm=self.algorithm,
                                   privacy=self.privacy is not None, explicit=self.aggregation_weights is not None)
         if self.privacy is not None:
-            check_privacy_setting(
-                PrivacySpec.from_dict(self.privacy), algorithm=self.algorithm, sampling=self.sampling,
-                clients_per_round=self.clients_per_round, num_clients=self.partition["num_clients"],
-            )
+            check_privacy_setting(PrivacySpec.from_dict(self.privacy), self)  # mechanism x algorithm/sampling/...
         if self.continual is not None:
             spec = ContinualSpec.from_dict(self.continual)
             if self.algorithm == "centralized":

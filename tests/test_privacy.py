@@ -37,38 +37,38 @@ def test_clip_delta_scales_to_the_norm_over_all_tensors() -> None:
 def test_noised_mean_is_clipped_sum_over_the_fixed_denominator() -> None:
     # Tiny noise: the result must be the hand-computed clipped sum / expected clients (4), not / 2 arrivals.
     spec = PrivacySpec.from_dict({**FIXED, "noise_multiplier": 1e-9, "clip_norm": 1.0})
-    dp = PrivateAggregation(FedAvg(), spec, expected_clients=4, seed=0)
+    dp = PrivateAggregation(FedAvg(), spec, expected_clients=4, noise_seed=0)
     w = {"w": torch.zeros(2)}
     out = dp.aggregate(1, w, [result(0, {"w": torch.tensor([3.0, 4.0])}), result(1, {"w": torch.tensor([0.2, 0.0])}, n=99)])
     expected = (torch.tensor([0.6, 0.8]) + torch.tensor([0.2, 0.0])) / 4  # FedAvg's size weights play no part
     torch.testing.assert_close(out["w"], expected, atol=1e-6, rtol=0)
-    assert dp.last_round["clipped_fraction"] == pytest.approx(0.5)
+    assert dp.last_round["nonprivate"]["clipped_fraction"] == pytest.approx(0.5)
     assert dp.last_round["noise_std"] == pytest.approx(1e-9)
 
 
 def test_noise_std_is_z_times_c_over_expected_clients() -> None:
     z, c, m = 1.3, 0.7, 5
     spec = PrivacySpec.from_dict({**FIXED, "noise_multiplier": z, "clip_norm": c})
-    dp = PrivateAggregation(FedAvg(), spec, expected_clients=m, seed=3)
+    dp = PrivateAggregation(FedAvg(), spec, expected_clients=m, noise_seed=3)
     w = {"w": torch.zeros(200_000)}
     out = dp.aggregate(1, w, [result(0, {"w": torch.zeros(200_000)})])
     assert float(out["w"].std()) == pytest.approx(z * c / m, rel=0.01)  # 0.182 by hand
     assert abs(float(out["w"].mean())) < 0.01 * z * c / m
-    again = PrivateAggregation(FedAvg(), spec, expected_clients=m, seed=3).aggregate(1, w, [result(0, {"w": torch.zeros(200_000)})])
+    again = PrivateAggregation(FedAvg(), spec, expected_clients=m, noise_seed=3).aggregate(1, w, [result(0, {"w": torch.zeros(200_000)})])
     torch.testing.assert_close(out["w"], again["w"])  # seeded by (seed, round): reproducible
-    other = PrivateAggregation(FedAvg(), spec, expected_clients=m, seed=3).aggregate(2, w, [result(0, {"w": torch.zeros(200_000)})])
+    other = PrivateAggregation(FedAvg(), spec, expected_clients=m, noise_seed=3).aggregate(2, w, [result(0, {"w": torch.zeros(200_000)})])
     assert not torch.allclose(out["w"], other["w"])
 
 
 def test_empty_round_still_releases_noise_and_inner_state_is_checkpointed() -> None:
     spec = PrivacySpec.from_dict(FIXED)
-    dp = PrivateAggregation(FedAdam(server_lr=0.1), spec, expected_clients=2, seed=0)
+    dp = PrivateAggregation(FedAdam(server_lr=0.1), spec, expected_clients=2, noise_seed=0)
     w = {"w": torch.zeros(3)}
     out = dp.aggregate(1, w, [])
     assert not torch.equal(out["w"], w["w"])
     state = dp.state_dict()
     assert state["dp/clip_norm"] == 0.5 and any(k.startswith("inner/m/") for k in state)
-    fresh = PrivateAggregation(FedAdam(server_lr=0.1), spec, expected_clients=2, seed=0)
+    fresh = PrivateAggregation(FedAdam(server_lr=0.1), spec, expected_clients=2, noise_seed=0)
     fresh.load_state_dict(state)
     torch.testing.assert_close(fresh.inner.m["w"], dp.inner.m["w"])
     assert fresh.name == "fedadam" and fresh.centralized is False  # forwarded to the inner strategy
@@ -80,7 +80,7 @@ def test_adaptive_clipping_moves_geometrically_towards_the_quantile() -> None:
         "mechanism": "dp_adaptive_clip", "noise_multiplier": 1e-4, "clip_norm": 1.0, "delta": 1e-5,
         "target_quantile": 0.5, "clip_learning_rate": 0.2, "clipped_count_stddev": 1e-3,
     })
-    dp = PrivateAggregation(FedAvg(), spec, expected_clients=4, seed=0)
+    dp = PrivateAggregation(FedAvg(), spec, expected_clients=4, noise_seed=0)
     small = [result(i, {"w": torch.tensor([0.1, 0.0])}) for i in range(4)]  # all within C: b = 1
     dp.aggregate(1, {"w": torch.zeros(2)}, small)
     assert dp.clip_norm == pytest.approx(math.exp(-0.2 * 0.5), rel=1e-3)

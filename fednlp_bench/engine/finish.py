@@ -26,6 +26,8 @@ def finish_record(run: PreparedRun) -> RunRecord:
     extras = run.run_features.finish(run.task, run.trainer.model, run.trainer, run.eval_features, rounds, EVAL_BATCH_SIZE,
                                      central_steps=run.central_steps)
     record_config = config.to_dict()
+    # DP runs: only released values (exact participants, losses, bytes go to a marked side file).
+    published = run.run_features.record_rounds(rounds, run.run_dir, run.trainer.state.num_bytes)
     record = RunRecord(
         run_id=run.run_id,
         created=run.created,
@@ -40,10 +42,10 @@ def finish_record(run: PreparedRun) -> RunRecord:
         test=test_info,
         data=data_info,
         baselines=baselines,
-        rounds=rounds,
+        rounds=published,
         wall_time_s=float(sum(r.wall_time_s for r in rounds)),
-        bytes_up=int(sum(r.bytes_up for r in rounds)),
-        bytes_down=int(sum(r.bytes_down for r in rounds)),
+        bytes_up=int(sum(r.bytes_up for r in published)),
+        bytes_down=int(sum(r.bytes_down for r in published)),
         versions=package_versions(),
         git_commit=git_commit(),
         hardware={**hardware_info(run.trainer.device), **run.compute.describe()},

@@ -144,6 +144,9 @@ class LocalTrainer:
         self.precision = precision if precision is not None else Precision("fp32", self.device)
         #: Called with (client id, feature rows) for every training batch (the membership audit's tracker).
         self.batch_observer: Callable[[int, np.ndarray], None] | None = None
+        #: Example-level DP (``privacy.mechanism: dp_sgd``): an object whose ``train_client`` replaces the plain
+        #: local loop (fednlp_bench/privacy/dpsgd.py); None trains plainly.
+        self.example_dp: Any = None
 
     # ------------------------------------------------------------- data
     def rows_for(self, example_indices: np.ndarray) -> np.ndarray:
@@ -263,9 +266,12 @@ class LocalTrainer:
             procedure.on_fit_start(ctx)
         epochs, steps = (None, num_steps) if num_steps is not None else (self.local_epochs, self.local_steps)
         loss_sum, seen = 0.0, 0
-        for batch_rows in self._batches(rows, rng, epochs, steps):
-            loss_sum += self._step(ctx, opt, procedure, batch_rows) * len(batch_rows)
-            seen += len(batch_rows)
+        if self.example_dp is not None:  # DP-SGD: Poisson batches from its own secret generator, clipped + noised steps
+            loss_sum, seen = self.example_dp.train_client(ctx, opt, rows, self._collate, self.batch_observer)
+        else:
+            for batch_rows in self._batches(rows, rng, epochs, steps):
+                loss_sum += self._step(ctx, opt, procedure, batch_rows) * len(batch_rows)
+                seen += len(batch_rows)
         payload = procedure.on_fit_end(ctx) if procedure is not None else {}
         delta = self.state.delta_from(global_weights)
         if not all_finite(delta.values()) or not all_finite(_tensors(payload)):

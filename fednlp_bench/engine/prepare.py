@@ -283,6 +283,7 @@ def prepare_run(
         task, compute.model, features.train_features(task, train_features), batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
         local_epochs=config.local_epochs, local_steps=config.local_steps, precision=precision,
     )
+    features.attach_trainer(trainer, compute)  # DP-SGD: the private local loop
     union_rows = trainer.rows_for(np.concatenate([np.asarray(part.indices(c)) for c in range(part.num_clients)]))
     features.attach(trainer, run_dir)  # before a checkpoint is restored: the audit keeps the initial weights
     strategy.setup(part.num_clients, trainer.state.get(), trainer.state.param_names)

@@ -27,9 +27,8 @@ from fednlp_bench.engine.client_eval import ClientSplit, evaluate_clients, split
 from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, arrival_keys
 from fednlp_bench.engine.run_plans import CanaryPlan, FairnessPlan, holdout_clients
 from fednlp_bench.engine.sampling_policies import make_policy
-from fednlp_bench.privacy.accountant import ClientLevelAccountant
-from fednlp_bench.privacy.aggregation import PrivateAggregation
-from fednlp_bench.privacy.spec import PrivacySpec
+from fednlp_bench.privacy.records import public_rounds, write_nonprivate
+from fednlp_bench.privacy.run_privacy import RunPrivacy
 
 
 class TrainingView:
@@ -73,17 +72,14 @@ class RunFeatures:
             spec = ContinualSpec.from_dict(config.continual)
             times, source = arrival_keys(train_raw, spec)
             self.population = ContinualPopulation(spec, rows, int(config.partition["seed"]), times, source)
-        self.privacy: PrivacySpec | None = None
-        self.accountant: ClientLevelAccountant | None = None
-        if config.privacy is not None:
-            self.privacy = PrivacySpec.from_dict(config.privacy)
-            q = config.clients_per_round / part.num_clients
-            self.accountant = ClientLevelAccountant(q, self.privacy.noise_multiplier, self.privacy.delta)
         self.fairness = None if config.fairness is None else FairnessPlan(config.fairness)
         self._static_sizes = self._eligible(self.partition.sizes())
         self.tracker: BatchTracker | None = None
         self.initial_weights: Weights | None = None
         self.round = 1
+        #: DP: secret seed, calibrated noise, accountant (fednlp_bench/privacy/run_privacy.py); target_epsilon is
+        #: calibrated here, before tokenizing or training.
+        self.privacy = None if config.privacy is None else RunPrivacy(config, self._static_sizes, self._select)
 
     def _eligible(self, sizes: np.ndarray) -> np.ndarray:
         """Sizes as sampling sees them: the audit's held-out clients hold nothing."""
@@ -116,7 +112,7 @@ class RunFeatures:
     # ------------------------------------------------------------ strategy
     def wrap_strategy(self, strategy: Strategy) -> Any:
         if self.privacy is not None:
-            return PrivateAggregation(strategy, self.privacy, self.config.clients_per_round, self.config.seed)
+            return self.privacy.wrap(strategy)
         mode = self.config.effective_aggregation_weights()
         if mode == "size" or strategy.centralized:
             return strategy
@@ -129,6 +125,11 @@ class RunFeatures:
         assert pi is not None  # config validation refuses inverse_probability without exact inclusion
         return sizes, pi
 
+    def attach_trainer(self, trainer: Any, compute: Any) -> None:
+        """DP-SGD: the trainer's local loop becomes the private one (other runs: nothing)."""
+        if self.privacy is not None:
+            self.privacy.attach_trainer(trainer, compute.cache, len(self.train_raw))
+
     # ------------------------------------------------------------ rounds
     def period(self, rnd: int) -> int | None:
         return None if self.population is None else self.population.spec.period_of_round(rnd)
@@ -139,7 +140,10 @@ class RunFeatures:
 
     def select(self, rnd: int) -> list[int]:
         self.round = rnd
-        return self.policy.select(self.sizes(rnd).astype(np.float64), self.config.clients_per_round, rnd, self.config.seed)
+        return self._select(rnd, self.config.seed if self.privacy is None else self.privacy.selection_seed())
+
+    def _select(self, rnd: int, seed: int) -> list[int]:
+        return self.policy.select(self.sizes(rnd).astype(np.float64), self.config.clients_per_round, rnd, seed)
 
     def client_indices(self, cid: int) -> np.ndarray:
         """Raw train rows client ``cid`` holds in the round last passed to :meth:`select`."""
@@ -150,9 +154,15 @@ class RunFeatures:
         return self.population is not None and self.population.spec.is_period_end(rnd)
 
     def round_privacy(self, rnd: int, strategy: Any) -> dict[str, Any] | None:
-        if self.accountant is None:
-            return None
-        return {"epsilon": self.accountant.epsilon(rnd), **dict(getattr(strategy, "last_round", {}) or {})}
+        return None if self.privacy is None else self.privacy.round_row(rnd, strategy)
+
+    def record_rounds(self, rounds: list[Any], run_dir: Any, model_bytes: int) -> list[Any]:
+        """The round rows a record publishes: DP runs keep only released values (the rest: a marked side file)."""
+        if self.privacy is None:
+            return rounds
+        write_nonprivate(run_dir, rounds)
+        return public_rounds(rounds, clients_per_round=self.config.clients_per_round, model_bytes=model_bytes,
+                             dropout=float(self.config.dropout))
 
     def round_done(self, row: Any) -> None:
         """After a round's aggregate, before its checkpoint: commit the batches of the updates that were used."""
@@ -168,14 +178,8 @@ class RunFeatures:
                batch_size: int, central_steps: int = 1) -> dict[str, Any]:
         """Record fields of the features in use (audits, fairness and per-client metrics run on the final model)."""
         extra: dict[str, Any] = {}
-        if self.privacy is not None and self.accountant is not None:
-            extra["privacy"] = {
-                **self.privacy.to_dict(),
-                **self.accountant.describe(),
-                "expected_clients_per_round": self.config.clients_per_round,
-                "epsilon": self.accountant.epsilon(len(rounds)),
-                "rounds": len(rounds),
-            }
+        if self.privacy is not None:
+            extra["privacy"] = self.privacy.record_section(len(rounds))
         final = trainer.state.get()
         if self.canary is not None:
             assert self.tracker is not None
