@@ -77,6 +77,9 @@ class Strategy(ABC):
     dp_compatible: ClassVar[bool] = False
     #: The algorithm's client side (hooks around local training), or None for plain local training.
     client: ClassVar[type[ClientProcedure] | None] = None
+    #: Hyperparameters a fair tuning grid must search besides the client lr (protocol v2: each
+    #: algorithm's optimum must be reachable, e.g. FedProx's mu, FedOpt's server lr).
+    search_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         for key in params:

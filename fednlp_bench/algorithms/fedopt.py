@@ -10,7 +10,22 @@ The averaged delta Delta_t = sum_i p_i (w_i - w_t) is a pseudo-gradient step
     w_{t+1} = w_t + server_lr * m_t / (sqrt(v_t) + tau)
 
 with m_{-1} = 0 and v_{-1} = tau^2 (the paper requires v_{-1} >= tau^2) and no
-bias correction. FedAvgM (Hsu et al. 2019) is server momentum:
+bias correction: the default, so every record made before the option existed
+re-runs exactly.
+
+``bias_correction: true`` is Adam's form instead (Kingma & Ba 2015,
+Algorithm 1, with tau in the role of epsilon): m_{-1} = v_{-1} = 0 and, at
+server step t = 1, 2, ...,
+
+    w_{t+1} = w_t + server_lr * m_hat / (sqrt(v_hat) + tau),
+    m_hat = m_t / (1 - beta1^t),  v_hat = v_t / (1 - beta2^t)
+
+(FedAdagrad has no beta2, so only m is corrected). Without it the first
+moment reaches 1 - beta1^t of its steady value after t server steps (57% after
+8 rounds at beta1 = 0.9), so the effective server step grows over the whole
+budget of a short run and a tuned server lr means something else at round 8
+than at round 100; with it the step has its steady size from the first round.
+FedAvgM (Hsu et al. 2019) is server momentum:
 v_t = momentum * v_{t-1} + Delta_t; w_{t+1} = w_t + server_lr * v_t.
 The moments are server state, so checkpoints carry them.
 """
@@ -46,8 +61,9 @@ class FedOpt(Strategy):
     """Shared body of FedAdam / FedYogi / FedAdagrad; subclasses define the second moment."""
 
     family = "fedopt"
-    defaults = {"server_lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+    defaults = {"server_lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3, "bias_correction": False}
     dp_compatible = True
+    search_params = ("server_lr",)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -64,6 +80,8 @@ class FedOpt(Strategy):
             _check_range(self.name, self.params, "beta2", 0.0, 1.0)
         if self.params["tau"] <= 0:
             raise ValueError(f"{self.name} tau={self.params['tau']} must be > 0 (it bounds the adaptive step)")
+        if not isinstance(self.params["bias_correction"], bool):
+            raise ValueError(f"{self.name} bias_correction={self.params['bias_correction']!r} must be true or false")
 
     @abstractmethod
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
@@ -72,16 +90,24 @@ class FedOpt(Strategy):
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
         delta = weighted_mean_delta(results)
         beta1, tau, lr = self.params["beta1"], self.params["tau"], self.params["server_lr"]
+        corrected = self.params["bias_correction"]
         if self.m is None or self.v is None:
             self.m = {k: torch.zeros_like(t) for k, t in delta.items()}
-            self.v = {k: torch.full_like(t, tau * tau) for k, t in delta.items()}
+            self.v = {k: torch.full_like(t, 0.0 if corrected else tau * tau) for k, t in delta.items()}
+        m_scale, v_scale = self._corrections(self.steps + 1) if corrected else (1.0, 1.0)
         new: Weights = {}
         for k, d in delta.items():
             self.m[k] = beta1 * self.m[k] + (1.0 - beta1) * d
             self.v[k] = self.second_moment(self.v[k], d * d)
-            new[k] = global_weights[k] + lr * self.m[k] / (self.v[k].sqrt() + tau)
+            new[k] = global_weights[k] + lr * (self.m[k] * m_scale) / ((self.v[k] * v_scale).sqrt() + tau)
         self.steps += 1
         return new
+
+    def _corrections(self, t: int) -> tuple[float, float]:
+        """1 / (1 - beta1^t) and 1 / (1 - beta2^t) at server step t (1 for v when there is no beta2)."""
+        m_scale = 1.0 / (1.0 - self.params["beta1"] ** t)
+        beta2 = self.params.get("beta2")
+        return m_scale, (1.0 if beta2 is None else 1.0 / (1.0 - beta2 ** t))
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, **_moments_state("m", self.m), **_moments_state("v", self.v)}
@@ -112,7 +138,7 @@ class FedYogi(FedOpt):
 class FedAdagrad(FedOpt):
     name = "fedadagrad"
     label = "FedAdagrad"
-    defaults = {"server_lr": 1e-2, "beta1": 0.9, "tau": 1e-3}
+    defaults = {"server_lr": 1e-2, "beta1": 0.9, "tau": 1e-3, "bias_correction": False}
 
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
         return v + delta_sq
@@ -126,6 +152,7 @@ class FedAvgM(Strategy):
     family = "fedopt"
     defaults = {"server_lr": 1.0, "momentum": 0.9}
     dp_compatible = True
+    search_params = ("server_lr",)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

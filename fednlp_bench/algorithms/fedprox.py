@@ -35,6 +35,7 @@ class FedProx(FedAvg):
     label = "FedProx"
     defaults = {"mu": 0.01}
     client = ProximalTerm
+    search_params = ("mu",)
 
     def validate_params(self) -> None:
         if self.params["mu"] < 0:

@@ -1,14 +1,19 @@
-"""Leaderboards: result records -> validated, traceable Markdown/CSV tables, curves and a README.
+"""Leaderboards: plan.json + result records -> traceable tier tables, a gap figure and a README.
 
-``collect`` finds and validates records (refusing bad ones and duplicates),
-``tables`` groups them into tables (pure data), ``plots`` draws metric-vs-round
-curves, ``render`` writes every file, ``verify`` re-runs one record from its
-config, and ``suite`` runs the grid of experiments that feeds the tables. Two-stage (tier) suites:
-``tiers`` (registry), ``protocol`` (tier/tuning/final keys), ``grid`` (grids), ``tier_plan``
-(tuning units and final cells), ``selection`` (choice + plan.json) and ``stages`` (running them).
-Tier leaderboards (``--plan``): ``plan`` reads the suite's plan.json,
-``tier_cells`` traces its cells to records and computes them (statistics in
-``tier_stats``), ``tier_render`` / ``tier_plots`` write the text and the gap
-figure, ``tier_tables`` orchestrates, ``tier_verify`` re-runs one record per task.
+This package reads records and plans only; it imports nothing from
+``fednlp_bench.engine`` or ``fednlp_bench.suite`` (tests/test_leaderboard_imports.py),
+so a table can be rebuilt and checked without training anything. Running
+experiments lives in ``fednlp_bench.suite``.
+
+- ``records``: find, validate and de-duplicate records; ``labels``: algorithm and partition labels, budgets;
+- ``plan``: read the suite's plan.json; ``tiers``: the tier registry;
+- ``summary``: the one statistics type (mean, std, t interval, paired and Welch differences);
+- ``convergence``: the per-tier convergence criterion and each cell's status;
+- ``client_tail``: the worst-10%-client metric over qualifying clients, with its bootstrap interval;
+- ``tier_build`` / ``tier_cells``: cells traced to records and their numbers;
+- ``tier_render`` / ``tier_readme`` / ``tier_plots``: Markdown + CSV, the README headline, the gap figure;
+- ``tier_tables``: orchestration; ``markdown`` / ``verification``: shared text helpers;
+- ``trust_tables``: the privacy and population comparison tables.
+
 See docs/leaderboard.md.
 """

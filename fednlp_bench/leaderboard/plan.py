@@ -1,24 +1,27 @@
 """Read ``plan.json``: the suite's statement of which records make which tier-table cell.
 
-The suite (``fednlp_bench/suite/spec.py``) owns selection: it writes,
-after each stage, the tuning grid with every point's validation score and
-its choice, and the final cells with the run ids behind them. The tier
-tables read ONLY this file plus the records, so they can never disagree with
-the suite about which hyperparameters won. This module parses and checks the
-file's shape (contract: ``notes/plan_format.md``, schema 1); every problem is
-an error naming the field and the fix, because a table built from a
-misread plan would publish wrong numbers.
+The suite (``fednlp_bench/suite/selection.py``) owns selection: it writes,
+after each stage, the tuning grid (extensions included) with every point's
+validation score and its choice, the tier's convergence criterion, and the
+final cells with the run ids behind them. The tier tables read ONLY this
+file plus the records, so they can never disagree with the suite about
+which hyperparameters won. This module parses and checks the file's shape
+(schema 2, docs/leaderboard.md); every problem is an error naming the field
+and the fix, because a table built from a misread plan would publish wrong
+numbers.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = 1
+from fednlp_bench.leaderboard.convergence import Criterion
+
+SCHEMA = 2
 ROLES = ("federated", "centralized_equal", "centralized_converged")
 
 
@@ -78,6 +81,8 @@ class GridPoint:
     run_id: str
     #: Validation primary metric at the final round; None while the run is missing.
     validation: float | None
+    #: 0 for a declared grid point, else the extension step that added it.
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,15 @@ class PlanTuning:
     #: The task's primary metric; None when the suite could not name it yet (no record, no registry entry).
     metric: str | None
     grid: tuple[GridPoint, ...]
-    #: The chosen grid point; None while any grid run is missing.
+    #: The chosen grid point; None while any grid run is missing or an extension step is due.
     chosen: dict[str, Any] | None
+    #: The declared axes, the axes after extensions, the cap, and each extension ({step, axis, side, value}).
+    declared_axes: dict[str, list[Any]] = field(default_factory=dict)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    extension_cap: int = 0
+    extensions: tuple[dict[str, Any], ...] = ()
+    #: Axes on whose edge the choice still lies after the cap (flagged in the tuning table).
+    on_edge: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class Plan:
     suite: str | None
     runs_dir: str
     selection: str
+    convergence: Criterion
     tuning: tuple[PlanTuning, ...]
     cells: tuple[PlanCell, ...]
 
@@ -162,6 +175,7 @@ class _Reader:
             seed=self.get(obj, "seed", where, int),
             run_id=self.get(obj, "run_id", where, str),
             validation=None if value is None else float(value),
+            step=self.get(obj, "step", where, int, optional=True) or 0,
         )
 
     def cell(self, obj: Any, where: str) -> PlanCell:
@@ -193,6 +207,11 @@ class _Reader:
             metric=self.get(obj, "metric", where, str, optional=True),
             grid=tuple(self.grid_point(p, f"{where}.grid[{i}]") for i, p in enumerate(grid)),
             chosen=self.get(obj, "chosen", where, dict, optional=True),
+            declared_axes=dict(self.get(obj, "declared_axes", where, dict, optional=True) or {}),
+            axes=dict(self.get(obj, "axes", where, dict, optional=True) or {}),
+            extension_cap=self.get(obj, "extension_cap", where, int, optional=True) or 0,
+            extensions=tuple(self.get(obj, "extensions", where, list, optional=True) or ()),
+            on_edge=tuple(self.get(obj, "on_edge", where, list, optional=True) or ()),
         )
 
 
@@ -236,9 +255,17 @@ def load_plan(path: str | Path) -> Plan:
         suite=read.get(data, "suite", "top level", str, optional=True),
         runs_dir=read.get(data, "runs_dir", "top level", str),
         selection=read.get(data, "selection", "top level", str, optional=True) or "not stated in plan.json",
+        convergence=_criterion(read, data),
         tuning=tuning,
         cells=cells,
     )
+
+
+def _criterion(read: _Reader, data: Any) -> Criterion:
+    try:
+        return Criterion.from_dict(read.get(data, "convergence", "top level", dict), "convergence")
+    except ValueError as err:
+        raise read.fail("top level", str(err)) from None
 
 
 def resolve_runs_dir(plan: Plan, override: str | Path | None = None) -> Path:

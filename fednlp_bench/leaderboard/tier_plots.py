@@ -1,4 +1,4 @@
-"""The gap figure: FL mean − centralized (equal budget) against the partition's α, one panel per task.
+"""The gap figure: FL − centralized (equal budget), paired by seed, against the partition's α, one panel per task.
 
 The question a reader brings is "how much does skew cost each algorithm",
 so x is the skew knob itself: α of dirichlet_label / feature_cluster on a
@@ -7,6 +7,8 @@ and labelled "IID". Partitions without α (natural_id) have no place on that
 axis and are left out; the caller lists them in the README. Lines of
 different algorithms get distinct markers and dashes and a small horizontal
 dodge, so identical results (FedProx with a tiny mu over FedAvg) stay visible.
+A cell still rising at the end of its budget is drawn with a hollow marker:
+its gap measures the budget, not federated learning.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fednlp_bench.atomic import atomic_write
-from fednlp_bench.leaderboard.tables import algorithm_label
+from fednlp_bench.leaderboard.labels import algorithm_label
 from fednlp_bench.leaderboard.tier_cells import TierTask
 from fednlp_bench.leaderboard.tier_render import plabel
 
@@ -35,15 +37,17 @@ def omitted_partitions(task: TierTask) -> list[str]:
     return [plabel(p) for p in task.partitions if p.alpha is None and not p.is_iid]
 
 
-def gap_points(task: TierTask, algorithm: str) -> list[tuple[float, float, float | None]]:
-    """(x, gap, 95% half-width or None) of one algorithm's complete cells, sorted by x."""
+def gap_points(task: TierTask, algorithm: str) -> list[tuple[float, float, float | None, bool]]:
+    """(x, paired gap, its 95% half-width or None, converged) of one algorithm's complete cells, sorted by x."""
     out = []
     for p in task.partitions:
         x = p.alpha if p.alpha is not None else (iid_position(task) if p.is_iid else None)
         cell = task.cell(p.index, algorithm)
         if x is None or cell is None or cell.gap is None:
             continue
-        out.append((x, cell.gap.value, cell.gap.half_width))
+        gap = cell.gap
+        value = gap.paired.mean if gap.paired is not None else gap.value
+        out.append((x, value, gap.paired_half_width, cell.converged))
     return sorted(out)
 
 
@@ -63,12 +67,16 @@ def draw_gap_figure(tasks: list[TierTask]) -> Any:
             if not points:
                 continue
             shift = DODGE ** (k - (len(task.algorithms) - 1) / 2)
-            xs = [x * shift for x, _, _ in points]
-            ys = [y for _, y, _ in points]
-            errs = [0.0 if hw is None else hw for _, _, hw in points]
-            ax.errorbar(xs, ys, yerr=errs, linestyle=DASHES[k % len(DASHES)], marker=MARKERS[k % len(MARKERS)],
-                        markersize=max(3.5, 7.5 - 0.8 * k), markerfacecolor="none", capsize=3,
-                        linewidth=max(1.0, 2.2 - 0.3 * k), label=algorithm_label(algorithm))
+            xs = [x * shift for x, _, _, _ in points]
+            ys = [y for _, y, _, _ in points]
+            errs = [0.0 if hw is None else hw for _, _, hw, _ in points]
+            line = ax.errorbar(xs, ys, yerr=errs, linestyle=DASHES[k % len(DASHES)], marker=MARKERS[k % len(MARKERS)],
+                               markersize=max(3.5, 7.5 - 0.8 * k), markerfacecolor="none", capsize=3,
+                               linewidth=max(1.0, 2.2 - 0.3 * k), label=algorithm_label(algorithm))
+            solid = [(x, y) for x, (_, y, _, converged) in zip(xs, points) if converged]
+            if solid:
+                ax.plot([x for x, _ in solid], [y for _, y in solid], linestyle="none", marker=MARKERS[k % len(MARKERS)],
+                        markersize=max(3.5, 7.5 - 0.8 * k), color=line.lines[0].get_color())
             drawn += 1
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.set_xscale("log")

@@ -13,11 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.leaderboard.markdown import README, cwd_label
 from fednlp_bench.leaderboard.plan import Plan, load_plan, resolve_runs_dir
-from fednlp_bench.leaderboard.render import README, _cwd_label, load_verification
-from fednlp_bench.leaderboard.tier_cells import TierTask, build_tier_tasks
+from fednlp_bench.leaderboard.tier_build import build_tier_tasks
+from fednlp_bench.leaderboard.tier_cells import TierTask
 from fednlp_bench.leaderboard.tier_plots import omitted_partitions, write_gap_figure
-from fednlp_bench.leaderboard.tier_render import FIGURE, readme_markdown, task_csv, task_markdown
+from fednlp_bench.leaderboard.tier_readme import FIGURE, readme_markdown
+from fednlp_bench.leaderboard.tier_render import task_csv, task_markdown
+from fednlp_bench.leaderboard.verification import load_verification
 
 
 def build_tier(plan_path: str | Path, runs_dir: str | Path | None = None) -> tuple[Plan, list[TierTask]]:
@@ -45,8 +48,8 @@ def write_tier_files(plan: Plan, tasks: list[TierTask], out_dir: str | Path, *, 
         files.append(atomic_write_text(out / f"{task.task}.csv", task_csv(task)))
     if figure:
         files.append(write_gap_figure(tasks, out / FIGURE))
-    plan_label = Path(_cwd_label(plan.path)).as_posix()
-    out_label = Path(_cwd_label(out)).as_posix()
+    plan_label = cwd_label(plan.path)
+    out_label = cwd_label(out)
     omitted = {t.task: omitted_partitions(t) for t in tasks}
     files.append(atomic_write_text(out / README, readme_markdown(
         plan, tasks, out, plan_label, out_label, figure or (out / FIGURE).exists(), omitted, load_verification(out))))

@@ -9,7 +9,9 @@
 
 A table only compares records that agree on everything else (task, data,
 model, partition, algorithm, budget, seed set); a mismatch is an error that
-names the differing keys, so a row never mixes budgets.
+names the differing keys, so a row never mixes budgets. Every number over
+seeds is a ``summary.Summary`` (mean ± std, t interval, n), the same type
+and format as the tier tables.
 
     python -m fednlp_bench.leaderboard.trust_tables privacy RUNS_DIR OUT.md
     python -m fednlp_bench.leaderboard.trust_tables population RUNS_DIR OUT.md
@@ -18,13 +20,13 @@ names the differing keys, so a row never mixes budgets.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fednlp_bench.atomic import atomic_write_text
-from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
+from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
+from fednlp_bench.leaderboard.summary import summarize
 
 #: Config keys each table varies; everything else must be equal across its records.
 VARIED = {
@@ -57,8 +59,15 @@ def _group(records: Sequence[LoadedRecord], key: Callable[[LoadedRecord], Any]) 
 
 
 def _mean(values: list[float | None]) -> float | None:
+    """The mean when every record has the value (a deterministic figure such as ε), else None."""
     clean = [v for v in values if v is not None]
-    return statistics.fmean(clean) if clean and len(clean) == len(values) else None
+    return summarize(clean).mean if clean and len(clean) == len(values) else None
+
+
+def _summary(values: list[float | None], digits: int = 4) -> str:
+    """``mean ± std 95% CI [..], n`` over seeds when every record has the value, else —."""
+    clean = [float(v) for v in values if v is not None]
+    return summarize(clean).text(digits) if clean and len(clean) == len(values) else "—"
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -94,11 +103,11 @@ def privacy_table(records: Sequence[LoadedRecord]) -> str:
     for (z, mech), items in sorted(_group(records, key).items()):
         p = items[0].record.config.get("privacy") or {}
         eps = _mean([(it.record.privacy or {}).get("epsilon") for it in items])
-        acc = _mean([float(it.record.final_metrics[metric]) for it in items])
-        auc = _mean([(it.record.membership_audit or {}).get("auc") for it in items])
+        acc = _summary([float(it.record.final_metrics[metric]) for it in items])
+        auc = _summary([(it.record.membership_audit or {}).get("auc") for it in items], 3)
         lines.append(
             f"| {mech if p else 'off'} | {z:g} | {p.get('clip_norm', '—')} | {p.get('delta', '—')} | "
-            f"{'∞ (no DP)' if not p else _fmt(eps, 2)} | {_fmt(acc)} | {_fmt(auc, 3)} | "
+            f"{'∞ (no DP)' if not p else _fmt(eps, 2)} | {acc} | {auc} | "
             f"{', '.join(it.record.run_id for it in items)} |"
         )
     runs = sorted({it.record.config.get("rounds") for it in records})
@@ -129,14 +138,14 @@ def population_table(records: Sequence[LoadedRecord]) -> str:
     lines = [f"| setting | sampling | final {metric} | worst-10% clients | {metric} after each period | rounds | runs |",
              "|---|---|---:|---:|---|---:|---|"]
     for (setting, sampling), items in sorted(_group(records, key).items()):
-        final = _mean([float(it.record.final_metrics[metric]) for it in items])
+        final = _summary([float(it.record.final_metrics[metric]) for it in items])
         periods = "—"
         if items[0].record.continual:
             n = len(items[0].record.continual["rows"])
             per = [_mean([float(it.record.continual["rows"][i]["metrics"][metric]) for it in items]) for i in range(n)]
             periods = " → ".join(_fmt(v) for v in per)
-        worst = _mean([((it.record.client_eval or {}).get("summary") or {}).get("worst_10pct") for it in items])
-        lines.append(f"| {setting} | {sampling} | {_fmt(final)} | {_fmt(worst)} | {periods} | {items[0].record.config['rounds']} | "
+        worst = _summary([((it.record.client_eval or {}).get("summary") or {}).get("worst_10pct") for it in items])
+        lines.append(f"| {setting} | {sampling} | {final} | {worst} | {periods} | {items[0].record.config['rounds']} | "
                      f"{', '.join(it.record.run_id for it in items)} |")
     return "\n".join([
         f"Client populations ({_budget_line(fixed, records)}).", "", *lines, "",

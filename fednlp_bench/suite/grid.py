@@ -1,7 +1,15 @@
-"""Hyperparameter grids of a two-stage suite: shape checks, key routing, expansion, equal effort.
+"""Hyperparameter grids of a tier suite: log-spaced axes, key routing, expansion, equal effort.
 
 The tuning protocol compares algorithms fairly only when each gets the same
-search effort, so every algorithm's grid must have the same number of points.
+search effort and each search can reach its optimum (protocol v2):
+
+- every algorithm searches its client ``lr``, plus the parameters its
+  strategy declares in ``search_params`` (FedProx ``mu``, FedOpt ``server_lr``);
+- every axis is log-spaced (at least two positive values with one constant
+  ratio), so an axis can be extended by one more step on either side
+  (``extension.py``) when the choice lies on its edge;
+- every algorithm's grid has the same number of points (tuning runs).
+
 A grid key that is a RunConfig field (``lr``, ``local_epochs``, ...) sets that
 field; any other key (``mu``, ``server_lr``, ``tau``, ...) is an algorithm
 parameter. The routing is checked against the algorithm's own parameters, so
@@ -12,12 +20,17 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from typing import Any, Mapping
 
 from fednlp_bench.hints import closest_hint
 
 #: Keys that define a cell, not a hyperparameter: a grid may not vary them.
 GRID_RESERVED = ("task", "data", "partition", "algorithm", "algorithm_params", "seed")
+#: Relative tolerance on the ratio of consecutive axis values (1e-3, 2e-3, 4e-3 is log-spaced; 1e-3, 3e-3, 1e-2 is not).
+RATIO_TOLERANCE = 0.01
+#: The client learning rate: every algorithm searches it.
+CLIENT_LR = "lr"
 
 
 def _field_names() -> list[str]:
@@ -47,7 +60,8 @@ def parse_grid(value: Any, algorithm: str, source: str) -> dict[str, list[Any]]:
             raise ValueError(f"{where} {key!r} values must be scalars (numbers, strings, booleans), got {values!r}")
         if len({repr(v) for v in values}) != len(values):
             raise ValueError(f"{where} {key!r} lists a value twice ({values}); each value is one tuning run")
-        grid[key] = list(values)
+        values = check_log_axis(values, f"{where} {key!r}")
+        grid[key] = values
     return grid
 
 
@@ -106,3 +120,56 @@ def apply_point(config: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str
 def point_label(point: Mapping[str, Any]) -> str:
     """``lr=0.001,mu=0.1`` (empty for the fixed settings)."""
     return ",".join(f"{k}={v}" for k, v in point.items())
+
+
+def check_log_axis(values: list[Any], where: str) -> list[Any]:
+    """At least two positive numbers with one constant ratio (1% tolerance), returned in ascending order."""
+    if len(values) < 2:
+        raise ValueError(f"{where} has {len(values)} value: an axis needs at least two log-spaced values, so the "
+                         f"suite can tell an edge from an interior choice (e.g. [{values[0]!r}, "
+                         f"{_example_next(values[0])}])")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in values):
+        raise ValueError(f"{where} = {values} must be positive numbers (a log-spaced axis)")
+    ordered = sorted(values)
+    ratios = [b / a for a, b in zip(ordered, ordered[1:])]
+    if max(ratios) > min(ratios) * (1 + RATIO_TOLERANCE):
+        shown = ", ".join(f"{r:.3g}" for r in ratios)
+        raise ValueError(f"{where} = {values} is not log-spaced (consecutive ratios {shown}); use one constant "
+                         f"ratio, e.g. {[_round(ordered[0] * ratios[0] ** i) for i in range(len(ordered))]}")
+    return ordered
+
+
+def _example_next(value: Any) -> str:
+    return repr(value * 2) if isinstance(value, (int, float)) and not isinstance(value, bool) else "..."
+
+
+def axis_ratio(values: list[Any]) -> float:
+    """The axis's constant ratio (geometric mean of consecutive ratios, so 1% noise does not compound)."""
+    return (values[-1] / values[0]) ** (1.0 / (len(values) - 1))
+
+
+def _round(value: float) -> float:
+    """Six significant digits: an extended axis reads 4e-3, not 0.0040000000000000001."""
+    return float(f"{value:.6g}")
+
+
+def step_value(values: list[Any], side: str) -> Any:
+    """The next value one log step beyond the axis on ``side`` ("low" or "high")."""
+    ratio = axis_ratio(values)
+    value = values[0] / ratio if side == "low" else values[-1] * ratio
+    if all(isinstance(v, int) for v in values):
+        return int(round(value))
+    return _round(value)
+
+
+def check_required_axes(grid: Mapping[str, list[Any]], algorithm: str, source: str) -> None:
+    """The client lr and the strategy's ``search_params`` are all axes of the grid (each optimum reachable)."""
+    from fednlp_bench.algorithms.registry import get_algorithm_class
+
+    required = [CLIENT_LR, *getattr(get_algorithm_class(algorithm), "search_params", ())]
+    missing = [key for key in required if key not in grid]
+    if missing:
+        shown = ", ".join(f"{k}: [...]" for k in missing)
+        raise ValueError(f"{source}: algorithm {algorithm!r}: its grid must search {required} (protocol v2: every "
+                         f"algorithm tunes its client lr, and {algorithm} also {required[1:] or 'nothing else'}); "
+                         f"add {shown} to its grid")

@@ -1,10 +1,12 @@
-"""The two-stage tuning protocol's suite keys: ``tier``, ``tuning`` and ``final``.
+"""The protocol's suite keys: ``tier``, ``convergence``, ``tuning`` and ``final`` (docs/protocol.md, v2).
 
 A tuned leaderboard is honest only when the search is declared up front (one
-seed, validation split, equal grid sizes) and the reported numbers come from
-fresh seeds of the chosen setting. These keys say that in the suite YAML; this
-module checks their shape (typos get a did-you-mean) before anything is
-planned. Expansion and selection are in ``tier_plan`` and ``selection``.
+seed, validation split, equal effort, a cap on grid extensions), the
+reported numbers come from fresh seeds of the chosen setting, and the
+budget is tested for convergence. These keys say that in the suite YAML;
+this module checks their shape (typos get a did-you-mean) before anything
+is planned. Expansion is in ``tier_plan``, extensions in ``extension``,
+selection in ``selection``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.leaderboard.convergence import Criterion
 
-TUNING_KEYS = ("seed", "partitions")
+TUNING_KEYS = ("seed", "partitions", "extensions")
 FINAL_KEYS = ("seeds", "centralized_converged")
 #: What ``centralized_converged`` may not change: it is the same cell trained longer, not another one.
 CONVERGED_FORBIDDEN = ("task", "data", "partition", "algorithm", "seed")
@@ -22,10 +25,16 @@ CONVERGED_FORBIDDEN = ("task", "data", "partition", "algorithm", "seed")
 
 @dataclass(frozen=True)
 class TuningSpec:
-    """One seed for the search; ``partitions`` is ``"all"`` or the 0-based partition indexes tuned on."""
+    """One seed for the search; ``partitions`` is ``"all"`` or the 0-based partition indexes tuned on.
+
+    ``extensions`` is the cap on extension steps per tuned unit, the same for
+    every algorithm: a step extends each axis whose chosen value lies on its
+    edge by one log step on that side (``extension.py``).
+    """
 
     seed: int = 0
     partitions: str | tuple[int, ...] = "all"
+    extensions: int = 0
 
 
 @dataclass(frozen=True)
@@ -36,16 +45,38 @@ class FinalSpec:
     centralized_converged: dict[str, Any] | None = field(default=None)
 
 
+@dataclass(frozen=True)
+class Protocol:
+    tier: str
+    convergence: Criterion
+    tuning: TuningSpec
+    final: FinalSpec
+
+
 def check_seeds(value: Any, source: str, name: str = "seeds") -> list[int]:
     """A non-empty list of distinct non-negative integers (each seed is one run)."""
     if not isinstance(value, list) or not value:
-        raise ValueError(f"{source}: '{name}' must be a non-empty list")
+        raise ValueError(f"{source}: '{name}' must be a non-empty list of seeds, e.g. [0, 1, 2, 3, 4]")
     for seed in value:
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"{source}: {name} must be non-negative integers, got {seed!r}")
     if len(set(value)) != len(value):
         raise ValueError(f"{source}: {name} {value} repeat a value; each seed is one run")
     return list(value)
+
+
+def check_final_seeds(tier: str, task: str, seeds: tuple[int, ...], source: str) -> None:
+    """A citable tier reports at least its tier's number of seeds (QA and generation may declare fewer)."""
+    from fednlp_bench.leaderboard.tiers import TIERS
+
+    cls = TIERS.lookup(tier)
+    needed = cls.reduced_seeds.get(task, cls.min_final_seeds)
+    if len(seeds) < needed:
+        relaxed = ", ".join(f"{t}: {n}" for t, n in sorted(cls.reduced_seeds.items()))
+        raise ValueError(f"{source}: task {task!r} reports {len(seeds)} final seed(s) {list(seeds)}, but the {tier} "
+                         f"tier needs at least {needed} ({cls.min_final_seeds} per task"
+                         f"{'; ' + relaxed if relaxed else ''}); list more seeds in final.seeds or the task's "
+                         "final_seeds")
 
 
 def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], name: str, source: str) -> None:
@@ -64,14 +95,20 @@ def parse_tier(value: Any, source: str) -> str:
         raise ValueError(f"{source}: tier: {err}") from None
 
 
+def _non_negative_int(value: Any, source: str, name: str, example: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{source}: {name} must be a non-negative integer ({example}), got {value!r}")
+    return value
+
+
 def parse_tuning(value: Any, source: str) -> TuningSpec:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{source}: 'tuning' must be a mapping such as {{seed: 0, partitions: all}}, got {value!r}")
+        raise ValueError(f"{source}: 'tuning' must be a mapping such as {{seed: 0, partitions: [1], extensions: 2}}, "
+                         f"got {value!r}")
     _check_keys(value, TUNING_KEYS, "tuning", source)
-    seed = value.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"{source}: tuning.seed must be a non-negative integer (the one seed of the search), "
-                         f"got {seed!r}")
+    seed = _non_negative_int(value.get("seed", 0), source, "tuning.seed", "the one seed of the search")
+    extensions = _non_negative_int(value.get("extensions", 0), source, "tuning.extensions",
+                                   "the cap on grid extension steps, the same for every algorithm")
     parts = value.get("partitions", "all")
     if parts != "all":
         if (not isinstance(parts, list) or not parts
@@ -81,15 +118,16 @@ def parse_tuning(value: Any, source: str) -> TuningSpec:
         if len(set(parts)) != len(parts):
             raise ValueError(f"{source}: tuning.partitions {parts} repeats an index")
         parts = tuple(parts)
-    return TuningSpec(seed=seed, partitions=parts)
+    return TuningSpec(seed=seed, partitions=parts, extensions=extensions)
 
 
 def parse_final(value: Any, source: str) -> FinalSpec:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{source}: 'final' must be a mapping such as {{seeds: [0, 1, 2]}}, got {value!r}")
+        raise ValueError(f"{source}: 'final' must be a mapping such as {{seeds: [0, 1, 2, 3, 4]}}, got {value!r}")
     _check_keys(value, FINAL_KEYS, "final", source)
     if "seeds" not in value:
-        raise ValueError(f"{source}: 'final' needs 'seeds', the seeds each chosen setting is run with, e.g. [0, 1, 2]")
+        raise ValueError(f"{source}: 'final' needs 'seeds', the seeds each chosen setting is run with, "
+                         "e.g. [0, 1, 2, 3, 4]")
     seeds = check_seeds(value["seeds"], source, "final.seeds")
     converged = value.get("centralized_converged")
     if converged is not None:
@@ -97,7 +135,7 @@ def parse_final(value: Any, source: str) -> FinalSpec:
 
         if not isinstance(converged, Mapping) or not converged:
             raise ValueError(f"{source}: final.centralized_converged must be a mapping of run config overrides "
-                             f"such as {{rounds: 20, test_best_round: true}}, got {converged!r}")
+                             f"such as {{rounds: 200, test_best_round: true}}, got {converged!r}")
         names = RunConfig.field_names()
         for key in converged:
             if key in CONVERGED_FORBIDDEN:
@@ -110,22 +148,15 @@ def parse_final(value: Any, source: str) -> FinalSpec:
     return FinalSpec(seeds=tuple(seeds), centralized_converged=converged)
 
 
-def parse_protocol(data: Mapping[str, Any], source: str) -> tuple[str | None, TuningSpec | None, FinalSpec | None]:
-    """``(tier, tuning, final)`` of a suite; all ``None`` for a one-stage suite such as configs/suite.yaml."""
-    tier = parse_tier(data["tier"], source) if "tier" in data else None
-    if ("tuning" in data) != ("final" in data):
-        given, missing = ("tuning", "final") if "tuning" in data else ("final", "tuning")
-        raise ValueError(f"{source}: '{given}' needs a '{missing}' section too: the protocol tunes on one seed "
-                         "(tuning) and reports the chosen setting over fresh seeds (final)")
-    if "tuning" not in data:
-        if tier is not None:
-            raise ValueError(f"{source}: a tier suite (tier: {tier}) publishes tuned results; add 'tuning' "
-                             "(e.g. {seed: 0, partitions: all}) and 'final' (e.g. {seeds: [0, 1, 2]})")
-        return None, None, None
-    if "seeds" in data:
-        raise ValueError(f"{source}: a two-stage suite takes its seeds from tuning.seed and final.seeds; "
-                         "remove the top-level 'seeds'")
-    if data.get("centralized_once", True) is not True:
-        raise ValueError(f"{source}: a two-stage suite runs centralized once per task (on its first partition); "
-                         "remove centralized_once: false")
-    return tier, parse_tuning(data["tuning"], source), parse_final(data["final"], source)
+def parse_protocol(data: Mapping[str, Any], source: str) -> Protocol:
+    """Every suite is a tier suite: tier, convergence, tuning and final are all required."""
+    missing = [key for key in ("tier", "convergence", "tuning", "final") if key not in data]
+    if missing:
+        raise ValueError(
+            f"{source}: a suite needs {', '.join(repr(k) for k in missing)}: every table is a tier table that "
+            "tunes on one seed (tuning: {seed: 0, partitions: [1], extensions: 2}), reports the chosen setting "
+            "over fresh seeds (final: {seeds: [0, 1, 2, 3, 4]}) and tests every cell for convergence "
+            "(convergence: {window: 0.25, tolerance: 0.002, min_points: 3}); see docs/protocol.md")
+    return Protocol(tier=parse_tier(data["tier"], source),
+                    convergence=Criterion.from_dict(data["convergence"], source),
+                    tuning=parse_tuning(data["tuning"], source), final=parse_final(data["final"], source))

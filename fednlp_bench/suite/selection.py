@@ -3,7 +3,8 @@
 The tables read only ``plan.json`` plus the records, so selection is never
 re-implemented (and cannot drift) elsewhere. The rule is fixed by the
 protocol: the grid point with the best *validation* primary metric at the
-final round (``record.rounds[-1].metrics``), ties to the earlier point. All
+final round (``record.rounds[-1].metrics``), ties to the earlier point, on
+the grid as its edge extensions have grown it (``extension.py``). All
 primary metrics are higher-is-better by the task contract (tasks/base.py).
 Test metrics (``record.final_metrics``) are never read here: choosing on test
 would report an optimistically biased number.
@@ -18,12 +19,15 @@ from typing import Any
 
 from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.engine.run_id import run_id_of
-from fednlp_bench.leaderboard.collect import LoadedRecord, collect_records
+from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
+from fednlp_bench.suite.extension import UnitState, resolve
 from fednlp_bench.suite.spec import PlannedRun
-from fednlp_bench.suite.tier_plan import Cell, TierPlan, TuningUnit
+from fednlp_bench.suite.tier_plan import Cell, TierPlan
 
-PLAN_SCHEMA = 1
+PLAN_SCHEMA = 2
 PLAN_FILENAME = "plan.json"
+SELECTION_RULE = ("validation primary metric at the final round, ties to the earlier grid point, on the grid as "
+                  "its edge extensions grew it")
 Records = dict[tuple[str, int], LoadedRecord]
 
 
@@ -47,39 +51,18 @@ def final_validation(item: LoadedRecord) -> float:
     return float(last.metrics[record.primary_metric])
 
 
-@dataclass
-class UnitSelection:
-    """One unit's validation values (None: run missing) and the chosen point's index (None until complete)."""
+def select_all(plan: TierPlan, records: Records) -> dict[int, UnitState]:
+    """Each unit's grown grid and choice, by ``id(unit)``."""
+    def validation(run: PlannedRun) -> float | None:
+        return final_validation(records[run.key]) if run.key in records else None
 
-    unit: TuningUnit
-    validations: list[float | None]
-    chosen: int | None
-
-    @property
-    def missing(self) -> int:
-        return sum(v is None for v in self.validations)
+    return {id(unit): resolve(plan, unit, validation) for unit in plan.units}
 
 
-def select(unit: TuningUnit, records: Records) -> UnitSelection:
-    values = [final_validation(records[run.key]) if run.key in records else None for run in unit.runs]
-    chosen = None
-    if all(v is not None for v in values):
-        chosen = 0
-        for i, value in enumerate(values):
-            if value > values[chosen]:  # type: ignore[operator]  # strict: ties keep the earlier point
-                chosen = i
-    return UnitSelection(unit, values, chosen)
-
-
-def select_all(plan: TierPlan, records: Records) -> dict[int, UnitSelection]:
-    """Selections by ``id(unit)``."""
-    return {id(unit): select(unit, records) for unit in plan.units}
-
-
-def cell_runs(plan: TierPlan, cell: Cell, selections: dict[int, UnitSelection]) -> list[PlannedRun] | None:
-    """The cell's final runs, or None while its unit's tuning is incomplete."""
-    chosen = selections[id(cell.unit)].chosen
-    return None if chosen is None else plan.final_runs(cell, cell.unit.points[chosen])
+def cell_runs(plan: TierPlan, cell: Cell, states: dict[int, UnitState]) -> list[PlannedRun] | None:
+    """The cell's final runs, or None while its unit's tuning is not settled."""
+    point = states[id(cell.unit)].chosen_point
+    return None if point is None else plan.final_runs(cell, point)
 
 
 def _run_entry(run: PlannedRun, records: Records) -> dict[str, Any]:
@@ -99,34 +82,38 @@ def _metric(plan: TierPlan, task_index: int, records: Records) -> str | None:
     return getattr(cls, "primary_metric", None)
 
 
+def _tuning_entry(plan: TierPlan, state: UnitState, records: Records, metric: str | None) -> dict[str, Any]:
+    unit = state.unit
+    grid = [{"point": dict(point), **_run_entry(run, records), "validation": value, "step": step}
+            for point, run, value, step in zip(state.points, state.runs, state.validations, state.step_of)]
+    return {
+        "task": plan.task_name(unit.task_index), "data": unit.runs[0].config.get("data"),
+        "partition": unit.partition.to_json(), "algorithm": unit.algorithm, "metric": metric,
+        "declared_axes": {k: list(v) for k, v in unit.axes.items()}, "axes": {k: list(v) for k, v in state.axes.items()},
+        "extension_cap": plan.suite.tuning.extensions,
+        "extensions": [entry for step in state.steps for entry in step.to_json()],
+        "grid": grid, "chosen": None if state.chosen_point is None else dict(state.chosen_point),
+        "on_edge": list(state.on_edge),
+    }
+
+
 def build_plan(plan: TierPlan, records: Records, runs_dir: str | Path) -> dict[str, Any]:
-    """The ``plan.json`` content (format: /work/notes/plan_format.md, docs/leaderboard.md)."""
+    """The ``plan.json`` content (schema 2; fields: docs/leaderboard.md)."""
     suite = plan.suite
-    assert suite.tuning is not None
-    selections = select_all(plan, records)
+    states = select_all(plan, records)
     metrics = {t: _metric(plan, t, records) for t in range(len(suite.tasks))}
-    tuning = []
-    for unit in plan.units:
-        sel = selections[id(unit)]
-        grid = [{"point": dict(point), **_run_entry(run, records), "validation": value}
-                for point, run, value in zip(unit.points, unit.runs, sel.validations)]
-        tuning.append({
-            "task": plan.task_name(unit.task_index), "data": unit.runs[0].config.get("data"),
-            "partition": unit.partition.to_json(), "algorithm": unit.algorithm, "metric": metrics[unit.task_index],
-            "grid": grid, "chosen": None if sel.chosen is None else dict(unit.points[sel.chosen]),
-        })
+    tuning = [_tuning_entry(plan, states[id(unit)], records, metrics[unit.task_index]) for unit in plan.units]
     cells = []
     for cell in plan.cells:
-        runs = cell_runs(plan, cell, selections)
+        runs = cell_runs(plan, cell, states)
         if runs is None:
             continue
-        chosen = selections[id(cell.unit)].chosen
-        assert chosen is not None
+        chosen = states[id(cell.unit)].chosen_point
         entry: dict[str, Any] = {
             "task": plan.task_name(cell.task_index), "data": runs[0].config.get("data"),
             "partition": cell.partition.to_json(), "algorithm": cell.algorithm,
             "algorithm_params": dict(runs[0].config.get("algorithm_params") or {}),
-            "role": cell.role, "hyperparameters": dict(cell.unit.points[chosen]),
+            "role": cell.role, "hyperparameters": dict(chosen or {}),
             "tuned_on": cell.unit.partition.index, "metric": metrics[cell.task_index],
             "runs": [_run_entry(run, records) for run in runs],
         }
@@ -135,7 +122,8 @@ def build_plan(plan: TierPlan, records: Records, runs_dir: str | Path) -> dict[s
         cells.append(entry)
     return {
         "schema": PLAN_SCHEMA, "tier": suite.tier, "suite": suite.source, "runs_dir": str(runs_dir),
-        "selection": f"validation primary metric at the final round, tuning seed {suite.tuning.seed}",
+        "selection": f"{SELECTION_RULE}; tuning seed {suite.tuning.seed}",
+        "convergence": suite.convergence.to_dict(),
         "tuning": tuning, "cells": cells,
     }
 

@@ -1,13 +1,15 @@
-"""Run a two-stage suite: tune, select, write plan.json, run the final seeds, write plan.json again.
+"""Run a tier suite: tune (extending grids at their edges), select, write plan.json, run the final seeds.
 
-A tier takes hours (the CPU tier up to 12), so it must run in chunks across
-sittings: ``--task`` limits a call to some tasks, ``--max-runs N`` stops
-cleanly after N finished runs (records and plan.json written, the remaining
-count and the command to continue printed), and every call skips runs that
-already have a record. A final run identical to a tuning run (same config
-hash and seed, e.g. seed 0 on the tuned partition) is that record, not a
-re-run. ``--dry-run`` validates everything and counts the work; it runs
-nothing and loads no data.
+A tier takes days of CPU, so it must run in chunks across sittings:
+``--task`` limits a call to some tasks, ``--max-runs N`` stops cleanly after
+N finished runs (records and plan.json written, the remaining count and the
+command to continue printed), and every call skips runs that already have a
+record. Tuning runs in waves: the declared grids, then each extension step
+the records call for (``extension.py``). A final run identical to a tuning
+run (same config hash and seed, e.g. seed 0 on the tuned partition) is that
+record, not a re-run. ``--dry-run`` validates everything, counts the work and
+estimates its CPU hours from measured rates (``cost.py``); it runs nothing
+and loads no data.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 from typing import Iterable, TextIO
 
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.suite.dry_run import print_dry_run
 from fednlp_bench.suite.selection import Records, cell_runs, load_records, select_all, write_plan
 from fednlp_bench.suite.spec import PlannedRun, Runner, Suite, execute_runs
-from fednlp_bench.suite.tier_plan import TierPlan, build_tier_plan, unique_runs
+from fednlp_bench.suite.tier_plan import TierPlan, build_tier_plan, pending_final_runs, unique_runs
 
 STAGES = ("all", "tune", "final")
 
@@ -50,14 +53,21 @@ def task_indexes(suite: Suite, names: Iterable[str] | None) -> set[int]:
     return {i for i, task in enumerate(known) if task in set(names)}
 
 
-def _final_todo(plan: TierPlan, tasks: set[int], records: Records) -> tuple[dict[int, list[PlannedRun]], set[int]]:
-    """Missing final runs per task whose selection is complete, and the tasks still pending tuning."""
-    selections = select_all(plan, records)
+def tuning_todo(plan: TierPlan, tasks: set[int], records: Records) -> list[PlannedRun]:
+    """Tuning runs the records call for now: missing declared points and the current extension steps' points."""
+    states = select_all(plan, records)
+    return unique_runs(run for unit in plan.units if unit.task_index in tasks
+                       for run in states[id(unit)].missing)
+
+
+def final_todo(plan: TierPlan, tasks: set[int], records: Records) -> tuple[dict[int, list[PlannedRun]], set[int]]:
+    """Missing final runs per task whose selection is settled, and the tasks still pending tuning."""
+    states = select_all(plan, records)
     by_task: dict[int, list[PlannedRun]] = {t: [] for t in sorted(tasks)}
     pending: set[int] = set()
     for cell in plan.cells:
         if cell.task_index in tasks:
-            runs = cell_runs(plan, cell, selections)
+            runs = cell_runs(plan, cell, states)
             if runs is None:
                 pending.add(cell.task_index)
             else:
@@ -72,37 +82,25 @@ def _final_todo(plan: TierPlan, tasks: set[int], records: Records) -> tuple[dict
 
 
 def pending_final_count(plan: TierPlan, task_index: int) -> int:
-    """Final runs a task will need once tuning is complete (the same for any choice: see the module doc).
-
-    A final run equals a tuning run exactly when its seed is the tuning seed and
-    its partition is the one tuned on; that holds for the first grid point as
-    for any other, so counting with the first point is exact.
-    """
-    tuning = {r.key for r in plan.tuning_runs({task_index})}
-    runs = unique_runs(r for cell in plan.cells if cell.task_index == task_index
-                   for r in plan.final_runs(cell, cell.unit.points[0]))
-    return sum(r.key not in tuning for r in runs)
+    return len(pending_final_runs(plan, task_index))
 
 
-def _missing_tuning(plan: TierPlan, task_index: int, records: Records) -> tuple[int, int]:
-    runs = plan.tuning_runs({task_index})
-    return sum(r.key not in records for r in runs), len(runs)
-
-
-def _final_counts(plan: TierPlan, tasks: set[int], records: Records, stream: TextIO) -> int:
-    """Print per task the final runs to do (exact, or pending tuning); return their total."""
-    todo, pending = _final_todo(plan, tasks, records)
-    total = 0
-    for t in sorted(tasks):
-        name = plan.task_name(t)
-        if t in pending:
-            count = pending_final_count(plan, t)
-            print(f"final: {name}: pending tuning: {count} runs once tuning is complete", file=stream)
-        else:
-            count = len(todo[t])
-            print(f"final: {name}: {count} runs to do", file=stream)
-        total += count
-    return total
+def _tune(plan: TierPlan, suite: Suite, chosen: set[int], runs_dir: str | Path, runner: Runner | None,
+          stream: TextIO, max_runs: int | None) -> tuple[list[PlannedRun], Records]:
+    """Run tuning waves (declared grid, then each extension step) until settled or ``max_runs`` are done."""
+    ran: list[PlannedRun] = []
+    records = load_records(runs_dir)
+    while True:
+        todo = tuning_todo(plan, chosen, records)
+        budget = None if max_runs is None else max_runs - len(ran)
+        if not todo or budget == 0:
+            return ran, records
+        finished = execute_runs(todo, runs_dir, runner=runner, keep_checkpoints=suite.keep_checkpoints,
+                                stream=stream, max_runs=budget)
+        ran += finished
+        records = load_records(runs_dir)
+        if not finished:
+            return ran, records
 
 
 def run_two_stage(
@@ -128,52 +126,66 @@ def run_two_stage(
     chosen = task_indexes(suite, tasks)
     command = command or f"fednlp-bench suite {suite.source}"
     records = load_records(runs_dir)
-    tuning_todo = [r for r in plan.tuning_runs(chosen) if r.key not in records]
-    tuning_all = plan.tuning_runs(chosen)
-    tier = f" (tier {suite.tier})" if suite.tier else ""
-    print(f"suite {suite.source}{tier}: tuning: {len(tuning_all)} runs in the grid, "
-          f"{len(tuning_all) - len(tuning_todo)} already recorded in {runs_dir}, {len(tuning_todo)} to run",
-          file=stream)
     if dry_run:
-        for run in tuning_todo:
-            print(f"  would run: {run.label}", file=stream)
-        final = _final_counts(plan, chosen, records, stream)
-        print(f"total: {len(tuning_todo) + final} runs to do ({len(tuning_todo)} tuning + {final} final)", file=stream)
-        return StageReport(remaining=len(tuning_todo) + final)
+        todo = tuning_todo(plan, chosen, records)
+        final, pending = final_todo(plan, chosen, records)
+        remaining = print_dry_run(plan, chosen, records, todo, final, pending, stream)
+        return StageReport(remaining=remaining)
+    print(f"suite {suite.source} (tier {suite.tier}): tuning: {len(tuning_todo(plan, chosen, records))} run(s) to "
+          f"do now (grid extensions follow when a choice lies on an axis edge; cap {suite.tuning.extensions} step(s))",
+          file=stream)
     if stage == "final":
         _refuse_incomplete_tuning(plan, chosen, records, command)
     report = StageReport()
     if stage in ("all", "tune"):
-        report.ran += execute_runs(tuning_todo, runs_dir, runner=runner, keep_checkpoints=suite.keep_checkpoints,
-                                   stream=stream, max_runs=max_runs)
-        records = load_records(runs_dir)
+        ran, records = _tune(plan, suite, chosen, runs_dir, runner, stream, max_runs)
+        report.ran += ran
         report.plan_path = write_plan(plan, runs_dir, out, records)
-        left = [r for r in tuning_todo if r.key not in records]
+        left = tuning_todo(plan, chosen, records)
         if left or stage == "tune":
             final = _final_counts(plan, chosen, records, stream) if left else 0
             report.remaining = len(left) + (final if stage == "all" else 0)
             return _finish(report, stream, command, stage, tasks, max_runs)
     budget = None if max_runs is None else max_runs - len(report.ran)
-    final_todo = [r for runs in _final_todo(plan, chosen, records)[0].values() for r in runs]
-    print(f"final: {len(final_todo)} runs to do", file=stream)
-    report.ran += execute_runs(final_todo, runs_dir, runner=runner, keep_checkpoints=suite.keep_checkpoints,
-                               stream=stream, max_runs=budget)
+    final_runs = [r for runs in final_todo(plan, chosen, records)[0].values() for r in runs]
+    print(f"final: {len(final_runs)} runs to do", file=stream)
+    if budget != 0:
+        report.ran += execute_runs(final_runs, runs_dir, runner=runner, keep_checkpoints=suite.keep_checkpoints,
+                                   stream=stream, max_runs=budget)
     records = load_records(runs_dir)
     report.plan_path = write_plan(plan, runs_dir, out, records)
-    report.remaining = sum(r.key not in records for r in final_todo)
+    report.remaining = sum(r.key not in records for r in final_runs)
     return _finish(report, stream, command, stage, tasks, max_runs)
 
 
+def _final_counts(plan: TierPlan, tasks: set[int], records: Records, stream: TextIO) -> int:
+    """Print per task the final runs to do (exact, or pending tuning); return their total."""
+    todo, pending = final_todo(plan, tasks, records)
+    total = 0
+    for t in sorted(tasks):
+        name = plan.task_name(t)
+        if t in pending:
+            count = pending_final_count(plan, t)
+            print(f"final: {name}: pending tuning: {count} runs once tuning is complete", file=stream)
+        else:
+            count = len(todo[t])
+            print(f"final: {name}: {count} runs to do", file=stream)
+        total += count
+    return total
+
+
 def _refuse_incomplete_tuning(plan: TierPlan, tasks: set[int], records: Records, command: str) -> None:
+    states = select_all(plan, records)
     problems = []
     for t in sorted(tasks):
-        missing, total = _missing_tuning(plan, t, records)
-        if missing:
+        open_units = [states[id(u)] for u in plan.units if u.task_index == t and not states[id(u)].settled]
+        if open_units:
+            missing = sum(len(s.missing) for s in open_units)
             name = plan.task_name(t)
-            problems.append(f"task {name!r}: tuning is incomplete ({missing} of {total} tuning runs missing); "
-                            f"run `{command} --stage tune --task {name}` first")
+            problems.append(f"task {name!r}: tuning is not settled ({len(open_units)} unit(s), {missing} tuning "
+                            f"run(s) missing, extensions included); run `{command} --stage tune --task {name}` first")
     if problems:
-        raise ValueError("the final stage needs every tuning run of its tasks; nothing was run:\n  "
+        raise ValueError("the final stage needs every tuning choice of its tasks; nothing was run:\n  "
                          + "\n  ".join(problems))
 
 

@@ -1,10 +1,14 @@
-"""Expand a two-stage suite into tuning units and final cells, all validated before the first run.
+"""Expand a tier suite into tuning units and final cells, all validated before the first run.
 
 A tuning unit is one (task, partition, algorithm) searched over its grid with
-the tuning seed. A final cell is one (task, partition, algorithm, role) whose
-runs are the chosen grid point over the final seeds; which point is chosen is
-known only after tuning, so every *possible* final config is validated here
-(with the first final seed), and a typo in the last task fails in seconds.
+the tuning seed; its grid may grow by extension steps (``extension.py``)
+once its runs are recorded. A final cell is one (task, partition,
+algorithm, role) whose runs are the chosen grid point over the task's final
+seeds; which point is chosen is known only after tuning, so every *possible*
+final config is validated here (with the first final seed), the furthest
+extensions any cap allows too, and every run's evaluation schedule is checked
+against the convergence criterion: a typo or an unusable schedule in the
+last task fails in seconds, not after hours of runs.
 
 Centralized training pools all clients' data, so (as ``centralized_once``) it
 is tuned once per task, on the first tuned partition, and runs its final
@@ -18,8 +22,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import itertools
+
 from fednlp_bench.engine.eval_schedule import evaluates_round
-from fednlp_bench.suite.grid import apply_point, check_equal_sizes, check_grid_keys, grid_points, point_label
+from fednlp_bench.leaderboard.convergence import points_in_window, window_start
+from fednlp_bench.suite.grid import (
+    apply_point,
+    check_equal_sizes,
+    check_grid_keys,
+    check_required_axes,
+    grid_points,
+    point_label,
+    step_value,
+)
 from fednlp_bench.suite.spec import PlannedRun, Suite, _merge
 
 CENTRALIZED = "centralized"
@@ -48,14 +63,22 @@ class PartitionRef:
 
 @dataclass
 class TuningUnit:
-    """One (task, partition, algorithm) searched over its grid: ``runs[i]`` is ``points[i]`` at the tuning seed."""
+    """One (task, partition, algorithm) searched over its grid: ``runs[i]`` is ``points[i]`` at the tuning seed.
+
+    ``axes`` and ``points`` are the declared grid; extensions are derived
+    from the records (``extension.resolve``), never stored here.
+    """
 
     task_index: int
     partition: PartitionRef
     algorithm_index: int
     algorithm: str
-    points: list[dict[str, Any]]
+    axes: dict[str, list[Any]]
     runs: list[PlannedRun]
+
+    @property
+    def points(self) -> list[dict[str, Any]]:
+        return grid_points(self.axes)
 
 
 @dataclass
@@ -85,11 +108,16 @@ class TierPlan:
         """Every tuning run (of the given task indexes), in run order, each once."""
         return unique_runs(run for unit in self.units if tasks is None or unit.task_index in tasks for run in unit.runs)
 
+    def tuning_run(self, unit: TuningUnit, point: dict[str, Any]) -> PlannedRun:
+        """The run of ``point`` (a declared or an extension point) at the tuning seed."""
+        raw, label = _raw_config(self.suite, unit.task_index, unit.partition, unit.algorithm_index, point,
+                                 self.suite.tuning.seed, None, "tuning")
+        return PlannedRun(self.canonical(raw), label)
+
     def final_runs(self, cell: Cell, point: dict[str, Any]) -> list[PlannedRun]:
-        """The cell's runs for ``point`` (one per final seed), canonical like the engine's configs."""
-        assert self.suite.final is not None
+        """The cell's runs for ``point`` (one per final seed of its task), canonical like the engine's configs."""
         runs = []
-        for seed in self.suite.final.seeds:
+        for seed in self.suite.seeds_for(cell.task_index):
             raw, label = _raw_config(self.suite, cell.task_index, cell.partition, cell.algorithm_index, point, seed,
                                      cell.overrides, cell.role)
             runs.append(PlannedRun(self.canonical(raw), label))
@@ -116,6 +144,20 @@ def unique_runs(runs: Iterable[PlannedRun]) -> list[PlannedRun]:
     return out
 
 
+def pending_final_runs(plan: TierPlan, task_index: int) -> list[PlannedRun]:
+    """Final runs a task will need once tuning is settled (the same number for any choice).
+
+    A final run equals a tuning run exactly when its seed is the tuning seed and
+    its partition is the one tuned on; that holds for the first grid point as
+    for any other, so counting with the first point is exact, and its configs
+    stand in for the chosen ones in cost estimates.
+    """
+    tuning = {r.key for r in plan.tuning_runs({task_index})}
+    runs = unique_runs(r for cell in plan.cells if cell.task_index == task_index
+                       for r in plan.final_runs(cell, cell.unit.points[0]))
+    return [r for r in runs if r.key not in tuning]
+
+
 def _raw_config(suite: Suite, t: int, partition: PartitionRef, a: int, point: dict[str, Any], seed: int,
                 overrides: dict[str, Any] | None, role: str) -> tuple[dict[str, Any], str]:
     """base <- task <- partition <- algorithm <- grid point <- overrides <- seed (later wins)."""
@@ -137,7 +179,6 @@ def _raw_config(suite: Suite, t: int, partition: PartitionRef, a: int, point: di
 
 def _tuned_indexes(suite: Suite, t: int) -> list[int]:
     count = len(suite.partitions_for(t))
-    assert suite.tuning is not None
     if suite.tuning.partitions == "all":
         return list(range(count))
     bad = [i for i in suite.tuning.partitions if i >= count]
@@ -152,33 +193,36 @@ def _refs(suite: Suite, t: int) -> list[PartitionRef]:
             for i, p in enumerate(suite.partitions_for(t))]
 
 
-def build_tier_plan(suite: Suite) -> TierPlan:
-    """Check the protocol rules, expand units and cells, validate every config; all errors at once."""
-    if suite.tuning is None or suite.final is None:
-        raise ValueError(f"{suite.source}: not a two-stage suite (no 'tuning'/'final' sections)")
+def _check_grids(suite: Suite) -> list[str]:
+    """Equal effort: the required axes, the same number of points, known keys (raises on the first problem)."""
     names = [a["algorithm"] for a in suite.algorithms]
-    check_equal_sizes(names, [suite.grid_for(a) for a in range(len(names))], suite.source)
     for a, name in enumerate(names):
+        check_required_axes(suite.grid_for(a), name, suite.source)
         check_grid_keys(suite.grid_for(a), name, suite.source)
-    overrides = suite.final.centralized_converged
-    if overrides is not None and CENTRALIZED not in names:
+    check_equal_sizes(names, [suite.grid_for(a) for a in range(len(names))], suite.source)
+    if suite.final.centralized_converged is not None and CENTRALIZED not in names:
         raise ValueError(f"{suite.source}: final.centralized_converged is set but no 'centralized' algorithm is "
                          "listed; add centralized to 'algorithms' or remove the overrides")
+    return names
+
+
+def build_tier_plan(suite: Suite) -> TierPlan:
+    """Check the protocol rules, expand units and cells, validate every config; all errors at once."""
+    names = _check_grids(suite)
+    overrides = suite.final.centralized_converged
     plan = TierPlan(suite, [], [])
     errors: list[str] = []
     for t in range(len(suite.tasks)):
         refs, tuned = _refs(suite, t), _tuned_indexes(suite, t)
         units: dict[tuple[int, int], TuningUnit] = {}
         for a, name in enumerate(names):
-            points = grid_points(suite.grid_for(a))
             for p in tuned[:1] if name == CENTRALIZED else tuned:
-                unit = TuningUnit(t, refs[p], a, name, points, [])
-                for point in points:
-                    raw, label = _raw_config(suite, t, refs[p], a, point, suite.tuning.seed, None, "tuning")
+                unit = TuningUnit(t, refs[p], a, name, dict(suite.grid_for(a)), [])
+                for point in unit.points:
                     try:
-                        unit.runs.append(PlannedRun(plan.canonical(raw), label))
+                        unit.runs.append(plan.tuning_run(unit, point))
                     except (ValueError, TypeError, KeyError) as err:
-                        errors.append(f"{label}: {err}")
+                        errors.append(f"{_raw_config(suite, t, refs[p], a, point, 0, None, 'tuning')[1]}: {err}")
                 units[(p, a)] = unit
                 plan.units.append(unit)
         for ref in refs:
@@ -192,8 +236,8 @@ def build_tier_plan(suite: Suite) -> TierPlan:
                     continue
                 source_index = ref.index if suite.tuning.partitions == "all" else tuned[0]
                 plan.cells.append(Cell(t, ref, a, name, "federated", units[(source_index, a)]))
-    if not errors:
-        errors = _check_final_shapes(plan) + _check_eval_schedule(plan)
+    for check in (_check_final_shapes, _check_extremes, _check_eval_schedule):
+        errors = errors or check(plan)  # each check needs the configs the previous ones validated
     if errors:
         listing = "\n  ".join(errors)
         raise ValueError(f"{suite.source}: {len(errors)} invalid run config(s); nothing was run:\n  {listing}")
@@ -201,12 +245,44 @@ def build_tier_plan(suite: Suite) -> TierPlan:
     return plan
 
 
+def extreme_points(axes: dict[str, list[Any]], steps: int) -> list[dict[str, Any]]:
+    """The corners of the grid after ``steps`` extensions on every side of every axis."""
+    if steps == 0:
+        return []
+    ends = {}
+    for key, values in axes.items():
+        low, high = list(values), list(values)
+        for _ in range(steps):
+            low = [step_value(low, "low"), *low]
+            high = [*high, step_value(high, "high")]
+        ends[key] = (low[0], high[-1])
+    keys = list(ends)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(ends[k] for k in keys))]
+
+
+def _check_extremes(plan: TierPlan) -> list[str]:
+    """The furthest points the extension cap can reach are valid configs (a negative or absurd value fails now)."""
+    errors = []
+    for unit in plan.units:
+        for point in extreme_points(unit.axes, plan.suite.tuning.extensions):
+            if any(v <= 0 for v in point.values()):
+                errors.append(f"{unit.algorithm} on {unit.partition.label}: extending its grid "
+                              f"{plan.suite.tuning.extensions} step(s) reaches {point_label(point)}, not positive; "
+                              "lower tuning.extensions or widen the axis ratio")
+                continue
+            try:
+                plan.tuning_run(unit, point)
+            except (ValueError, TypeError, KeyError) as err:
+                errors.append(f"{unit.algorithm} on {unit.partition.label}: the furthest extension "
+                              f"{point_label(point)} is not a valid run: {err}")
+    return errors
+
+
 def _check_final_shapes(plan: TierPlan) -> list[str]:
     """Every final config any choice could produce (first final seed): a bad override fails now, not after tuning."""
-    assert plan.suite.final is not None
-    seed = plan.suite.final.seeds[0]
     errors = []
     for cell in plan.cells:
+        seed = plan.suite.seeds_for(cell.task_index)[0]
         for point in cell.unit.points:
             raw, label = _raw_config(plan.suite, cell.task_index, cell.partition, cell.algorithm_index, point, seed,
                                      cell.overrides, cell.role)
@@ -218,13 +294,25 @@ def _check_final_shapes(plan: TierPlan) -> list[str]:
 
 
 def _check_eval_schedule(plan: TierPlan) -> list[str]:
-    """Selection reads the last round's validation metric, so every tuning run must evaluate its last round."""
-    errors = []
-    for run in plan.tuning_runs():
-        rounds, every = run.config["rounds"], run.config["eval_every"]
+    """Selection reads the last round's validation; the convergence test needs enough rounds in its window."""
+    criterion = plan.suite.convergence
+    runs = plan.tuning_runs() + [run for cell in plan.cells for run in plan.final_runs(cell, cell.unit.points[0])[:1]]
+    errors, seen = [], set()
+    for run in runs:
+        rounds, every = int(run.config["rounds"]), int(run.config["eval_every"])
+        if (rounds, every) in seen:
+            continue
+        seen.add((rounds, every))
         if not evaluates_round(rounds, rounds, every):
             errors.append(f"{run.label}: eval_every={every} does not evaluate the last round ({rounds}), which "
                           f"selection reads; use an eval_every that divides rounds={rounds}")
+        found = points_in_window(rounds, criterion, lambda r: evaluates_round(r, rounds, every))
+        if found < criterion.min_points:
+            start = window_start(rounds, criterion)
+            errors.append(f"{run.label}: eval_every={every} evaluates {found} round(s) in the convergence window "
+                          f"(rounds {start}-{rounds}, the last {criterion.window:.0%} of {rounds}), but the criterion "
+                          f"needs {criterion.min_points}; lower eval_every (at most "
+                          f"{max(1, (rounds - start) // max(1, criterion.min_points - 1))}) or raise rounds")
     return errors
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from fednlp_bench.leaderboard.collect import LoadedRecord
+from fednlp_bench.leaderboard.records import LoadedRecord
 from fednlp_bench.leaderboard.tier_cells import TierTask
 from fednlp_bench.suite.verify import DEFAULT_TOLERANCE, Runner, VerifyResult, save_verification, verify_record
 

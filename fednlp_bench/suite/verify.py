@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fednlp_bench.leaderboard.collect import LoadedRecord
+from fednlp_bench.leaderboard.records import LoadedRecord
 from fednlp_bench.atomic import atomic_write_text
-from fednlp_bench.leaderboard.render import VERIFICATION_FILE
+from fednlp_bench.leaderboard.verification import VERIFICATION_FILE
 from fednlp_bench.results.record import RunRecord
 
 DEFAULT_TOLERANCE = 1e-6

@@ -1,0 +1,157 @@
+"""Convergence as a property of every cell: is the validation curve still rising at the end of the budget?
+
+A gap between FL and centralized training measured while FL is still
+climbing is a statement about the budget, not about federated learning. So
+each tier declares a criterion and every cell is tested against it:
+
+    The window is the last ``window`` share of the R rounds: the evaluated
+    rounds r with r >= R - ceil(window * R). A seed's curve is converged when
+    the window holds at least ``min_points`` evaluated rounds and the
+    ordinary least-squares slope of its validation metric against the round
+    number is below ``tolerance`` (metric units per round). A falling curve
+    (overfitting) counts as converged: more rounds would not help. A cell is
+    converged when every seed is.
+
+Only records are read (the validation metric of each evaluated round), so the
+status is recomputed from the published records by anyone. The suite checks,
+before anything runs, that every run's evaluation schedule puts enough
+evaluated rounds in the window (:func:`window_start`, :func:`points_in_window`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from fednlp_bench.hints import closest_hint
+
+KEYS = ("window", "tolerance", "min_points")
+#: ``fednlp-bench compare`` has no tier; it marks its cells with this criterion (docs/protocol.md).
+DEFAULT = {"window": 0.25, "tolerance": 0.002, "min_points": 3}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    window: float
+    tolerance: float
+    min_points: int = 3
+
+    @classmethod
+    def from_dict(cls, value: Any, source: str = "convergence") -> "Criterion":
+        """Parse ``{window: 0.25, tolerance: 0.002, min_points: 3}``; every bad value is named."""
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{source}: 'convergence' must be a mapping such as {DEFAULT}, got {value!r}")
+        for key in value:
+            if key not in KEYS:
+                raise ValueError(f"{source}: unknown key {key!r} in 'convergence'.{closest_hint(str(key), KEYS)} "
+                                 f"Valid keys: {', '.join(KEYS)}")
+        for key in ("window", "tolerance"):
+            if key not in value:
+                raise ValueError(f"{source}: convergence needs {key!r} (e.g. {DEFAULT})")
+        window, tolerance = value["window"], value["tolerance"]
+        points = value.get("min_points", DEFAULT["min_points"])
+        if not _number(window) or not 0 < window <= 1:
+            raise ValueError(f"{source}: convergence.window={window!r} must be a share of the rounds in (0, 1], "
+                             "e.g. 0.25 for the last quarter")
+        if not _number(tolerance) or not tolerance > 0:
+            raise ValueError(f"{source}: convergence.tolerance={tolerance!r} must be a positive number "
+                             "(the largest slope of the validation metric per round still called flat), e.g. 0.002")
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise ValueError(f"{source}: convergence.min_points={points!r} must be an integer >= 2 (a slope needs "
+                             "two evaluated rounds; 3 or more make it meaningful)")
+        return cls(float(window), float(tolerance), points)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window": self.window, "tolerance": self.tolerance, "min_points": self.min_points}
+
+    def text(self) -> str:
+        return (f"OLS slope of the validation metric per round below {self.tolerance:g} over the last "
+                f"{self.window:.0%} of the rounds (at least {self.min_points} evaluated rounds), for every seed")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def window_start(rounds: int, criterion: Criterion) -> int:
+    """First round of the window: R - ceil(window * R) (the round the last share starts from)."""
+    return max(1, rounds - math.ceil(criterion.window * rounds - 1e-9))
+
+
+def points_in_window(rounds: int, criterion: Criterion, evaluates: Callable[[int], bool]) -> int:
+    """Evaluated rounds inside the window, for an evaluation schedule ``evaluates(round)``."""
+    return sum(1 for r in range(window_start(rounds, criterion), rounds + 1) if evaluates(r))
+
+
+def ols_slope(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of y on x (x: round numbers, all distinct)."""
+    n = len(points)
+    if n < 2:
+        raise ValueError("a slope needs at least two points")
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        raise ValueError("a slope needs at least two distinct rounds")
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+@dataclass(frozen=True)
+class Status:
+    """One curve's (or one cell's) verdict: converged, still rising, or undecidable (too few points)."""
+
+    #: None: the window holds fewer evaluated rounds than the criterion needs.
+    converged: bool | None
+    #: The slope per round (a cell: the largest over its seeds); None when undecidable.
+    slope: float | None
+    points: int
+    seeds: int = 1
+    rising_seeds: int = 0
+
+    def text(self, digits: int = 4) -> str:
+        if self.converged is None:
+            return f"undecided ({self.points} evaluated round(s) in the window)"
+        if self.converged:
+            return f"converged (slope {self.slope:+.{digits}f}/round)"
+        share = f", {self.rising_seeds}/{self.seeds} seeds" if self.seeds > 1 else ""
+        return f"still rising (+{self.slope:.{digits}f} per round{share})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"converged": self.converged, "slope": self.slope, "points": self.points, "seeds": self.seeds,
+                "rising_seeds": self.rising_seeds}
+
+
+def convergence_status(curve: Sequence[tuple[int, float]], rounds: int, criterion: Criterion) -> Status:
+    """The verdict for one seed's validation curve ``[(round, value), ...]`` of a run of ``rounds`` rounds."""
+    start = window_start(rounds, criterion)
+    window = [(float(r), float(v)) for r, v in curve if start <= r <= rounds]
+    if len(window) < criterion.min_points:
+        return Status(None, None, len(window))
+    slope = ols_slope(window)
+    rising = slope >= criterion.tolerance
+    return Status(not rising, slope, len(window), 1, int(rising))
+
+
+def cell_status(statuses: Sequence[Status]) -> Status:
+    """Every seed converged -> converged; any seed undecidable -> undecidable; slope = the largest."""
+    if not statuses:
+        raise ValueError("no curves: a cell's status needs at least one finished run")
+    points = min(s.points for s in statuses)
+    if any(s.converged is None for s in statuses):
+        return Status(None, None, points, len(statuses))
+    rising = sum(not s.converged for s in statuses)
+    slope = max(s.slope for s in statuses)  # type: ignore[type-var]
+    return Status(rising == 0, slope, points, len(statuses), rising)
+
+
+def record_curve(record: Any, metric: str | None = None) -> list[tuple[int, float]]:
+    """``[(round, validation metric)]`` of a run record's evaluated rounds (the primary metric by default)."""
+    metric = metric or record.primary_metric
+    return [(int(r.round), float(r.metrics[metric])) for r in record.rounds if metric in r.metrics]
+
+
+def record_status(record: Any, criterion: Criterion, metric: str | None = None) -> Status:
+    """The verdict for one record (its own ``rounds``: a converged-centralized run is judged on its longer curve)."""
+    rounds = int(record.config.get("rounds") or len(record.rounds))
+    return convergence_status(record_curve(record, metric), rounds, criterion)
