@@ -102,10 +102,8 @@ def test_continual_run_has_a_row_per_period(tmp_path: Path) -> None:
     assert sorted(i for per in arrival.values() for period in per for i in period) == list(range(84))
 
 
-def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
-    from fednlp_bench.leaderboard.collect import collect_records
-    from fednlp_bench.leaderboard.render import table_markdown, task_csv
-    from fednlp_bench.leaderboard.tables import build_tables
+def test_trust_tables(tmp_path: Path) -> None:
+    from fednlp_bench.leaderboard.records import collect_records
     from fednlp_bench.leaderboard.trust_tables import population_table, privacy_table
 
     runs = tmp_path / "runs"
@@ -120,15 +118,7 @@ def test_trust_tables_and_leaderboard_columns(tmp_path: Path) -> None:
     records = collect_records(runs)
     text = privacy_table(records)
     assert "| off | 0 |" in text and "| dp_fixed_clip | 0.8 | 0.5 | 0.001 |" in text
-    assert f"{dp.privacy['epsilon']:.2f}" in text and f"{plain.membership_audit['auc']:.3f}" in text
-    cell = next(c for t in build_tables(records) for c in t.cells.values() if c.records[0].record.run_id == dp.run_id)
-    assert cell.epsilon == pytest.approx(dp.privacy["epsilon"])
-    assert cell.worst_10pct == pytest.approx(dp.client_eval["summary"]["worst_10pct"])
-    dp_table = next(t for t in build_tables(records) if cell in t.cells.values())
-    md = table_markdown(dp_table, tmp_path, "dp", {})
-    assert "| ε FedAvg | Worst 10% FedAvg | MIA AUC FedAvg |" in md
-    assert f"| {dp.privacy['epsilon']:.2f} | {dp.client_eval['summary']['worst_10pct']:.4f} | " in md
-    assert "epsilon,worst_10pct,mia_auc" in task_csv(build_tables(records)).splitlines()[0]
+    assert f"{dp.privacy['epsilon']:.2f}" in text and f"{plain.membership_audit['auc']:.3f} n=1" in text
     with pytest.raises(ValueError, match=r"differs .* in \['client_eval', 'membership_audit'\]"):
         privacy_table(collect_records(runs) + [
             type(records[0])(run(toy_config(sampling="poisson", rounds=2), tmp_path / "other"), tmp_path / "other")])

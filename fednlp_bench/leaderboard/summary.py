@@ -143,8 +143,8 @@ def difference_text(diff: Difference, digits: int = 4) -> str:
     parts = []
     if diff.paired is not None:
         hw = diff.paired.half_width
-        shown = f"±{hw:.{digits}f}" if hw is not None else "none"
-        parts.append(f"paired {CONFIDENCE:.0%} CI {shown}, n={diff.paired.n}")
+        parts.append(f"paired {CONFIDENCE:.0%} CI ±{hw:.{digits}f}, n={diff.paired.n}" if hw is not None
+                     else f"paired n={diff.paired.n}, no interval")
     if diff.welch_half_width is not None:
         parts.append(f"Welch ±{diff.welch_half_width:.{digits}f}")
     value = diff.paired.mean if diff.paired is not None else diff.value
