@@ -62,6 +62,7 @@ OPTIONAL_OFF: dict[str, Any] = {
     "privacy": None,
     "continual": None,
     "client_eval": False,
+    "client_eval_params": {},
     "membership_audit": None,
     "canary": None,
     "fairness": None,
@@ -119,6 +120,8 @@ class RunConfig:
     continual: dict[str, Any] | None = None
     #: Split each client into local train/test and report per-client metrics (engine/client_eval.py).
     client_eval: bool = False
+    #: {source: holdout|test, rows, min_units}: where local test rows come from, and the size a client needs.
+    client_eval_params: dict[str, Any] = field(default_factory=dict)
     #: Membership audit of the final model: {examples, reference, bootstrap, client_rows, holdout_clients}
     #: (fednlp_bench/audit/spec.py); None: off.
     membership_audit: dict[str, Any] | None = None
@@ -151,6 +154,7 @@ class RunConfig:
         self.task_params = dict(self.task_params or {})
         self.sampling_params = dict(self.sampling_params or {})
         self.trainable_params = dict(self.trainable_params or {})
+        self.client_eval_params = dict(self.client_eval_params or {})
         self.validate()
 
     # ------------------------------------------------------------------ io
@@ -251,7 +255,7 @@ class RunConfig:
 
     def _validate_populations(self) -> None:
         """Sampling parameters, DP, continual setting, per-client evaluation and the audit (optional features)."""
-        from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE
+        from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE, ClientEvalParams
         from fednlp_bench.audit.spec import check_audit_features
         from fednlp_bench.fairness.spec import check_fairness
         from fednlp_bench.engine.populations import ContinualSpec, check_sampling
@@ -278,13 +282,18 @@ class RunConfig:
                 )
         if not isinstance(self.client_eval, bool):
             raise ValueError(f"client_eval={self.client_eval!r} must be true or false")
-        if self.client_eval and int(self.partition["min_size"]) < MIN_CLIENT_SIZE:
+        source = ClientEvalParams.from_dict(self.client_eval_params).source
+        if self.client_eval_params and not self.client_eval:
+            raise ValueError("client_eval_params is set but client_eval is off; set client_eval: true or drop them")
+        if self.client_eval and source == "holdout" and int(self.partition["min_size"]) < MIN_CLIENT_SIZE:
             raise ValueError(
                 f"client_eval splits every client into local train and test, so clients need at least "
                 f"{MIN_CLIENT_SIZE} rows; partition.min_size={self.partition['min_size']} allows fewer: "
                 f"set partition.min_size >= {MIN_CLIENT_SIZE}"
             )
-        check_audit_features(self.membership_audit, self.canary, task=self.task, client_eval=self.client_eval,
+        # The audits read the hold-out rows of the clients themselves (local sets drawn from test are not theirs).
+        check_audit_features(self.membership_audit, self.canary, task=self.task,
+                             client_eval=self.client_eval and source == "holdout",
                              continual=self.continual is not None, backend=self.backend, algorithm=self.algorithm,
                              num_clients=self.partition["num_clients"], clients_per_round=self.clients_per_round)
         check_fairness(self.fairness, task=self.task)

@@ -9,6 +9,7 @@ label-skew draw, so ``alpha`` means the same thing in both schemes.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +29,20 @@ from fednlp_bench.partitioners.errors import PartitionError
 from fednlp_bench.paths import DEFAULT_MODEL
 
 
-def cluster_embeddings(vectors: np.ndarray, clusters: int, seed: int) -> np.ndarray:
-    """k-means cluster id per row (scikit-learn, fixed ``random_state``, so deterministic)."""
+def fit_clusters(vectors: np.ndarray, clusters: int, seed: int) -> Any:
+    """The fitted k-means model (scikit-learn, fixed ``random_state``, so deterministic).
+
+    Kept so other rows (a test split) can be assigned to the nearest centroid
+    of exactly the clustering a partition was drawn from.
+    """
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters=clusters, random_state=seed, n_init=4)
-    return km.fit_predict(vectors.astype(np.float64)).astype(np.int64)
+    return KMeans(n_clusters=clusters, random_state=seed, n_init=4).fit(vectors.astype(np.float64))
+
+
+def cluster_embeddings(vectors: np.ndarray, clusters: int, seed: int) -> np.ndarray:
+    """k-means cluster id per row."""
+    return fit_clusters(vectors, clusters, seed).labels_.astype(np.int64)
 
 
 @register_partitioner

@@ -37,6 +37,8 @@ class Task(ABC):
     hub_default: ClassVar[str]
     #: Sub-folder of ``FEDNLP_DATA_DIR`` holding the offline copy.
     local_default: ClassVar[str]
+    #: What a per-client evaluation set's minimum size counts (engine/client_eval.py).
+    evaluation_unit: ClassVar[str] = "examples"
 
     def __init__(
         self,
@@ -96,6 +98,14 @@ class Task(ABC):
     @abstractmethod
     def collate(self, features: list[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """Batch preprocessed rows into model inputs (drops bookkeeping columns)."""
+
+    def evaluation_units(self, raw: Dataset) -> list[int]:
+        """Per raw row, how many ``evaluation_unit`` it holds (one example each unless the task says otherwise).
+
+        A per-client metric over too few units is noise; the engine counts a
+        client only when its local set holds at least the declared minimum.
+        """
+        return [1] * len(raw)
 
     # ----- model ------------------------------------------------------------
     @abstractmethod

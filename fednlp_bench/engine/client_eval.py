@@ -1,12 +1,24 @@
 """Per-client evaluation: how the global model serves each client, not just the average one.
 
 A global model that is good on average can fail its smallest or most unusual
-clients (LEAF reports per-client accuracy distributions for this reason). With
-``client_eval: true`` each client's rows are split once, deterministically
-from the partition seed, into local train (used for FL) and local test (never
-trained on); after the last round the global model is evaluated on every
-client's local test rows, and the record keeps each client's metric and a
-summary: mean, std, worst/best 10% and the correlation with client size.
+clients (LEAF reports per-client accuracy distributions for this reason).
+With ``client_eval: true`` the final model is evaluated on every client's
+local test rows, which come from one of two sources
+(``client_eval_params.source``):
+
+- ``holdout`` (the default, what records before protocol v2 used): each
+  client's rows are split once, deterministically from the partition seed,
+  into local train (used for FL) and local test (20%, never trained on);
+- ``test`` (protocol v2): clients train on all their rows, and each gets
+  ``rows`` rows of the test split drawn with its own mixture (local_test.py).
+
+A client counts only when its local set holds at least ``min_units`` units:
+examples, or the task's own unit (gold entities for tagging; declared by the
+task as ``evaluation_unit``). The record keeps each client's metric (qualified
+clients only: the others are not evaluated), how many qualified, and a
+summary over the qualified ones: mean, std, worst/best 10%, a bootstrap
+interval of the worst 10% (clients resampled) and the correlation with
+client size.
 """
 
 from __future__ import annotations
@@ -20,11 +32,52 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fednlp_bench.hints import closest_hint
+from fednlp_bench.results.client_stats import bootstrap_worst
+
 #: Share of each client's rows held out as its local test set (at least one row).
 TEST_FRACTION = 0.2
 #: One local-train and one local-test row.
 MIN_CLIENT_SIZE = 2
 _SPLIT_STREAM = 6
+SOURCES = ("holdout", "test")
+PARAM_KEYS = ("source", "rows", "min_units")
+#: Local test rows per client drawn from the test split (source: test).
+DEFAULT_ROWS = 100
+#: Minimum units of a local set: the protocol's 20 for sets drawn from test; 1 keeps the hold-out's old meaning.
+DEFAULT_MIN_UNITS = {"holdout": 1, "test": 20}
+
+
+@dataclass(frozen=True)
+class ClientEvalParams:
+    source: str = "holdout"
+    rows: int = DEFAULT_ROWS
+    min_units: int = 1
+
+    @classmethod
+    def from_dict(cls, value: Any) -> "ClientEvalParams":
+        """Parse ``client_eval_params`` (e.g. ``{source: test, rows: 100, min_units: 20}``); bad values are named."""
+        if not isinstance(value, dict):
+            raise ValueError(f"client_eval_params must be a mapping such as {{source: test, rows: 100, "
+                             f"min_units: 20}}, got {value!r}")
+        for key in value:
+            if key not in PARAM_KEYS:
+                raise ValueError(f"unknown client_eval_params key {key!r}.{closest_hint(str(key), PARAM_KEYS)} "
+                                 f"Valid keys: {', '.join(PARAM_KEYS)}")
+        source = value.get("source", "holdout")
+        if source not in SOURCES:
+            raise ValueError(f"client_eval_params.source={source!r} is not one of {list(SOURCES)} (holdout: 20% of "
+                             "each client's rows; test: rows drawn from the test split with the client's mixture)")
+        out = {"source": source, "rows": value.get("rows", DEFAULT_ROWS),
+               "min_units": value.get("min_units", DEFAULT_MIN_UNITS[source])}
+        for key in ("rows", "min_units"):
+            number = out[key]
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ValueError(f"client_eval_params.{key}={number!r} must be an integer >= 1")
+        if source == "holdout" and "rows" in value:
+            raise ValueError("client_eval_params.rows applies to source: test only (the hold-out is 20% of each "
+                             "client's rows)")
+        return cls(**out)
 
 
 @dataclass
@@ -69,7 +122,8 @@ def split_clients(client_rows: Sequence[np.ndarray], seed: int) -> ClientSplit:
 
 
 def summarize(values: Sequence[float], sizes: Sequence[int]) -> dict[str, Any]:
-    """mean, std (ddof=1), worst/best 10% (mean of the lowest/highest ceil(N/10) clients), Pearson r with size."""
+    """mean, std (ddof=1), worst/best 10% (mean of the lowest/highest ceil(N/10) clients) with a bootstrap
+    interval of the worst 10%, and Pearson r with size, over the qualified clients' values."""
     vals = np.asarray(values, dtype=np.float64)
     if len(vals) == 0:
         raise ValueError("no client metrics to summarize")
@@ -79,11 +133,12 @@ def summarize(values: Sequence[float], sizes: Sequence[int]) -> dict[str, Any]:
     corr: float | None = None
     if len(vals) >= 2 and np.std(size_arr) > 0 and np.std(vals) > 0:
         corr = float(np.corrcoef(size_arr, vals)[0, 1])
+    interval = bootstrap_worst([vals])
     return {
-        "clients": int(len(vals)),
         "mean": float(vals.mean()),
         "std": float(statistics.stdev(vals.tolist())) if len(vals) >= 2 else None,
         "worst_10pct": float(ordered[:k].mean()),
+        "worst_10pct_ci": None if interval is None else [interval[0], interval[1]],
         "best_10pct": float(ordered[-k:].mean()),
         "tail_clients": k,
         #: None when sizes or metrics are all equal (the correlation is undefined).
@@ -91,18 +146,26 @@ def summarize(values: Sequence[float], sizes: Sequence[int]) -> dict[str, Any]:
     }
 
 
-def evaluate_clients(task: Any, model: Any, train_raw: Any, split: ClientSplit, sizes: Sequence[int],
-                     batch_size: int) -> dict[str, Any]:
-    """The global model's metrics on every client's local test rows, and the summary of the primary one."""
+def evaluate_clients(task: Any, model: Any, raw_split: Any, sets: Sequence[np.ndarray], sizes: Sequence[int],
+                     batch_size: int, params: ClientEvalParams, described: dict[str, Any]) -> dict[str, Any]:
+    """The global model's metrics on every qualifying client's local rows of ``raw_split``, and their summary."""
+    unit = str(getattr(task, "evaluation_unit", "examples"))
     per_client = []
-    for cid, rows in enumerate(split.test):
-        raw = train_raw.select(rows.tolist())
-        features = task.preprocess(raw, train=False)
-        metrics = task.evaluate(model, raw, features, batch_size=batch_size)
-        value = float(metrics[task.primary_metric])
-        if not math.isfinite(value):
-            raise ValueError(f"client {cid}: {task.primary_metric} is {value} on its local test rows")
-        per_client.append({"client": cid, "train_size": int(sizes[cid]), "test_size": int(len(rows)),
-                           task.primary_metric: value})
-    summary = summarize([c[task.primary_metric] for c in per_client], [c["train_size"] for c in per_client])
-    return {"metric": task.primary_metric, "summary": summary, "clients": per_client, "split": split.describe()}
+    for cid, rows in enumerate(sets):
+        raw = raw_split.select(rows.tolist())
+        units = int(sum(task.evaluation_units(raw))) if hasattr(task, "evaluation_units") else len(rows)
+        entry: dict[str, Any] = {"client": cid, "train_size": int(sizes[cid]), "test_size": int(len(rows)),
+                                 "units": units, "qualified": units >= params.min_units}
+        if entry["qualified"]:
+            metrics = task.evaluate(model, raw, task.preprocess(raw, train=False), batch_size=batch_size)
+            value = float(metrics[task.primary_metric])
+            if not math.isfinite(value):
+                raise ValueError(f"client {cid}: {task.primary_metric} is {value} on its local test rows")
+            entry[task.primary_metric] = value
+        per_client.append(entry)
+    qualified = [c for c in per_client if c["qualified"]]
+    summary: dict[str, Any] = {"clients": len(per_client), "qualified": len(qualified), "min_units": params.min_units,
+                               "unit": unit, "worst_10pct": None}
+    if qualified:
+        summary.update(summarize([c[task.primary_metric] for c in qualified], [c["train_size"] for c in qualified]))
+    return {"metric": task.primary_metric, "summary": summary, "clients": per_client, "split": described}

@@ -24,7 +24,7 @@ def finish_record(run: PreparedRun) -> RunRecord:
     baselines = make_baselines() if callable(make_baselines) else None
     run.trainer.state.load(run.global_weights)  # the audit and per-client metrics use the final model
     extras = run.run_features.finish(run.task, run.trainer.model, run.trainer, run.eval_features, rounds, EVAL_BATCH_SIZE,
-                                     central_steps=run.central_steps)
+                                     central_steps=run.central_steps, test_raw=run.test_raw)
     record_config = config.to_dict()
     # DP runs: only released values (exact participants, losses, bytes go to a marked side file).
     published = run.run_features.record_rounds(rounds, run.run_dir, run.trainer.state.num_bytes)

@@ -23,7 +23,8 @@ from fednlp_bench.audit.spec import AuditSpec
 from fednlp_bench.audit.tracking import BatchTracker
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.aggregation_weights import WeightedAggregation
-from fednlp_bench.engine.client_eval import ClientSplit, evaluate_clients, split_clients
+from fednlp_bench.engine.client_eval import ClientEvalParams, ClientSplit, evaluate_clients, split_clients
+from fednlp_bench.engine.local_test import describe, draw_local_sets, strata_for
 from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, arrival_keys
 from fednlp_bench.engine.run_plans import CanaryPlan, FairnessPlan, holdout_clients
 from fednlp_bench.engine.sampling_policies import make_policy
@@ -56,7 +57,8 @@ class RunFeatures:
         self.train_raw = train_raw
         rows = [np.asarray(part.indices(c), dtype=np.int64) for c in range(part.num_clients)]
         self.split: ClientSplit | None = None
-        if config.client_eval:
+        self.client_params = ClientEvalParams.from_dict(config.client_eval_params) if config.client_eval else None
+        if self.client_params is not None and self.client_params.source == "holdout":
             self.split = split_clients(rows, int(config.partition["seed"]))
             rows = self.split.train
         self.audit = None if config.membership_audit is None else AuditSpec.from_dict(config.membership_audit)
@@ -175,7 +177,7 @@ class RunFeatures:
 
     # ------------------------------------------------------------ the record
     def finish(self, task: Any, model: Any, trainer: Any, eval_features: Any, rounds: list[Any],
-               batch_size: int, central_steps: int = 1) -> dict[str, Any]:
+               batch_size: int, central_steps: int = 1, test_raw: Any = None) -> dict[str, Any]:
         """Record fields of the features in use (audits, fairness and per-client metrics run on the final model)."""
         extra: dict[str, Any] = {}
         if self.privacy is not None:
@@ -194,14 +196,30 @@ class RunFeatures:
                     extra[name] = redact_participation(name, extra[name])
         if self.fairness is not None:
             extra["fairness"] = self.fairness.report(task, model, batch_size, self.split)
-        if self.split is not None:
-            extra["client_eval"] = evaluate_clients(task, model, self.train_raw, self.split,
-                                                    np.array([len(r) for r in self.split.train]), batch_size)
+        if self.client_params is not None:
+            extra["client_eval"] = self._client_eval(task, model, batch_size, test_raw)
         if self.population is not None:
             extra["continual"] = self._continual(rounds)
         if self.config.algorithm != "centralized":
             extra["population"] = self._population()
         return extra
+
+    def _client_eval(self, task: Any, model: Any, batch_size: int, test_raw: Any) -> dict[str, Any]:
+        """Per-client metrics on the hold-out of each client, or on rows drawn from test with its mixture."""
+        params = self.client_params
+        assert params is not None
+        if self.split is not None:
+            return evaluate_clients(task, model, self.train_raw, self.split.test,
+                                    np.array([len(r) for r in self.split.train]), batch_size, params,
+                                    self.split.describe())
+        if test_raw is None:
+            raise ValueError("client_eval_params.source: test needs the test split at the end of the run")
+        seed = int(self.config.partition["seed"])
+        strata = strata_for(self.config.partition, self.train_raw, test_raw)
+        rows = [np.asarray(self.partition.indices(c)) for c in range(self.partition.num_clients)]
+        sets = draw_local_sets(rows, strata, params.rows, seed)
+        return evaluate_clients(task, model, test_raw, sets, np.array([len(r) for r in rows]), batch_size, params,
+                                describe(sets, strata, params.rows, seed))
 
     def _audit(self, trainer: Any, eval_features: Any, final: Weights, batch_size: int, central_steps: int) -> dict[str, Any]:
         from fednlp_bench.engine.audit_run import membership_audit, reference_weights
