@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import argparse
 import re
 from pathlib import Path
@@ -121,6 +123,21 @@ def test_gap_table_without_centralized_says_na(tmp_path: Path) -> None:
     rec = runner.run_experiment(cfg, tmp_path, task=ToyTask(n_train=60), progress=False)
     table = gap_table({"fedavg": [rec]})
     assert "| fedavg | " in table and "n/a" in table
+    # one evaluated round: too few in the default criterion's window to tell
+    assert "| undecided (1 evaluated round(s) in the window) |" in table and "convergence: OLS slope" in table
+
+
+def test_gap_table_marks_rising_and_converged_cells(tmp_path: Path) -> None:
+    cfg = runner.RunConfig.from_dict(dict(task="toy", model="toy", rounds=8, clients_per_round=2, lr=0.1,
+                                          partition={"scheme": "iid", "num_clients": 4, "params": {}}))
+    rec = runner.run_experiment(cfg, tmp_path, task=ToyTask(n_train=60), progress=False)
+    rising, flat = copy.deepcopy(rec), copy.deepcopy(rec)
+    for r in rising.rounds:
+        r.metrics["accuracy"] = 0.1 * r.round
+    for r in flat.rounds:
+        r.metrics["accuracy"] = 0.5
+    table = gap_table({"fedavg": [rising], "fedprox": [flat]})
+    assert "| still rising (+0.1000 per round) |" in table and "| converged (slope +0.0000/round) |" in table
 
 
 def test_algorithms_command_lists_every_registered_algorithm(capsys: pytest.CaptureFixture[str]) -> None:

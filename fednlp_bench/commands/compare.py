@@ -37,9 +37,12 @@ from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_para
 from fednlp_bench.commands.run import (
     add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
 )
+from fednlp_bench.leaderboard.convergence import DEFAULT, Criterion, cell_status, record_status
 from fednlp_bench.progress import format_seconds
 
 DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
+#: compare has no tier: it marks each cell with the protocol's default convergence criterion.
+CRITERION = Criterion.from_dict(DEFAULT)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -332,11 +335,11 @@ def gap_table(records: dict[str, list[Any]], failed: dict[str, str] | None = Non
     )
     central = done.get("centralized")
     central_mean = _mean_std([r.final_metrics[metric] for r in central])[0] if central else None
-    rows = [f"| algorithm | {metric} | gap vs centralized | relative gap | final train loss | MiB up | wall s |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [f"| algorithm | {metric} | gap vs centralized | relative gap | final train loss | MiB up | wall s | "
+            "convergence |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for algo, rs in records.items():
         if not rs:
-            rows.append(f"| {algo} | diverged | | | | | |")
+            rows.append(f"| {algo} | diverged | | | | | | |")
             continue
         values = [r.final_metrics[metric] for r in rs]
         mean, std = _mean_std(values)
@@ -350,10 +353,17 @@ def gap_table(records: dict[str, list[Any]], failed: dict[str, str] | None = Non
         loss = f"{statistics.fmean(losses):.4f}" if losses else "-"
         up = statistics.fmean(r.bytes_up for r in rs) / 2**20
         wall = statistics.fmean(r.wall_time_s for r in rs)
-        rows.append(f"| {algo} | {_fmt(mean, std)} | {gap} | {rel} | {loss} | {up:.1f} | {wall:.1f} |")
+        rows.append(f"| {algo} | {_fmt(mean, std)} | {gap} | {rel} | {loss} | {up:.1f} | {wall:.1f} | "
+                    f"{convergence_text(rs)} |")
     notes = [f"diverged: {a}: {msg}" for a, msg in failed.items()]
+    notes.append(f"convergence: {CRITERION.text()} (docs/protocol.md; the tiers declare their own)")
     notes = baseline_lines(first, metric) + notes
     return "\n".join([header, "", *rows, *([""] + notes if notes else [])])
+
+
+def convergence_text(records: Sequence[Any]) -> str:
+    """Converged / still rising (+x per round) over the seeds, by the protocol's default criterion."""
+    return cell_status([record_status(r, CRITERION) for r in records]).text()
 
 
 def baseline_lines(record: Any, metric: str) -> list[str]:
