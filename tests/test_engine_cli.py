@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
-
 import argparse
+import copy
 import re
 from pathlib import Path
 
