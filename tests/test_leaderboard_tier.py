@@ -287,7 +287,7 @@ def test_headline_copes_with_a_task_without_cells(tier: Path, tmp_path: Path) ->
     out = tmp_path / "out"
     write_tier_leaderboard(tier, out, figure=False)
     row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| qa |"))
-    assert "| not run | not run | — (no such partition) | — (Dirichlet α=1: 0/0 FL cells complete) |" in row
+    assert "| not run | not run | — (no such partition) | — (Dirichlet α=1: tuning pending) |" in row
 
 
 def test_figure_has_one_panel_per_task_with_iid_at_the_right(tier: Path) -> None:

@@ -478,6 +478,7 @@ def test_plan_json_of_a_tiny_grid_field_by_field(tmp_path: Path) -> None:
         "selection": "validation primary metric at the final round, ties to the earlier grid point, on the grid as "
                      "its edge extensions grew it; tuning seed 0",
         "convergence": {"window": 0.5, "tolerance": 0.01, "min_points": 3},
+        "tasks": [{"task": "classification", "partitions": [partition]}],
         "tuning": [{
             "task": "classification", "data": "20news", "partition": partition, "algorithm": "fedavg",
             "metric": "accuracy", "declared_axes": {"lr": [1e-3, 2e-3, 4e-3]}, "axes": {"lr": [1e-3, 2e-3, 4e-3]},

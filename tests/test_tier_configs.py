@@ -1,4 +1,4 @@
-"""The shipped tier suites (configs/suite-cpu.yaml, configs/suite-gpu.yaml) validate and have the protocol's shape.
+"""The shipped tier suites (configs/suite-cpu.yaml, configs/suite-gpu.yaml) validate and have protocol v2's shape.
 
 docs/protocol.md states the tiers' budgets and grids; these tests keep the
 YAML files and the document from drifting apart, and prove the gpu tier can be
@@ -30,31 +30,51 @@ def _plan(name: str):
 def test_tier_suite_has_the_protocol_shape(name: str) -> None:
     plan = _plan(name)
     suite = plan.suite
-    assert suite.final is not None and tuple(suite.final.seeds) == (0, 1, 2)
+    assert suite.final.seeds == (0, 1, 2, 3, 4) and suite.tuning.extensions == 2
+    assert suite.convergence.to_dict() == {"window": 0.25, "tolerance": 0.002, "min_points": 3}
     algorithms = [a["algorithm"] for a in suite.algorithms]
     assert algorithms == ["centralized", *FL]
-    # Equal tuning effort: 4 grid points per algorithm, every unit tuned with seed 0.
+    # Equal tuning effort: 4 grid points per algorithm, every one searching the client lr, every unit seed 0.
     assert {len(unit.points) for unit in plan.units} == {4}
+    assert all("lr" in unit.axes for unit in plan.units)
+    assert {tuple(u.axes) for u in plan.units if u.algorithm == "fedprox"} == {("lr", "mu")}
+    assert {tuple(u.axes) for u in plan.units if u.algorithm in ("fedadam", "fedyogi")} == {("lr", "server_lr")}
     assert {run.config["seed"] for unit in plan.units for run in unit.runs} == {0}
-    # The same client optimizer for every algorithm (FedNLP's FedOpt runs used another one).
     configs = [run.config for unit in plan.units for run in unit.runs]
-    assert {c["optimizer"] for c in configs} == {"adamw"}
-    assert all(c["client_eval"] for c in configs)
-    for task_index in range(len(suite.tasks)):
-        partitions = len(suite.partitions_for(task_index))
-        # final = partitions x 4 FL x 3 seeds + 3 centralized (equal) + 3 converged, minus the 4 FL tuning runs
-        # of seed 0 on the tuned partition that are reused (centralized is tuned on partition 1, reported on 0).
-        assert pending_final_count(plan, task_index) == partitions * len(FL) * 3 + 3 + 3 - len(FL)
+    assert {c["optimizer"] for c in configs} == {"adamw"}  # the same client optimizer for every algorithm
+    assert all(c["client_eval"] and c["client_eval_params"]["source"] == "test" for c in configs)
+    assert {c["algorithm_params"]["bias_correction"] for c in configs if c["algorithm"] in ("fedadam", "fedyogi")} \
+        == {True}
+    assert {c["partition"]["num_clients"] for c in configs if c["partition"]["scheme"] != "natural_id"} == {100}
+    assert {c["clients_per_round"] for c in configs} == {10} and {c["local_epochs"] for c in configs} == {1}
 
 
-def test_cpu_tier_budget_matches_the_protocol() -> None:
+def test_cpu_tier_has_four_tasks_with_their_budgets() -> None:
     plan = _plan("suite-cpu.yaml")
-    run = plan.units[0].runs[0].config
+    suite = plan.suite
+    names = [str(t["task"]) for t in suite.tasks]
+    assert names == ["classification", "tagging", "qa", "generation"]
+    by_task = {name: [u for u in plan.units if u.task_index == t] for t, name in enumerate(names)}
+    assert {u.algorithm for u in by_task["classification"]} == {"centralized", *FL}
+    assert {u.algorithm for u in by_task["qa"]} == {u.algorithm for u in by_task["generation"]} == \
+        {"centralized", "fedavg", "fedprox", "fedadam"}
+    assert [suite.seeds_for(t) for t in range(4)] == [(0, 1, 2, 3, 4)] * 2 + [(0, 1, 2)] * 2
+    schemes = {name: [p["scheme"] for p in suite.partitions_for(t)] for t, name in enumerate(names)}
+    assert schemes == {"classification": ["iid", "dirichlet_label", "dirichlet_label"],
+                       "tagging": ["iid", "feature_cluster", "feature_cluster"],
+                       "qa": ["iid", "natural_id"], "generation": ["iid", "natural_id"]}
+    qa = by_task["qa"][0].runs[0].config
+    assert qa["max_length"] == 256 and qa["trainable_params"] == {"layers": 3, "cache": True}
+    generation = by_task["generation"][0].runs[0].config
+    assert generation["task_params"] == {"pointer": True, "decoder_layers": 2}
+    run = by_task["classification"][0].runs[0].config
     assert run["trainable"] == "top_layers" and run["trainable_params"] == {"layers": 1, "cache": True}
     assert run["precision"] == "fp32" and run["batch_size"] == 16
-    assert run["partition"]["num_clients"] == 50 and run["clients_per_round"] == 5
-    assert run["rounds"] == 8 and run["local_epochs"] == 1 and run["eval_every"] == 2
-    assert plan.suite.final.centralized_converged == {"rounds": 32, "test_best_round": True}
+    for t in range(4):
+        # final = partitions x FL x seeds + centralized equal and converged x seeds, minus the reused tuning runs
+        fl, seeds = len(by_task[names[t]]) - 1, len(suite.seeds_for(t))
+        assert pending_final_count(plan, t) == len(suite.partitions_for(t)) * fl * seeds + 2 * seeds - fl
+    assert set(suite.rates) == {"classification", "tagging", "qa", "generation"}
 
 
 def test_gpu_tier_is_fednlp_scale() -> None:
@@ -63,8 +83,6 @@ def test_gpu_tier_is_fednlp_scale() -> None:
     assert {c["trainable"] for c in configs} == {"full"} and {c["precision"] for c in configs} == {"bf16"}
     assert {c["max_train_examples"] for c in configs} == {None}  # full training sets
     by_task = {c["task"]: c for c in configs}
-    assert by_task["classification"]["partition"]["num_clients"] == 100
-    assert by_task["classification"]["clients_per_round"] == 10
     assert by_task["classification"]["max_length"] == 256 and by_task["qa"]["max_length"] == 384
     assert set(by_task) == {"classification", "tagging", "qa", "generation"}
 

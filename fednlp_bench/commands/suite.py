@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="validate, list the runs to do, count the final runs and estimate the CPU hours left "
                         "from measured rates; run nothing")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="run nothing: select from the records so far and rewrite <out>/plan.json (then "
+                        "`fednlp-bench leaderboard --plan` shows the tier as it stands)")
     parser.add_argument("--no-leaderboard", action="store_true", help="only run; do not build tables")
     parser.set_defaults(func=run)
 
@@ -72,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
             check_out_folder(folder)
         except ValueError as err:
             raise ValueError(str(err).replace("--out", flag, 1)) from None
+    if args.plan_only:
+        if args.dry_run or args.max_runs is not None or args.stage != "all":
+            raise ValueError("--plan-only runs nothing; drop --dry-run, --max-runs and --stage")
+        from fednlp_bench.suite.stages import refresh_plan
+
+        refresh_plan(suite, runs_dir, out)
+        return 0
     try:
         report = run_two_stage(suite, runs_dir, out, stage=args.stage, tasks=args.task, max_runs=args.max_runs,
                                dry_run=args.dry_run, command=_again(args))

@@ -115,11 +115,13 @@ class Plan:
     convergence: Criterion
     tuning: tuple[PlanTuning, ...]
     cells: tuple[PlanCell, ...]
+    #: Each task's partitions as the suite declares them (so a table lists every row before any cell exists).
+    task_partitions: dict[str, tuple[PlanPartition, ...]] = field(default_factory=dict)
 
     @property
     def tasks(self) -> list[str]:
-        """Tasks in plan order (first appearance in cells, then tuning)."""
-        seen: dict[str, None] = {}
+        """Tasks in plan order (the suite's list, then first appearance in cells and tuning)."""
+        seen: dict[str, None] = dict.fromkeys(self.task_partitions)
         for entry in (*self.cells, *self.tuning):
             seen.setdefault(entry.task, None)
         return list(seen)
@@ -258,7 +260,18 @@ def load_plan(path: str | Path) -> Plan:
         convergence=_criterion(read, data),
         tuning=tuning,
         cells=cells,
+        task_partitions=_task_partitions(read, data),
     )
+
+
+def _task_partitions(read: _Reader, data: Any) -> dict[str, tuple[PlanPartition, ...]]:
+    out = {}
+    for i, entry in enumerate(read.get(data, "tasks", "top level", list, optional=True) or []):
+        where = f"tasks[{i}]"
+        parts = read.get(entry, "partitions", where, list)
+        out[read.get(entry, "task", where, str)] = tuple(read.partition({"partition": p}, f"{where}.partitions[{k}]")
+                                                          for k, p in enumerate(parts))
+    return out
 
 
 def _criterion(read: _Reader, data: Any) -> Criterion:
@@ -286,6 +299,9 @@ def resolve_runs_dir(plan: Plan, override: str | Path | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
+    if not any(r.done for c in plan.cells for r in c.runs) and not any(
+            g.validation is not None for t in plan.tuning for g in t.grid):
+        return given  # nothing recorded yet: the tables show every run as pending, no record is read
     raise FileNotFoundError(
         f"{plan.path}: runs_dir {plan.runs_dir!r} was not found relative to the working directory or any folder "
         f"above the plan; run from the repository root or pass --runs <folder with the records>"

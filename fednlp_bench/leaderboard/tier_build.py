@@ -126,7 +126,9 @@ def _build_task(plan: Plan, task: str, store: RecordStore) -> TierTask:
     metric = _metric(task, [i for _, records in loaded for i in records], tuning)
     cells = {(c.partition.index, c.algorithm, c.role): TierCell(c, records, metric, plan.convergence)
              for c, records in loaded}
-    partitions = {c.plan.partition.index: c.plan.partition for c in cells.values()}
+    partitions = {p.index: p for p in plan.task_partitions.get(task, ())}
+    for c in cells.values():
+        partitions.setdefault(c.plan.partition.index, c.plan.partition)
     for entry in tuning:
         partitions.setdefault(entry.partition.index, entry.partition)
     algorithms = {c.plan.algorithm for c in cells.values() if c.plan.is_federated}

@@ -18,7 +18,7 @@ from fednlp_bench.leaderboard.markdown import link
 from fednlp_bench.leaderboard.plan import Plan, PlanPartition
 from fednlp_bench.leaderboard.summary import CONFIDENCE, difference_text
 from fednlp_bench.leaderboard.tier_cells import CENTRALIZED_CONVERGED, CENTRALIZED_EQUAL, TierTask
-from fednlp_bench.leaderboard.tier_render import plabel, status_text
+from fednlp_bench.leaderboard.tier_render import pending, plabel, status_text
 from fednlp_bench.leaderboard.verification import verification_lines
 
 FIGURE = "gap_vs_alpha.png"
@@ -29,7 +29,7 @@ HEADLINE_HEADER = ("| Task | Data | Metric | Centralized (converged) | Centraliz
 def _central(task: TierTask, role: str) -> str:
     cell = task.centralized(role)
     if cell is None:
-        return "not run"
+        return "tuning pending" if pending(task, None, "centralized") else "not run"
     if cell.summary is None:
         return f"{cell.n_done}/{cell.n_planned} runs done"
     return f"{cell.summary.text()}; {status_text(cell)}"
@@ -46,6 +46,8 @@ def best_text(task: TierTask, partition: PlanPartition | None) -> str:
         return (f"{algorithm_label(best.plan.algorithm)} on {plabel(partition)}: {best.summary.text()}"  # type: ignore[union-attr]
                 f"{gap}; {status_text(best)}")
     complete = [c for c in cells if c.complete]
+    if not cells and any(pending(task, partition.index, a) for a in task.algorithms):
+        return f"— ({plabel(partition)}: tuning pending)"
     if not cells or len(complete) < len(cells):
         return f"— ({plabel(partition)}: {len(complete)}/{len(cells)} FL cells complete)"
     return f"— ({plabel(partition)}: no converged FL cell; " + ", ".join(

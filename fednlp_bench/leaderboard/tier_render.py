@@ -96,8 +96,14 @@ def clients_text(cell: TierCell) -> str:
     return f"{clients.worst.mean:.4f}{shown} ({clients.qualified_text()})"
 
 
-def _pending(task: TierTask, index: int, algorithm: str) -> bool:
-    return any(t.partition.index == index and t.algorithm == algorithm and t.chosen is None for t in task.tuning)
+def pending(task: TierTask, index: int | None, algorithm: str) -> bool:
+    """Whether the choice for (partition ``index``, or any partition, ``algorithm``) is still open.
+
+    A partition that is not tuned itself takes the choice of the tuned one, so it waits on that one.
+    """
+    entries = [t for t in task.tuning if t.algorithm == algorithm]
+    own = [t for t in entries if index is None or t.partition.index == index]
+    return any(t.chosen is None for t in (own or entries))
 
 
 def ordered_cells(task: TierTask) -> list[TierCell]:
@@ -150,8 +156,10 @@ def task_markdown(plan: Plan, task: TierTask) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for p in task.partitions:
         best = task.best_federated(p.index)
-        row = [plabel(p)] + [("not run" if c is None else cell_text(c)) for c in central]
-        row += [cell_text(task.cell(p.index, a), _pending(task, p.index, a), best is not None and
+        central_pending = pending(task, None, "centralized")
+        row = [plabel(p)] + [cell_text(c, central_pending) if c is not None or central_pending else "not run"
+                             for c in central]
+        row += [cell_text(task.cell(p.index, a), pending(task, p.index, a), best is not None and
                           task.cell(p.index, a) is best) for a in task.algorithms]
         lines.append("| " + " | ".join(row) + " |")
     source = next((c.plan.partition for c in central if c is not None), task.partitions[0] if task.partitions else None)

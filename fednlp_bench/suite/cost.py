@@ -31,7 +31,9 @@ from typing import Any, Iterable, Mapping
 from fednlp_bench.hints import closest_hint
 
 RATE_KEYS = ("train_examples_per_s", "eval_examples_per_s", "train_rows", "validation_rows", "test_rows",
-             "setup_s", "note")
+             "setup_s", "natural_clients", "note")
+#: Declared keys that may be left out (the others are all needed for an estimate).
+_OPTIONAL = {"setup_s": 0, "natural_clients": None}
 _SHAPE = ("task", "data", "model", "max_length", "trainable", "trainable_params", "precision", "task_params",
           "batch_size", "max_train_examples", "max_eval_examples")
 
@@ -48,6 +50,8 @@ class Rate:
     setup_s: float = 0.0
     #: "measured (N records)" or "declared in the suite (...)".
     source: str = ""
+    #: Clients of the task's natural partition (one per group; unknown before the data is loaded).
+    natural_clients: int | None = None
 
     @property
     def declared(self) -> bool:
@@ -75,7 +79,10 @@ def parse_rates(value: Any, source: str) -> dict[str, Rate]:
                                  f"Valid keys: {', '.join(RATE_KEYS)}")
         numbers = {}
         for key in RATE_KEYS[:-1]:
-            number = entry.get(key, 0 if key == "setup_s" else None)
+            number = entry.get(key, _OPTIONAL.get(key))
+            if number is None and key in _OPTIONAL:
+                numbers[key] = None
+                continue
             if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) \
                     or number < 0 or (number == 0 and key.endswith("per_s")):
                 raise ValueError(f"{where}.{key} = {number!r} must be a {'positive' if key.endswith('per_s') else 'non-negative'} "
@@ -85,7 +92,8 @@ def parse_rates(value: Any, source: str) -> dict[str, Rate]:
         note = str(entry.get("note", "")).strip()
         out[str(task)] = Rate(1.0 / numbers["train_examples_per_s"], 1.0 / numbers["eval_examples_per_s"],
                               int(numbers["train_rows"]), int(numbers["validation_rows"]), int(numbers["test_rows"]),
-                              float(numbers["setup_s"]), "declared in the suite" + (f" ({note})" if note else ""))
+                              float(numbers["setup_s"]), "declared in the suite" + (f" ({note})" if note else ""),
+                              None if numbers["natural_clients"] is None else int(numbers["natural_clients"]))
     return out
 
 
@@ -106,8 +114,13 @@ def _split_rows(record: Any) -> tuple[int, int, int]:
     return train, int(splits.get("validation") or 0), int(splits.get("test") or 0)
 
 
-def _clients(config: Mapping[str, Any], record_partition: Mapping[str, Any] | None = None) -> int:
-    return int((record_partition or {}).get("num_clients") or config["partition"].get("num_clients") or 1)
+def _clients(config: Mapping[str, Any], record_partition: Mapping[str, Any] | None = None,
+             rate: Rate | None = None) -> int | None:
+    """The run's client count: the record's, the config's, else (a natural partition) the declared one."""
+    found = (record_partition or {}).get("num_clients") or config["partition"].get("num_clients")
+    if found is None and rate is not None:
+        found = rate.natural_clients
+    return None if found is None else int(found)
 
 
 def measure(records: Iterable[Any]) -> dict[str, Rate]:
@@ -118,7 +131,10 @@ def measure(records: Iterable[Any]) -> dict[str, Rate]:
         train_rows, validation_rows, test_rows = _split_rows(record)
         if not train_rows or not validation_rows:
             continue
-        per_round = examples_per_round(record.config, train_rows, _clients(record.config, record.partition))
+        clients = _clients(record.config, record.partition)
+        if clients is None:
+            continue
+        per_round = examples_per_round(record.config, train_rows, clients)
         plain = [r.wall_time_s / per_round for r in record.rounds if not r.metrics and r.wall_time_s > 0]
         if not plain:
             continue
@@ -153,9 +169,11 @@ def client_eval_rows(config: Mapping[str, Any], rate: Rate, num_clients: int) ->
     return int(0.2 * rate.train_rows)
 
 
-def run_seconds(config: Mapping[str, Any], rate: Rate) -> float:
-    """The estimated wall time of one planned run (setup only where declared)."""
-    rounds, clients = int(config["rounds"]), _clients(config)
+def run_seconds(config: Mapping[str, Any], rate: Rate) -> float | None:
+    """The estimated wall time of one planned run (setup only where declared); None when its clients are unknown."""
+    rounds, clients = int(config["rounds"]), _clients(config, rate=rate)
+    if clients is None:
+        return None
     train = rounds * examples_per_round(config, rate.train_rows, clients) * rate.train_s
     evaluated = evaluated_rounds(rounds, int(config["eval_every"])) * rate.validation_rows
     evaluated += rate.test_rows * (2 if config.get("test_best_round") else 1)
@@ -182,10 +200,14 @@ def estimate(configs: Iterable[Mapping[str, Any]], measured: Mapping[str, Rate],
     for config in configs:
         task = str(config["task"])
         rate = measured.get(shape_key(config)) or declared.get(task)
-        if rate is None:
+        seconds = None if rate is None else run_seconds(config, rate)
+        if seconds is None and rate is not None and declared.get(task) is not None:
+            rate = declared[task]  # a natural partition's client count is declared, not measured
+            seconds = run_seconds(config, rate)
+        if rate is None or seconds is None:
             out.unknown[task] = out.unknown.get(task, 0) + 1
             continue
-        out.seconds[task] = out.seconds.get(task, 0.0) + run_seconds(config, rate)
+        out.seconds[task] = out.seconds.get(task, 0.0) + seconds
         out.sources.setdefault(task, set()).add(rate.source)
     return out
 

@@ -67,7 +67,8 @@ def _print_hours(plan: TierPlan, records: Records, left: dict[int, list[PlannedR
                  stream: TextIO) -> None:
     measured = _rates(plan, records)
     found = cost.estimate([r.config for runs in left.values() for r in runs], measured, plan.suite.rates)
-    print("estimated CPU time of what is left (setup and cache building not included unless declared):", file=stream)
+    print("estimated hours of what is left, on the machine the rates were measured on (setup and cache building "
+          "not included unless declared):", file=stream)
     for t, runs in left.items():
         name = plan.task_name(t)
         if not runs:

@@ -131,21 +131,26 @@ def parse_final(value: Any, source: str) -> FinalSpec:
     seeds = check_seeds(value["seeds"], source, "final.seeds")
     converged = value.get("centralized_converged")
     if converged is not None:
-        from fednlp_bench.config import RunConfig
-
-        if not isinstance(converged, Mapping) or not converged:
-            raise ValueError(f"{source}: final.centralized_converged must be a mapping of run config overrides "
-                             f"such as {{rounds: 200, test_best_round: true}}, got {converged!r}")
-        names = RunConfig.field_names()
-        for key in converged:
-            if key in CONVERGED_FORBIDDEN:
-                raise ValueError(f"{source}: final.centralized_converged may not set {key!r}: the upper bound is "
-                                 f"the same cell trained longer (set e.g. rounds, test_best_round)")
-            if key not in names:
-                raise ValueError(f"{source}: unknown key {key!r} in 'final.centralized_converged'."
-                                 f"{closest_hint(str(key), names)} It takes run config fields such as rounds")
-        converged = dict(converged)
+        converged = parse_converged(converged, source, "final.centralized_converged")
     return FinalSpec(seeds=tuple(seeds), centralized_converged=converged)
+
+
+def parse_converged(value: Any, source: str, name: str) -> dict[str, Any]:
+    """Run config overrides of the centralized upper bound (the same cell trained longer)."""
+    from fednlp_bench.config import RunConfig
+
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(f"{source}: {name} must be a mapping of run config overrides such as "
+                         f"{{rounds: 200, test_best_round: true}}, got {value!r}")
+    names = RunConfig.field_names()
+    for key in value:
+        if key in CONVERGED_FORBIDDEN:
+            raise ValueError(f"{source}: {name} may not set {key!r}: the upper bound is the same cell trained "
+                             "longer (set e.g. rounds, test_best_round)")
+        if key not in names:
+            raise ValueError(f"{source}: unknown key {key!r} in '{name}'.{closest_hint(str(key), names)} It takes "
+                             "run config fields such as rounds")
+    return dict(value)
 
 
 def parse_protocol(data: Mapping[str, Any], source: str) -> Protocol:

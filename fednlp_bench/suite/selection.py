@@ -22,7 +22,7 @@ from fednlp_bench.engine.run_id import run_id_of
 from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
 from fednlp_bench.suite.extension import UnitState, resolve
 from fednlp_bench.suite.spec import PlannedRun
-from fednlp_bench.suite.tier_plan import Cell, TierPlan
+from fednlp_bench.suite.tier_plan import Cell, TierPlan, partition_refs
 
 PLAN_SCHEMA = 2
 PLAN_FILENAME = "plan.json"
@@ -124,6 +124,8 @@ def build_plan(plan: TierPlan, records: Records, runs_dir: str | Path) -> dict[s
         "schema": PLAN_SCHEMA, "tier": suite.tier, "suite": suite.source, "runs_dir": str(runs_dir),
         "selection": f"{SELECTION_RULE}; tuning seed {suite.tuning.seed}",
         "convergence": suite.convergence.to_dict(),
+        "tasks": [{"task": plan.task_name(t), "partitions": [ref.to_json() for ref in partition_refs(suite, t)]}
+                  for t in range(len(suite.tasks))],
         "tuning": tuning, "cells": cells,
     }
 

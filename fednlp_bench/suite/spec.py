@@ -8,7 +8,7 @@ tier: cpu                          # smoke | cpu | gpu (fednlp_bench/leaderboard
 base: {model: minilm, rounds: 100, eval_every: 5, ...}     # RunConfig fields shared by every run
 tasks:                             # a name, or a mapping overriding base fields
   - {task: classification, data: 20news, partitions: [iid, ...]}
-  - {task: qa, data: squad, final_seeds: [0, 1, 2]}         # QA and generation may report 3 seeds
+  - {task: qa, data: squad, final_seeds: [0, 1, 2], algorithms: [centralized, fedavg]}   # own seeds, a subset
 partitions: [iid, {scheme: dirichlet_label, params: {alpha: 1}}]   # tasks without their own list
 algorithms:
   - {algorithm: fedavg, grid: {lr: [5.0e-4, 1.0e-3, 2.0e-3, 4.0e-3]}}
@@ -46,7 +46,14 @@ from fednlp_bench.leaderboard.convergence import Criterion
 from fednlp_bench.results.record import RunRecord, config_hash
 from fednlp_bench.suite.cost import DeclaredRate, parse_rates
 from fednlp_bench.suite.grid import parse_grid
-from fednlp_bench.suite.protocol import FinalSpec, TuningSpec, check_final_seeds, check_seeds, parse_protocol
+from fednlp_bench.suite.protocol import (
+    FinalSpec,
+    TuningSpec,
+    check_final_seeds,
+    check_seeds,
+    parse_converged,
+    parse_protocol,
+)
 
 SUITE_KEYS = ("tier", "base", "tasks", "partitions", "algorithms", "convergence", "tuning", "final",
               "partition_seed", "keep_checkpoints", "runs_dir", "out", "rates", "rate_records")
@@ -77,6 +84,10 @@ class Suite:
     task_partitions: list[list[dict[str, Any]] | None] | None = None
     #: Per task entry: its own final seeds, or None for final.seeds.
     task_seeds: list[tuple[int, ...] | None] | None = None
+    #: Per task entry: its own centralized_converged overrides (its rounds differ), or None for final's.
+    task_converged: list[dict[str, Any] | None] | None = None
+    #: Per task entry: the names of the suite's algorithms it runs, or None for all of them.
+    task_algorithms: list[tuple[str, ...] | None] | None = None
     #: Per algorithm entry: its tuning grid (``{key: [values]}``, log-spaced axes).
     grids: list[dict[str, list[Any]]] | None = None
     #: Cost rates declared per task for ``--dry-run`` when no record measures them (cost.py).
@@ -91,6 +102,14 @@ class Suite:
     def seeds_for(self, task_index: int) -> tuple[int, ...]:
         own = (self.task_seeds or [None] * len(self.tasks))[task_index]
         return own if own is not None else self.final.seeds
+
+    def converged_for(self, task_index: int) -> dict[str, Any] | None:
+        own = (self.task_converged or [None] * len(self.tasks))[task_index]
+        return own if own is not None else self.final.centralized_converged
+
+    def runs_algorithm(self, task_index: int, algorithm_index: int) -> bool:
+        own = (self.task_algorithms or [None] * len(self.tasks))[task_index]
+        return own is None or self.algorithms[algorithm_index]["algorithm"] in own
 
     def grid_for(self, algorithm_index: int) -> dict[str, list[Any]]:
         return (self.grids or [{}] * len(self.algorithms))[algorithm_index]
@@ -139,12 +158,16 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
     tasks = [_entry(e, "task", source, "tasks") for e in data["tasks"]]
     task_partitions = [_task_partitions(t, source) for t in tasks]
     task_seeds = [_task_seeds(t, source) for t in tasks]
+    task_converged = [parse_converged(t.pop("centralized_converged"), source,
+                                      f"task {t['task']!r}: centralized_converged")
+                      if "centralized_converged" in t else None for t in tasks]
     for task, own in zip(tasks, task_seeds):
         check_final_seeds(protocol.tier, str(task["task"]), own or protocol.final.seeds, source)
     if "partitions" in data or None in task_partitions:
         if not isinstance(data.get("partitions"), list) or not data["partitions"]:
             raise ValueError(f"{source}: 'partitions' must be a non-empty list")
     algorithms = [_entry(e, "algorithm", source, "algorithms") for e in data["algorithms"]]
+    task_algorithms = [_task_algorithms(t, [a["algorithm"] for a in algorithms], source) for t in tasks]
     grids = [_algorithm_grid(a, source) for a in algorithms]
     base = data.get("base") or {}
     if not isinstance(base, Mapping):
@@ -168,9 +191,27 @@ def parse_suite(data: Any, source: str = "<suite>") -> Suite:
         algorithms=algorithms, convergence=protocol.convergence, tuning=protocol.tuning, final=protocol.final,
         partition_seed=partition_seed, keep_checkpoints=keep,
         runs_dir=str(data.get("runs_dir", DEFAULT_RUNS_DIR)), out=str(data.get("out", DEFAULT_OUT)),
-        source=source, task_partitions=task_partitions, task_seeds=task_seeds, grids=grids,
+        source=source, task_partitions=task_partitions, task_seeds=task_seeds, task_algorithms=task_algorithms,
+        task_converged=task_converged, grids=grids,
         rates=parse_rates(data.get("rates"), source), rate_records=tuple(rate_records),
     )
+
+
+def _task_algorithms(task: dict[str, Any], names: list[str], source: str) -> tuple[str, ...] | None:
+    """Pop a task entry's own ``algorithms``: a subset of the suite's, by name (a costly task may run fewer)."""
+    if "algorithms" not in task:
+        return None
+    own = task.pop("algorithms")
+    where = f"{source}: task {task['task']!r}: algorithms"
+    if not isinstance(own, list) or not own or not all(isinstance(a, str) for a in own):
+        raise ValueError(f"{where} must be a non-empty list of the suite's algorithm names, e.g. [centralized, fedavg]")
+    for name in own:
+        if name not in names:
+            raise ValueError(f"{where}: {name!r} is not one of the suite's algorithms.{closest_hint(name, names)} "
+                             f"It lists {names}")
+    if len(set(own)) != len(own):
+        raise ValueError(f"{where} {own} repeats a name")
+    return tuple(own)
 
 
 def _task_seeds(task: dict[str, Any], source: str) -> tuple[int, ...] | None:

@@ -174,6 +174,18 @@ def _final_counts(plan: TierPlan, tasks: set[int], records: Records, stream: Tex
     return total
 
 
+def refresh_plan(suite: Suite, runs_dir: str | Path, out: str | Path, stream: TextIO | None = None) -> Path:
+    """Select from the records so far and rewrite plan.json; run nothing (``suite --plan-only``)."""
+    plan = build_tier_plan(suite)
+    records = load_records(runs_dir)
+    path = write_plan(plan, runs_dir, out, records)
+    states = select_all(plan, records)
+    settled = sum(states[id(u)].settled for u in plan.units)
+    print(f"plan: {path} from {len(records)} record(s); {settled}/{len(plan.units)} tuning choice(s) made",
+          file=stream or sys.stdout)
+    return path
+
+
 def _refuse_incomplete_tuning(plan: TierPlan, tasks: set[int], records: Records, command: str) -> None:
     states = select_all(plan, records)
     problems = []

@@ -188,7 +188,7 @@ def _tuned_indexes(suite: Suite, t: int) -> list[int]:
     return list(suite.tuning.partitions)
 
 
-def _refs(suite: Suite, t: int) -> list[PartitionRef]:
+def partition_refs(suite: Suite, t: int) -> list[PartitionRef]:
     return [PartitionRef(i, p["scheme"], dict(p["params"]), {k: v for k, v in p.items() if k not in ("scheme", "params")})
             for i, p in enumerate(suite.partitions_for(t))]
 
@@ -200,7 +200,8 @@ def _check_grids(suite: Suite) -> list[str]:
         check_required_axes(suite.grid_for(a), name, suite.source)
         check_grid_keys(suite.grid_for(a), name, suite.source)
     check_equal_sizes(names, [suite.grid_for(a) for a in range(len(names))], suite.source)
-    if suite.final.centralized_converged is not None and CENTRALIZED not in names:
+    converged = any(suite.converged_for(t) is not None for t in range(len(suite.tasks)))
+    if converged and CENTRALIZED not in names:
         raise ValueError(f"{suite.source}: final.centralized_converged is set but no 'centralized' algorithm is "
                          "listed; add centralized to 'algorithms' or remove the overrides")
     return names
@@ -209,13 +210,14 @@ def _check_grids(suite: Suite) -> list[str]:
 def build_tier_plan(suite: Suite) -> TierPlan:
     """Check the protocol rules, expand units and cells, validate every config; all errors at once."""
     names = _check_grids(suite)
-    overrides = suite.final.centralized_converged
     plan = TierPlan(suite, [], [])
     errors: list[str] = []
     for t in range(len(suite.tasks)):
-        refs, tuned = _refs(suite, t), _tuned_indexes(suite, t)
+        refs, tuned, overrides = partition_refs(suite, t), _tuned_indexes(suite, t), suite.converged_for(t)
         units: dict[tuple[int, int], TuningUnit] = {}
         for a, name in enumerate(names):
+            if not suite.runs_algorithm(t, a):
+                continue
             for p in tuned[:1] if name == CENTRALIZED else tuned:
                 unit = TuningUnit(t, refs[p], a, name, dict(suite.grid_for(a)), [])
                 for point in unit.points:
@@ -227,6 +229,8 @@ def build_tier_plan(suite: Suite) -> TierPlan:
                 plan.units.append(unit)
         for ref in refs:
             for a, name in enumerate(names):
+                if not suite.runs_algorithm(t, a):
+                    continue
                 if name == CENTRALIZED:
                     if ref.index == 0:
                         unit = units[(tuned[0], a)]
