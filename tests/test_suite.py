@@ -116,3 +116,38 @@ def test_drop_weights_leaves_only_the_record(tmp_path: Path) -> None:
     (run / "record.json").write_text("{}")
     drop_weights(run)
     assert sorted(p.name for p in run.iterdir()) == ["record.json"]
+
+
+def _timed_record(config: dict[str, Any], plain_s: float, eval_s: float) -> RunRecord:
+    """Rounds without validation take ``plain_s``; validated rounds ``eval_s`` more."""
+    record = record_for(config, "timed")
+    record.partition["num_rows"] = 1000
+    record.data = {"splits": {"train": 1000, "validation": 200, "test": 400}}
+    record.rounds = [RoundResult(round=r, clients=[0], train_loss=1.0, metrics={"accuracy": 0.5} if r % 2 == 0 else {},
+                                 bytes_up=1, bytes_down=1, wall_time_s=plain_s + (eval_s if r % 2 == 0 else 0.0))
+                     for r in range(1, 5)]
+    return record
+
+
+def test_cost_rates_are_measured_per_shape_and_declared_otherwise() -> None:
+    from fednlp_bench.suite import cost
+
+    config = {**_runs()[0].config, "rounds": 4, "eval_every": 2, "clients_per_round": 5, "local_epochs": 1,
+              "partition": {**_runs()[0].config["partition"], "num_clients": 10}}
+    # a round trains 5/10 of 1000 rows = 500 examples in 10 s; validating 200 rows adds 4 s
+    rates = cost.measure([_timed_record(config, 10.0, 4.0)])
+    rate = rates[cost.shape_key(config)]
+    assert rate.train_s == pytest.approx(10.0 / 500) and rate.eval_s == pytest.approx(4.0 / 200)
+    assert rate.source == "measured (1 record(s))"
+    # 8 rounds: 8 x 10 s training, 4 validations x 4 s, test 400 rows x 0.02 s
+    planned = {**config, "rounds": 8}
+    assert cost.run_seconds(planned, rate) == pytest.approx(80 + 16 + 8)
+    declared = cost.parse_rates({"qa": {"train_examples_per_s": 5, "eval_examples_per_s": 20, "train_rows": 100,
+                                        "validation_rows": 10, "test_rows": 20, "natural_clients": 4}}, "s.yaml")
+    qa = {**planned, "task": "qa", "partition": {**planned["partition"], "num_clients": None}}
+    found = cost.estimate([planned, qa, {**planned, "task": "generation"}], rates, declared)
+    # qa: 8 rounds x 5/4 x 100 examples / 5 per s, + (4 x 10 + 20) rows / 20 per s
+    assert found.seconds["qa"] == pytest.approx(8 * 125 / 5 + 60 / 20)
+    assert found.sources["qa"] == {"declared in the suite"} and found.unknown == {"generation": 1}
+    folded = cost.measure([_timed_record({**config, "eval_every": 1}, 10.0, 0.0)])
+    assert "validation is folded" in next(iter(folded.values())).source

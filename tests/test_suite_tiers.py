@@ -543,3 +543,30 @@ def test_partition_entry_settings_reach_only_that_partitions_runs() -> None:
     cells = [c for c in plan.cells if c.partition.scheme == "dirichlet_label"]
     assert cells and all(r.config["partition"]["min_size"] == 1
                          for c in cells for r in plan.final_runs(c, c.unit.points[0]))
+
+
+def test_a_task_may_run_a_subset_of_algorithms_and_its_own_converged_rounds(tmp_path: Path) -> None:
+    data = tier(final={"seeds": [0, 1], "centralized_converged": {"rounds": 8}},
+                tasks=[{"task": "classification", "data": "20news", "partitions": ["iid"]},
+                       {"task": "tagging", "data": "wnut17", "partitions": ["iid"], "algorithms": ["centralized", "fedavg"],
+                        "centralized_converged": {"rounds": 12, "test_best_round": True}}])
+    plan = build_tier_plan(parse_suite(data))
+    assert [(u.task_index, u.algorithm) for u in plan.units] == [
+        (0, "centralized"), (0, "fedavg"), (0, "fedprox"), (1, "centralized"), (1, "fedavg")]
+    converged = {c.task_index: c.overrides for c in plan.cells if c.role == "centralized_converged"}
+    assert converged == {0: {"rounds": 8}, 1: {"rounds": 12, "test_best_round": True}}
+    with pytest.raises(ValueError, match="'fedavgg' is not one of the suite's algorithms. Did you mean 'fedavg'"):
+        parse_suite(tier(tasks=[{"task": "classification", "partitions": ["iid"], "algorithms": ["fedavgg"]}]))
+
+
+def test_plan_only_rewrites_plan_json_and_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys) -> None:
+    runner = TierRunner()
+    call = _command(tmp_path, tier(), runner, monkeypatch)
+    assert call("--plan-only") == 0 and runner.calls == []
+    plan = plan_json(tmp_path)
+    assert [t["task"] for t in plan["tasks"]] == ["classification"] and len(plan["tasks"][0]["partitions"]) == 2
+    assert plan["cells"] == [] and all(not g["done"] for t in plan["tuning"] for g in t["grid"])
+    assert "from 0 record(s); 0/5 tuning choice(s) made" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--plan-only runs nothing"):
+        call("--plan-only", "--max-runs", "2")

@@ -202,8 +202,10 @@ def details_markdown(task: TierTask) -> list[str]:
 def _extension_text(entry: PlanTuning) -> str:
     if not entry.extensions:
         return "none"
-    return "; ".join(f"step {e['step']}: {e['axis']} {'↓' if e['side'] == 'low' else '↑'} {e['value']:g}"
-                     for e in entry.extensions)
+    steps: dict[int, list[str]] = {}
+    for e in entry.extensions:
+        steps.setdefault(int(e["step"]), []).append(f"{e['axis']} {'↓' if e['side'] == 'low' else '↑'} {e['value']:g}")
+    return "; ".join(f"step {k}: {', '.join(v)}" for k, v in sorted(steps.items()))
 
 
 def tuning_markdown(task: TierTask) -> list[str]:

@@ -124,34 +124,42 @@ def _clients(config: Mapping[str, Any], record_partition: Mapping[str, Any] | No
 
 
 def measure(records: Iterable[Any]) -> dict[str, Rate]:
-    """Measured rates per run shape (records whose rounds cannot separate training from validation are skipped)."""
+    """Measured rates per run shape.
+
+    A shape whose records validate every round cannot separate training from
+    validation: its per-example rate then covers both (the evaluation rate is
+    0 and the source says so), which holds for planned runs of the same
+    schedule and leaves out their test and per-client evaluation.
+    """
     samples: dict[str, dict[str, list[float]]] = {}
     rows: dict[str, tuple[int, int, int]] = {}
     for record in records:
         train_rows, validation_rows, test_rows = _split_rows(record)
-        if not train_rows or not validation_rows:
-            continue
         clients = _clients(record.config, record.partition)
-        if clients is None:
+        if not train_rows or not validation_rows or clients is None:
             continue
         per_round = examples_per_round(record.config, train_rows, clients)
-        plain = [r.wall_time_s / per_round for r in record.rounds if not r.metrics and r.wall_time_s > 0]
-        if not plain:
-            continue
-        train_s = statistics.median(plain)
-        evals = [(r.wall_time_s - train_s * per_round) / validation_rows for r in record.rounds if r.metrics]
         key = shape_key(record.config)
-        bucket = samples.setdefault(key, {"train": [], "eval": [], "n": []})
-        bucket["train"] += plain
-        bucket["eval"] += [e for e in evals if e > 0]
+        bucket = samples.setdefault(key, {"train": [], "eval": [], "all": [], "n": []})
+        plain = [r.wall_time_s / per_round for r in record.rounds if not r.metrics and r.wall_time_s > 0]
+        bucket["all"] += [r.wall_time_s / per_round for r in record.rounds if r.wall_time_s > 0]
+        if plain:
+            train_s = statistics.median(plain)
+            bucket["train"] += plain
+            bucket["eval"] += [e for e in ((r.wall_time_s - train_s * per_round) / validation_rows
+                                           for r in record.rounds if r.metrics) if e > 0]
         bucket["n"].append(1.0)
         rows[key] = (train_rows, validation_rows, test_rows)
     out = {}
     for key, bucket in samples.items():
-        if not bucket["eval"]:
-            continue
-        out[key] = Rate(statistics.median(bucket["train"]), statistics.median(bucket["eval"]), *rows[key],
-                        source=f"measured ({len(bucket['n'])} record(s))")
+        n = len(bucket["n"])
+        if bucket["train"] and bucket["eval"]:
+            out[key] = Rate(statistics.median(bucket["train"]), statistics.median(bucket["eval"]), *rows[key],
+                            source=f"measured ({n} record(s))")
+        elif bucket["all"]:
+            out[key] = Rate(statistics.median(bucket["all"]), 0.0, *rows[key],
+                            source=f"measured ({n} record(s); every round validated, so validation is folded into "
+                                   "the training rate and test/per-client evaluation are not counted)")
     return out
 
 

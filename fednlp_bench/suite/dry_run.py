@@ -81,8 +81,8 @@ def _print_hours(plan: TierPlan, records: Records, left: dict[int, list[PlannedR
             continue
         hours = found.seconds.get(name, 0.0) / 3600
         sources = "; ".join(sorted(found.sources.get(name, set())))
-        print(f"  {name}: {len(runs)} run(s), {hours:.1f} h [rates: {sources}]{'; ' + missing if unknown else ''}",
+        print(f"  {name}: {len(runs)} run(s), {hours:.2f} h [rates: {sources}]{'; ' + missing if unknown else ''}",
               file=stream)
     unknown = sum(found.unknown.values())
-    print(f"  total: {found.hours:.1f} h" + (f" for the runs with a rate ({unknown} without)" if unknown else "")
+    print(f"  total: {found.hours:.2f} h" + (f" for the runs with a rate ({unknown} without)" if unknown else "")
           + (f", plus the extension runs (at most {extra}) if taken" if extra else ""), file=stream)
