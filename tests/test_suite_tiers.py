@@ -16,7 +16,7 @@ import yaml
 from fednlp_bench.engine.run_id import run_id_of
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
 from fednlp_bench.suite import spec as suite_mod
-from fednlp_bench.suite import tier_plan
+from fednlp_bench.suite import plan_checks
 from fednlp_bench.suite.spec import parse_suite
 from fednlp_bench.suite.stages import run_two_stage
 from fednlp_bench.suite.tier_plan import build_tier_plan
@@ -239,7 +239,7 @@ def test_eval_schedule_must_serve_selection_and_convergence(monkeypatch: pytest.
                                                                                                      "eval_every": 8}})
     with pytest.raises(ValueError, match=r"centralized_converged\): eval_every=8 evaluates 1 round"):
         build_tier_plan(parse_suite(converged))
-    monkeypatch.setattr(tier_plan, "evaluates_round", lambda rnd, rounds, every: rnd % every == 0)
+    monkeypatch.setattr(plan_checks, "evaluates_round", lambda rnd, rounds, every: rnd % every == 0)
     with pytest.raises(ValueError, match="eval_every=3 does not evaluate the last round \\(4\\)"):
         build_tier_plan(parse_suite(tier(base={**BASE, "eval_every": 3})))
 

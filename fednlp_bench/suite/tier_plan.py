@@ -22,22 +22,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import itertools
-
-from fednlp_bench.engine.eval_schedule import evaluates_round
-from fednlp_bench.leaderboard.convergence import points_in_window, window_start
-from fednlp_bench.suite.grid import (
-    apply_point,
-    check_equal_sizes,
-    check_grid_keys,
-    check_required_axes,
-    grid_points,
-    point_label,
-    step_value,
+from fednlp_bench.suite.grid import apply_point, grid_points, point_label
+from fednlp_bench.suite.plan_checks import (
+    CENTRALIZED,
+    check_eval_schedule,
+    check_extremes,
+    check_final_shapes,
+    check_grids,
+    check_repeats,
 )
 from fednlp_bench.suite.spec import PlannedRun, Suite, _merge
 
-CENTRALIZED = "centralized"
 ROLES = ("federated", "centralized_equal", "centralized_converged")
 
 
@@ -107,6 +102,11 @@ class TierPlan:
     def tuning_runs(self, tasks: set[int] | None = None) -> list[PlannedRun]:
         """Every tuning run (of the given task indexes), in run order, each once."""
         return unique_runs(run for unit in self.units if tasks is None or unit.task_index in tasks for run in unit.runs)
+
+    def raw_config(self, task_index: int, partition: PartitionRef, algorithm_index: int, point: dict[str, Any],
+                   seed: int, overrides: dict[str, Any] | None, role: str) -> tuple[dict[str, Any], str]:
+        """The raw (not yet validated) config of one run and its label."""
+        return _raw_config(self.suite, task_index, partition, algorithm_index, point, seed, overrides, role)
 
     def tuning_run(self, unit: TuningUnit, point: dict[str, Any]) -> PlannedRun:
         """The run of ``point`` (a declared or an extension point) at the tuning seed."""
@@ -193,23 +193,9 @@ def partition_refs(suite: Suite, t: int) -> list[PartitionRef]:
             for i, p in enumerate(suite.partitions_for(t))]
 
 
-def _check_grids(suite: Suite) -> list[str]:
-    """Equal effort: the required axes, the same number of points, known keys (raises on the first problem)."""
-    names = [a["algorithm"] for a in suite.algorithms]
-    for a, name in enumerate(names):
-        check_required_axes(suite.grid_for(a), name, suite.source)
-        check_grid_keys(suite.grid_for(a), name, suite.source)
-    check_equal_sizes(names, [suite.grid_for(a) for a in range(len(names))], suite.source)
-    converged = any(suite.converged_for(t) is not None for t in range(len(suite.tasks)))
-    if converged and CENTRALIZED not in names:
-        raise ValueError(f"{suite.source}: final.centralized_converged is set but no 'centralized' algorithm is "
-                         "listed; add centralized to 'algorithms' or remove the overrides")
-    return names
-
-
 def build_tier_plan(suite: Suite) -> TierPlan:
     """Check the protocol rules, expand units and cells, validate every config; all errors at once."""
-    names = _check_grids(suite)
+    names = check_grids(suite)
     plan = TierPlan(suite, [], [])
     errors: list[str] = []
     for t in range(len(suite.tasks)):
@@ -240,91 +226,10 @@ def build_tier_plan(suite: Suite) -> TierPlan:
                     continue
                 source_index = ref.index if suite.tuning.partitions == "all" else tuned[0]
                 plan.cells.append(Cell(t, ref, a, name, "federated", units[(source_index, a)]))
-    for check in (_check_final_shapes, _check_extremes, _check_eval_schedule):
+    for check in (check_final_shapes, check_extremes, check_eval_schedule):
         errors = errors or check(plan)  # each check needs the configs the previous ones validated
     if errors:
         listing = "\n  ".join(errors)
         raise ValueError(f"{suite.source}: {len(errors)} invalid run config(s); nothing was run:\n  {listing}")
-    _check_repeats(plan)
+    check_repeats(plan)
     return plan
-
-
-def extreme_points(axes: dict[str, list[Any]], steps: int) -> list[dict[str, Any]]:
-    """The corners of the grid after ``steps`` extensions on every side of every axis."""
-    if steps == 0:
-        return []
-    ends = {}
-    for key, values in axes.items():
-        low, high = list(values), list(values)
-        for _ in range(steps):
-            low = [step_value(low, "low"), *low]
-            high = [*high, step_value(high, "high")]
-        ends[key] = (low[0], high[-1])
-    keys = list(ends)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(ends[k] for k in keys))]
-
-
-def _check_extremes(plan: TierPlan) -> list[str]:
-    """The furthest points the extension cap can reach are valid configs (a negative or absurd value fails now)."""
-    errors = []
-    for unit in plan.units:
-        for point in extreme_points(unit.axes, plan.suite.tuning.extensions):
-            if any(v <= 0 for v in point.values()):
-                errors.append(f"{unit.algorithm} on {unit.partition.label}: extending its grid "
-                              f"{plan.suite.tuning.extensions} step(s) reaches {point_label(point)}, not positive; "
-                              "lower tuning.extensions or widen the axis ratio")
-                continue
-            try:
-                plan.tuning_run(unit, point)
-            except (ValueError, TypeError, KeyError) as err:
-                errors.append(f"{unit.algorithm} on {unit.partition.label}: the furthest extension "
-                              f"{point_label(point)} is not a valid run: {err}")
-    return errors
-
-
-def _check_final_shapes(plan: TierPlan) -> list[str]:
-    """Every final config any choice could produce (first final seed): a bad override fails now, not after tuning."""
-    errors = []
-    for cell in plan.cells:
-        seed = plan.suite.seeds_for(cell.task_index)[0]
-        for point in cell.unit.points:
-            raw, label = _raw_config(plan.suite, cell.task_index, cell.partition, cell.algorithm_index, point, seed,
-                                     cell.overrides, cell.role)
-            try:
-                plan.canonical(raw)
-            except (ValueError, TypeError, KeyError) as err:
-                errors.append(f"{label}: {err}")
-    return errors
-
-
-def _check_eval_schedule(plan: TierPlan) -> list[str]:
-    """Selection reads the last round's validation; the convergence test needs enough rounds in its window."""
-    criterion = plan.suite.convergence
-    runs = plan.tuning_runs() + [run for cell in plan.cells for run in plan.final_runs(cell, cell.unit.points[0])[:1]]
-    errors, seen = [], set()
-    for run in runs:
-        rounds, every = int(run.config["rounds"]), int(run.config["eval_every"])
-        if (rounds, every) in seen:
-            continue
-        seen.add((rounds, every))
-        if not evaluates_round(rounds, rounds, every):
-            errors.append(f"{run.label}: eval_every={every} does not evaluate the last round ({rounds}), which "
-                          f"selection reads; use an eval_every that divides rounds={rounds}")
-        found = points_in_window(rounds, criterion, lambda r: evaluates_round(r, rounds, every))
-        if found < criterion.min_points:
-            start = window_start(rounds, criterion)
-            errors.append(f"{run.label}: eval_every={every} evaluates {found} round(s) in the convergence window "
-                          f"(rounds {start}-{rounds}, the last {criterion.window:.0%} of {rounds}), but the criterion "
-                          f"needs {criterion.min_points}; lower eval_every (at most "
-                          f"{max(1, (rounds - start) // max(1, criterion.min_points - 1))}) or raise rounds")
-    return errors
-
-
-def _check_repeats(plan: TierPlan) -> None:
-    seen: dict[tuple[str, int], str] = {}
-    for unit in plan.units:
-        for run in unit.runs:
-            if run.key in seen:
-                raise ValueError(f"{plan.suite.source}: '{run.label}' and '{seen[run.key]}' are the same run "
-                                 "(identical config and seed); remove the repeated entry or grid value")
-            seen[run.key] = run.label
