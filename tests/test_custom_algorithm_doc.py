@@ -1,4 +1,4 @@
-"""docs/custom_algorithm.md stays true: its client-side example runs from a user file to a leaderboard column."""
+"""docs/custom_algorithm.md stays true: its client-side example runs from a user file to a gap-table row."""
 
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def test_doc_procedure_keeps_momentum_across_rounds_by_hand(user_package: Path) 
         torch.testing.assert_close(state[k], m[k])
 
 
-def test_doc_plugin_runs_from_the_cli_to_a_leaderboard_column(user_package: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    runs, out = user_package / "runs", user_package / "lb"
+def test_doc_plugin_runs_from_the_cli_to_a_gap_table_row(user_package: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs, out = user_package / "runs", user_package / "gap.md"
     assert cli.main(["algorithms", "--plugin", PLUGIN]) == 0
     assert re.search(r"^fedavg_client_momentum\s+FedAvg \+ client momentum\s+-\s+MomentumClient\s+beta=0.9$",
                      capsys.readouterr().out, flags=re.M)
@@ -78,7 +78,9 @@ def test_doc_plugin_runs_from_the_cli_to_a_leaderboard_column(user_package: Path
     states = ClientStateStore(runs / record.run_id)
     assert sorted(p.name for p in states.current.iterdir()) == [
         f"client_{c:06d}.safetensors" for c in sorted({c for r in record.rounds for c in r.clients})]
-    assert cli.main(["leaderboard", "--runs", str(runs), "--out", str(out), "--no-plots"]) == 0
-    table = (out / "toy.md").read_text()
-    header = next(line for line in table.splitlines() if "Centralized" in line and "FedAvg" in line)
-    assert "FedAvg + client momentum" in header
+    n_runs = len(list(runs.glob("*/record.json")))
+    assert cli.main(["compare", *TOY, "--algorithms", f"centralized,fedavg,{PLUGIN}", "--beta", "0.5",
+                     "--runs-dir", str(runs), "--out", str(out)]) == 0
+    assert len(list(runs.glob("*/record.json"))) == n_runs  # the runs above are reused
+    row = next(line for line in out.read_text().splitlines() if line.startswith(f"| {PLUGIN} |"))
+    assert "still rising" in row or "converged" in row or "undecided" in row
