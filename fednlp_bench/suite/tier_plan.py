@@ -10,7 +10,7 @@ extensions any cap allows too, and every run's evaluation schedule is checked
 against the convergence criterion: a typo or an unusable schedule in the
 last task fails in seconds, not after hours of runs.
 
-Centralized training pools all clients' data, so (as ``centralized_once``) it
+Centralized training pools all clients' data, so it
 is tuned once per task, on the first tuned partition, and runs its final
 seeds on the task's first partition: role ``centralized_equal``, plus
 ``centralized_converged`` with ``final.centralized_converged`` on top.
