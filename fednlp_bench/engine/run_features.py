@@ -61,6 +61,8 @@ class RunFeatures:
         if self.client_params is not None and self.client_params.source == "holdout":
             self.split = split_clients(rows, int(config.partition["seed"]))
             rows = self.split.train
+        #: Each client's own rows (no canaries): what its local test mixture is measured on.
+        self.client_rows = list(rows)
         self.audit = None if config.membership_audit is None else AuditSpec.from_dict(config.membership_audit)
         self.policy = make_policy(config.sampling, config.sampling_params)
         self.held_out = holdout_clients(len(rows), self.audit.holdout_clients if self.audit else 0, config.seed)
@@ -216,7 +218,7 @@ class RunFeatures:
             raise ValueError("client_eval_params.source: test needs the test split at the end of the run")
         seed = int(self.config.partition["seed"])
         strata = strata_for(self.config.partition, self.train_raw, test_raw)
-        rows = [np.asarray(self.partition.indices(c)) for c in range(self.partition.num_clients)]
+        rows = self.client_rows
         sets = draw_local_sets(rows, strata, params.rows, seed)
         return evaluate_clients(task, model, test_raw, sets, np.array([len(r) for r in rows]), batch_size, params,
                                 describe(sets, strata, params.rows, seed))
