@@ -127,3 +127,13 @@ def test_tagging_counts_gold_entities(tmp_path: Path) -> None:
         rows = section["split"]["test_rows"][str(client["client"])]
         assert client["units"] == sum(task.evaluation_units(test.select(rows)))
         assert client["qualified"] == (client["units"] >= 20) and client["test_size"] == 30
+
+
+def test_the_membership_audit_needs_the_holdout_source() -> None:
+    """The audit's non-members are the clients' own held-out rows; sets drawn from test are not theirs."""
+    base = dict(task="toy", model="toy", algorithm="fedavg", rounds=2, clients_per_round=3, client_eval=True,
+                membership_audit={"examples": 10},
+                partition={"scheme": "quantity_skew", "num_clients": 6, "seed": 0, "min_size": 2})
+    RunConfig.from_dict(base)
+    with pytest.raises(ValueError, match="client_eval"):
+        RunConfig.from_dict({**base, "client_eval_params": {"source": "test"}})
