@@ -71,9 +71,17 @@ def test_convergence_window_and_slope() -> None:
     assert convergence_status(flat, 100, criterion).converged is True  # falling counts as converged
     few = convergence_status([(r, 0.5) for r in (50, 80, 100)], 100, criterion)
     assert few.converged is None and "2 evaluated round(s)" in few.text()
-    cell = cell_status([convergence_status(flat, 100, criterion), status])
-    assert (cell.converged, cell.rising_seeds, cell.seeds) == (False, 1, 2) and cell.slope == pytest.approx(0.003)
-    assert cell_status([few, status]).converged is None
+    # A cell is judged on its seed-mean curve: one rising and one flat seed average to +0.00145 per round.
+    cell = cell_status([flat, rising], 100, criterion)
+    assert (cell.converged, cell.rising_seeds, cell.seeds) == (True, 1, 2) and cell.slope == pytest.approx(0.00145)
+    assert cell.text() == "converged (slope +0.0015/round)"
+    both = cell_status([rising, [(r, v + 0.01) for r, v in rising]], 100, criterion)
+    assert (both.converged, both.rising_seeds) == (False, 2) and both.slope == pytest.approx(0.003)
+    assert both.text() == "still rising (+0.0030 per round, 2/2 single seeds rising)"
+    # Noise around a flat line: single seeds may fail by chance, their mean does not.
+    noisy = [[(r, 0.7 + (0.04 if (r // 5 + k) % 2 else -0.04)) for r in range(5, 101, 5)] for k in range(2)]
+    assert cell_status(noisy, 100, criterion).converged is True
+    assert cell_status([[(r, 0.5) for r in (50, 80, 100)], rising], 100, criterion).converged is None
     record = SimpleNamespace(primary_metric="f1", config={"rounds": 100},
                              rounds=[SimpleNamespace(round=r, metrics={"f1": v} if r % 5 == 0 else {})
                                      for r, v in [(r, 0.5 + 0.003 * r) for r in range(1, 101)]])

@@ -37,7 +37,7 @@ from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_para
 from fednlp_bench.commands.run import (
     add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
 )
-from fednlp_bench.leaderboard.convergence import DEFAULT, Criterion, cell_status, record_status
+from fednlp_bench.leaderboard.convergence import DEFAULT, Criterion, records_status
 from fednlp_bench.progress import format_seconds
 
 DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
@@ -363,7 +363,7 @@ def gap_table(records: dict[str, list[Any]], failed: dict[str, str] | None = Non
 
 def convergence_text(records: Sequence[Any]) -> str:
     """Converged / still rising (+x per round) over the seeds, by the protocol's default criterion."""
-    return cell_status([record_status(r, CRITERION) for r in records]).text()
+    return records_status(records, CRITERION).text()
 
 
 def baseline_lines(record: Any, metric: str) -> list[str]:

@@ -10,7 +10,13 @@ each tier declares a criterion and every cell is tested against it:
     ordinary least-squares slope of its validation metric against the round
     number is below ``tolerance`` (metric units per round). A falling curve
     (overfitting) counts as converged: more rounds would not help. A cell is
-    converged when every seed is.
+    judged on its seed-mean curve (the mean over its seeds at every evaluated
+    round; the seeds share the evaluation schedule): one seed's slope over a
+    handful of evaluations is dominated by round-to-round noise under strong
+    skew (20News Dirichlet 0.1 jumps by +-0.05 between evaluations, a slope
+    standard error of about 0.002 per round over 6 points), so requiring
+    every seed to pass would flag flat cells as rising by chance. The table
+    also says how many single seeds would have failed.
 
 Only records are read (the validation metric of each evaluated round), so the
 status is recomputed from the published records by anyone. The suite checks,
@@ -66,8 +72,8 @@ class Criterion:
         return {"window": self.window, "tolerance": self.tolerance, "min_points": self.min_points}
 
     def text(self) -> str:
-        return (f"OLS slope of the validation metric per round below {self.tolerance:g} over the last "
-                f"{self.window:.0%} of the rounds (at least {self.min_points} evaluated rounds), for every seed")
+        return (f"OLS slope of the seed-mean validation metric per round below {self.tolerance:g} over the last "
+                f"{self.window:.0%} of the rounds (at least {self.min_points} evaluated rounds)")
 
 
 def _number(value: Any) -> bool:
@@ -103,7 +109,7 @@ class Status:
 
     #: None: the window holds fewer evaluated rounds than the criterion needs.
     converged: bool | None
-    #: The slope per round (a cell: the largest over its seeds); None when undecidable.
+    #: The slope per round (a cell: of its seed-mean curve); None when undecidable.
     slope: float | None
     points: int
     seeds: int = 1
@@ -114,7 +120,7 @@ class Status:
             return f"undecided ({self.points} evaluated round(s) in the window)"
         if self.converged:
             return f"converged (slope {self.slope:+.{digits}f}/round)"
-        share = f", {self.rising_seeds}/{self.seeds} seeds" if self.seeds > 1 else ""
+        share = f", {self.rising_seeds}/{self.seeds} single seeds rising" if self.seeds > 1 else ""
         return f"still rising (+{self.slope:.{digits}f} per round{share})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,16 +139,18 @@ def convergence_status(curve: Sequence[tuple[int, float]], rounds: int, criterio
     return Status(not rising, slope, len(window), 1, int(rising))
 
 
-def cell_status(statuses: Sequence[Status]) -> Status:
-    """Every seed converged -> converged; any seed undecidable -> undecidable; slope = the largest."""
-    if not statuses:
+def cell_status(curves: Sequence[Sequence[tuple[int, float]]], rounds: int, criterion: Criterion) -> Status:
+    """The verdict for a cell: the slope of its seed-mean curve; ``rising_seeds`` counts single seeds that fail."""
+    if not curves:
         raise ValueError("no curves: a cell's status needs at least one finished run")
-    points = min(s.points for s in statuses)
-    if any(s.converged is None for s in statuses):
-        return Status(None, None, points, len(statuses))
-    rising = sum(not s.converged for s in statuses)
-    slope = max(s.slope for s in statuses)  # type: ignore[type-var]
-    return Status(rising == 0, slope, points, len(statuses), rising)
+    singles = [convergence_status(c, rounds, criterion) for c in curves]
+    if any(s.converged is None for s in singles):
+        return Status(None, None, min(s.points for s in singles), len(curves))
+    shared = set.intersection(*(set(dict(c)) for c in curves))
+    mean_curve = [(r, sum(dict(c)[r] for c in curves) / len(curves)) for r in sorted(shared)]
+    cell = convergence_status(mean_curve, rounds, criterion)
+    rising = sum(not s.converged for s in singles)
+    return Status(cell.converged, cell.slope, cell.points, len(curves), rising)
 
 
 def record_curve(record: Any, metric: str | None = None) -> list[tuple[int, float]]:
@@ -151,7 +159,19 @@ def record_curve(record: Any, metric: str | None = None) -> list[tuple[int, floa
     return [(int(r.round), float(r.metrics[metric])) for r in record.rounds if metric in r.metrics]
 
 
+def record_rounds(record: Any) -> int:
+    """The rounds a record was budgeted (a converged-centralized run is judged on its longer curve)."""
+    return int(record.config.get("rounds") or len(record.rounds))
+
+
 def record_status(record: Any, criterion: Criterion, metric: str | None = None) -> Status:
-    """The verdict for one record (its own ``rounds``: a converged-centralized run is judged on its longer curve)."""
-    rounds = int(record.config.get("rounds") or len(record.rounds))
-    return convergence_status(record_curve(record, metric), rounds, criterion)
+    """The verdict for one record."""
+    return convergence_status(record_curve(record, metric), record_rounds(record), criterion)
+
+
+def records_status(records: Sequence[Any], criterion: Criterion, metric: str | None = None) -> Status:
+    """The verdict for a cell's records (one per seed, the same budget)."""
+    budgets = {record_rounds(r) for r in records}
+    if len(budgets) != 1:
+        raise ValueError(f"a cell's records must share one budget, got rounds {sorted(budgets)}")
+    return cell_status([record_curve(r, metric) for r in records], budgets.pop(), criterion)

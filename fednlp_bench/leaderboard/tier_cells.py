@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fednlp_bench.leaderboard.client_tail import CellClients, cell_clients
-from fednlp_bench.leaderboard.convergence import Criterion, Status, cell_status, record_status
+from fednlp_bench.leaderboard.convergence import Criterion, Status, records_status
 from fednlp_bench.leaderboard.labels import budget_of, canonical, fmt_param
 from fednlp_bench.leaderboard.plan import PlanCell, PlanPartition, PlanTuning
 from fednlp_bench.leaderboard.records import LoadedRecord
@@ -90,7 +90,7 @@ class TierCell:
     def convergence(self) -> Status | None:
         if not self.complete:
             return None
-        return cell_status([record_status(i.record, self.criterion) for i in self.records])
+        return records_status([i.record for i in self.records], self.criterion)
 
     @property
     def converged(self) -> bool:
