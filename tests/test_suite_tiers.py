@@ -475,7 +475,8 @@ def test_plan_json_of_a_tiny_grid_field_by_field(tmp_path: Path) -> None:
 
     assert plan == {
         "schema": 2, "tier": "smoke", "suite": "t.yaml", "runs_dir": str(tmp_path / "runs"),
-        "selection": "validation primary metric at the final round, ties to the earlier grid point, on the grid as "
+        "selection": "validation primary metric averaged over the evaluated rounds of the convergence window, ties to "
+                     "the earlier grid point, on the grid as "
                      "its edge extensions grew it; tuning seed 0",
         "convergence": {"window": 0.5, "tolerance": 0.01, "min_points": 3},
         "tasks": [{"task": "classification", "partitions": [partition]}],
@@ -483,7 +484,7 @@ def test_plan_json_of_a_tiny_grid_field_by_field(tmp_path: Path) -> None:
             "task": "classification", "data": "20news", "partition": partition, "algorithm": "fedavg",
             "metric": "accuracy", "declared_axes": {"lr": [1e-3, 2e-3, 4e-3]}, "axes": {"lr": [1e-3, 2e-3, 4e-3]},
             "extension_cap": 1, "extensions": [],
-            "grid": [{"point": {"lr": lr}, **entry(lr, 0), "validation": scores[lr], "step": 0}
+            "grid": [{"point": {"lr": lr}, **entry(lr, 0), "validation": pytest.approx(scores[lr]), "step": 0}
                      for lr in (1e-3, 2e-3, 4e-3)],
             "chosen": {"lr": 2e-3}, "on_edge": [],
         }],

@@ -79,7 +79,7 @@ class GridPoint:
     config_hash: str
     seed: int
     run_id: str
-    #: Validation primary metric at the final round; None while the run is missing.
+    #: Validation primary metric averaged over the convergence window; None while the run is missing.
     validation: float | None
     #: 0 for a declared grid point, else the extension step that added it.
     step: int = 0

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from fednlp_bench.leaderboard.labels import algorithm_rank
+from fednlp_bench.leaderboard.convergence import Criterion, window_validation
 from fednlp_bench.leaderboard.plan import Plan, PlanCell, PlanTuning
 from fednlp_bench.leaderboard.records import LoadedRecord, load_record
 from fednlp_bench.leaderboard.summary import difference
@@ -94,18 +95,18 @@ def _load_cell(cell: PlanCell, store: RecordStore, where: str) -> list[LoadedRec
     return items
 
 
-def _load_tuning(entry: PlanTuning, store: RecordStore, where: str) -> list[LoadedRecord]:
-    """A grid point with a validation value must be a record whose final-round validation is that value."""
+def _load_tuning(entry: PlanTuning, store: RecordStore, where: str, criterion: Criterion) -> list[LoadedRecord]:
+    """A grid point with a validation value must be a record whose window-mean validation is that value."""
     items = []
     for k, point in enumerate(entry.grid):
         if point.validation is None:
             continue
         item = store.get(point.run_id, point.config_hash, point.seed, f"{where}.grid[{k}]")
         metric = entry.metric or item.record.primary_metric
-        last = item.record.rounds[-1].metrics.get(metric)
-        if last is None or not math.isclose(float(last), point.validation, rel_tol=1e-9, abs_tol=1e-12):
+        score = window_validation(item.record, criterion, metric)
+        if score is None or not math.isclose(score, point.validation, rel_tol=1e-9, abs_tol=1e-12):
             raise TraceError(f"run {point.run_id!r} ({where}.grid[{k}]): plan.json says validation "
-                             f"{metric} {point.validation!r}, the record's final round has {last!r}")
+                             f"{metric} {point.validation!r}, the record's convergence window averages {score!r}")
         items.append(item)
     return items
 
@@ -122,7 +123,7 @@ def _build_task(plan: Plan, task: str, store: RecordStore) -> TierTask:
     loaded = [(cell, _load_cell(cell, store, f"cells[{i}]")) for i, cell in enumerate(plan.cells) if cell.task == task]
     tuning = [t for t in plan.tuning if t.task == task]
     tuning_records = [item for i, t in enumerate(plan.tuning) if t.task == task
-                      for item in _load_tuning(t, store, f"tuning[{i}]")]
+                      for item in _load_tuning(t, store, f"tuning[{i}]", plan.convergence)]
     metric = _metric(task, [i for _, records in loaded for i in records], tuning)
     cells = {(c.partition.index, c.algorithm, c.role): TierCell(c, records, metric, plan.convergence)
              for c, records in loaded}

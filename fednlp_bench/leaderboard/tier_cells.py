@@ -7,7 +7,7 @@ final model (``final_metrics``), except for the centralized run trained to
 convergence when it recorded ``test_best_round``: its figure is the test
 metric of the round with the best validation score (chosen on validation,
 never on test). Beside it, the cell's convergence status (``convergence``),
-its validation score at the final round, which alone picks "best" cells
+its validation score averaged over the convergence window, which alone picks "best" cells
 and headlines, and the paired gap to centralized (``summary``).
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fednlp_bench.leaderboard.client_tail import CellClients, cell_clients
-from fednlp_bench.leaderboard.convergence import Criterion, Status, records_status
+from fednlp_bench.leaderboard.convergence import Criterion, Status, records_status, window_validation
 from fednlp_bench.leaderboard.labels import budget_of, canonical, fmt_param
 from fednlp_bench.leaderboard.plan import PlanCell, PlanPartition, PlanTuning
 from fednlp_bench.leaderboard.records import LoadedRecord
@@ -40,12 +40,6 @@ def reported_value(record: RunRecord, role: str) -> float:
         if metric in best:
             return float(best[metric])
     return float(record.final_metrics[metric])
-
-
-def final_validation(record: RunRecord) -> float | None:
-    """The validation primary metric at the last round (what selection and "best" read), None if absent."""
-    value = record.rounds[-1].metrics.get(record.primary_metric) if record.rounds else None
-    return None if value is None else float(value)
 
 
 @dataclass
@@ -81,7 +75,7 @@ class TierCell:
     @property
     def validation(self) -> Summary | None:
         """Final-round validation metric over seeds: what "best" marks and headlines are chosen by."""
-        values = [final_validation(i.record) for i in self.records]
+        values = [window_validation(i.record, self.criterion) for i in self.records]
         if not self.complete or any(v is None for v in values):
             return None
         return summarize([v for v in values if v is not None], self.seeds)
@@ -171,8 +165,8 @@ class TierTask:
     def best_federated(self, index: int) -> TierCell | None:
         """The converged, complete FL cell on partition ``index`` with the highest *validation* mean.
 
-        Test never selects: the mark and the headline go by the final-round
-        validation metric; ties go to the earlier algorithm in registry order.
+        Test never selects: the mark and the headline go by the validation
+        metric averaged over the convergence window (the selection rule); ties go to the earlier algorithm in registry order.
         A cell still rising (or undecided) is never the best.
         """
         scored = [(c.validation.mean, -k, c) for k, c in enumerate(self.federated_cells(index))

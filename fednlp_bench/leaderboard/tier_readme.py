@@ -68,7 +68,7 @@ def headline_lines(plan: Plan, tasks: list[TierTask]) -> list[str]:
     lines = ["## Headline", "", HEADLINE_HEADER, "|" + "---|" * 8]
     lines += ["| " + " | ".join(headline_row(t)) + " |" for t in tasks]
     lines += ["", f"Test metric, mean ± sample std over seeds with the {CONFIDENCE:.0%} Student-t interval. Best FL: the "
-                  "FL cell with the highest final-round *validation* metric among the converged cells of that "
+                  "FL cell with the highest *validation* metric (mean over the convergence window) among the converged cells of that "
                   "partition (test never selects). Most skewed partition: the smallest α where partitions have one, "
                   "else the last non-IID partition. Gap: FL − centralized (equal budget), paired by seed with its t "
                   "interval, Welch's unpaired interval beside it. Convergence: " + plan.convergence.text() + ". "

@@ -181,7 +181,7 @@ def details_markdown(task: TierTask) -> list[str]:
     lines += ["", "Worst 10% clients: mean over seeds of the final model's metric on the worst-served 10% of the "
                   "clients whose local evaluation set meets the minimum (`client_eval`), with a 95% bootstrap interval "
                   "(clients resampled within each seed) and how many clients qualified."]
-    header = ["Partition", "Algorithm", "Hyperparameters (tuned on)", "Validation (final round)", "Mean bytes up+down",
+    header = ["Partition", "Algorithm", "Hyperparameters (tuned on)", "Validation (window mean)", "Mean bytes up+down",
               "Bytes to 90% of centralized", "Mean wall time", "Worst 10% clients"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in ordered_cells(task):
@@ -212,7 +212,7 @@ def tuning_markdown(task: TierTask) -> list[str]:
     lines = ["## Tuning", ""]
     if not task.tuning:
         return lines + ["No tuning entries in plan.json for this task.", ""]
-    lines += [f"Validation `{task.metric}` of the final round of each grid point (tuning seed); **chosen** is the "
+    lines += [f"Validation `{task.metric}` of each grid point (tuning seed), averaged over the evaluated rounds of the convergence window; **chosen** is the "
               "suite's choice (highest validation, ties to the earlier point). A choice on an edge of an axis extends "
               "that axis by one log step (step ≥ 1 below), up to the cap; a choice still on an edge after the cap is "
               "flagged ⚠.", "",

@@ -2,8 +2,9 @@
 
 The tables read only ``plan.json`` plus the records, so selection is never
 re-implemented (and cannot drift) elsewhere. The rule is fixed by the
-protocol: the grid point with the best *validation* primary metric at the
-final round (``record.rounds[-1].metrics``), ties to the earlier point, on
+protocol: the grid point with the best *validation* primary metric, averaged
+over the evaluated rounds of the convergence window (the last quarter of the
+rounds: ``leaderboard.convergence.window_validation``), ties to the earlier point, on
 the grid as its edge extensions have grown it (``extension.py``). All
 primary metrics are higher-is-better by the task contract (tasks/base.py).
 Test metrics (``record.final_metrics``) are never read here: choosing on test
@@ -19,6 +20,7 @@ from typing import Any
 
 from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.leaderboard.convergence import Criterion, window_validation
 from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
 from fednlp_bench.suite.extension import UnitState, resolve
 from fednlp_bench.suite.spec import PlannedRun
@@ -26,8 +28,8 @@ from fednlp_bench.suite.tier_plan import Cell, TierPlan, partition_refs
 
 PLAN_SCHEMA = 2
 PLAN_FILENAME = "plan.json"
-SELECTION_RULE = ("validation primary metric at the final round, ties to the earlier grid point, on the grid as "
-                  "its edge extensions grew it")
+SELECTION_RULE = ("validation primary metric averaged over the evaluated rounds of the convergence window, ties to "
+                  "the earlier grid point, on the grid as its edge extensions grew it")
 Records = dict[tuple[str, int], LoadedRecord]
 
 
@@ -38,8 +40,8 @@ def load_records(runs_dir: str | Path) -> Records:
     return {item.key: item for item in collect_records(runs_dir)}
 
 
-def final_validation(item: LoadedRecord) -> float:
-    """The primary metric on validation at the record's last round; its absence is an error naming the run."""
+def window_score(item: LoadedRecord, criterion: Criterion) -> float:
+    """The validation score selection reads (window mean); a record without its last round's validation is an error."""
     record = item.record
     last = record.rounds[-1]
     if record.primary_metric not in last.metrics:
@@ -48,13 +50,15 @@ def final_validation(item: LoadedRecord) -> float:
             f"{record.primary_metric!r}, which selection reads. Delete {item.path.parent} and run the suite again "
             "(the engine always evaluates the last round; this record was edited or made elsewhere)"
         )
-    return float(last.metrics[record.primary_metric])
+    score = window_validation(record, criterion)
+    assert score is not None  # the last round is in the window and was evaluated
+    return score
 
 
 def select_all(plan: TierPlan, records: Records) -> dict[int, UnitState]:
     """Each unit's grown grid and choice, by ``id(unit)``."""
     def validation(run: PlannedRun) -> float | None:
-        return final_validation(records[run.key]) if run.key in records else None
+        return window_score(records[run.key], plan.suite.convergence) if run.key in records else None
 
     return {id(unit): resolve(plan, unit, validation) for unit in plan.units}
 
