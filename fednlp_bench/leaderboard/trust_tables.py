@@ -94,7 +94,11 @@ def privacy_table(records: Sequence[LoadedRecord]) -> str:
 
     def key(item: LoadedRecord) -> tuple[float, str]:
         p = item.record.config.get("privacy")
-        return (0.0, "none") if not p else (float(p["noise_multiplier"]), str(p["mechanism"]))
+        if not p:
+            return (0.0, "none")
+        # A target_epsilon config leaves z to calibration: the record holds the multiplier the run used.
+        z = (item.record.privacy or {}).get("noise_multiplier", p.get("noise_multiplier"))
+        return (float(z), str(p["mechanism"]))
 
     lines = [
         "| DP | noise multiplier z | clip norm C | δ | ε | " + metric + " | MIA AUC | runs |",
