@@ -112,10 +112,15 @@ def validate(argv: list[str]) -> None:
         if args.task:
             task_indexes(suite, args.task)
     elif command == "leaderboard":
-        if args.plan:
+        if args.plan and Path(args.plan).exists():
             from fednlp_bench.leaderboard.plan import load_plan
 
             load_plan(args.plan)
+        elif args.plan:  # a plan the tier has not written yet: some tier suite must write it there
+            from fednlp_bench.suite.spec import load_suite
+
+            outs = {str(Path(load_suite(p).out) / "plan.json") for p in ROOT.glob("configs/suite*.yaml")}
+            assert args.plan in outs, f"--plan {args.plan}: no tier suite writes it (suites write {sorted(outs)})"
     elif command == "algorithms":
         assert cli.main(argv) == 0
     else:
@@ -163,7 +168,7 @@ def test_yaml_examples_validate(source: str, block: str) -> None:
     """A docs YAML block that is a run config or a suite validates as one (with 1.0e-5 and 1e-3 alike)."""
     from fednlp_bench.config import RunConfig
     from fednlp_bench.scalars import load_yaml
-    from fednlp_bench.suite.spec import parse_suite, plan_suite
+    from fednlp_bench.suite.spec import parse_suite
     from fednlp_bench.suite.tier_plan import build_tier_plan
 
     data = _without_elisions(load_yaml(block))
@@ -172,6 +177,10 @@ def test_yaml_examples_validate(source: str, block: str) -> None:
         RunConfig.from_dict(data)
     elif {"tasks", "algorithms"} <= set(data):
         suite = parse_suite(data, source)
-        assert build_tier_plan(suite) if suite.two_stage else plan_suite(suite)
+        assert build_tier_plan(suite).units, f"{source}: the suite plans no tuning unit"
+    elif set(data) == {"convergence"}:  # the protocol's criterion on its own
+        from fednlp_bench.leaderboard.convergence import Criterion
+
+        Criterion.from_dict(data["convergence"], source)
     else:  # an excerpt of a suite (one section), shown inside a list of steps
         assert set(data) == {"algorithms"}, f"{source}: YAML block {sorted(data)} is neither a run config nor a suite"
