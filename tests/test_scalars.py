@@ -74,7 +74,11 @@ def test_suite_grids_read_exponents_as_numbers(tmp_path: Path) -> None:
     from fednlp_bench.suite.spec import load_suite
 
     path = tmp_path / "suite.yaml"
-    path.write_text("base: {task: toy, model: toy, rounds: 1}\ntasks: [toy]\npartitions: [iid]\n"
-                    "algorithms:\n  - {algorithm: fedadam, algorithm_params: {server_lr: 1e-3}}\nseeds: [0]\n")
+    path.write_text("tier: smoke\nbase: {task: toy, model: toy, rounds: 4, eval_every: 1}\ntasks: [toy]\n"
+                    "partitions: [iid]\nalgorithms:\n"
+                    "  - {algorithm: fedadam, algorithm_params: {beta1: 9e-1}, grid: {lr: [1e-3, 2E-3], server_lr: [1.0e-2, 4e-2]}}\n"
+                    "convergence: {window: 0.5, tolerance: 1e-2}\ntuning: {seed: 0}\nfinal: {seeds: [0, 1]}\n")
     suite = load_suite(path)
-    assert suite.algorithms[0]["algorithm_params"] == {"server_lr": 1e-3}
+    assert suite.algorithms[0]["algorithm_params"] == {"beta1": 0.9}
+    assert suite.grid_for(0) == {"lr": [1e-3, 2e-3], "server_lr": [1e-2, 4e-2]}
+    assert suite.convergence.tolerance == 1e-2

@@ -24,7 +24,7 @@ def test_every_trust_run_is_valid_and_rows_differ_only_where_the_table_compares(
     te = load_script()
     spec = yaml.safe_load(te.SPEC.read_text())
     runs = dict(te.planned_runs(spec, list(te.GRIDS), [0, 1, 2]))
-    assert len(runs) == 3 * (4 * 2 + 2 + 5) == 45
+    assert len(runs) == 3 * (4 * 2 + 3 + 5) == 48   # populations 4x2, audit 3 (no DP, client DP, example DP), fairness 5
     base = spec["base"]
     # The uniform/static row is the base itself (the cpu tier's FedAvg cell), with the partition seed = the seed.
     cell = RunConfig.from_dict({**base, "seed": 1, "partition": {**base["partition"], "seed": 1}})
@@ -35,8 +35,11 @@ def test_every_trust_run_is_valid_and_rows_differ_only_where_the_table_compares(
     assert runs["trust-populations-static-activity-size-weighted-s0"].effective_aggregation_weights() == "size"
     dp, nodp = runs["trust-audit-client-dp-s2"].to_dict(), runs["trust-audit-no-dp-s2"].to_dict()
     assert {k for k in dp.keys() | nodp.keys() if dp.get(k) != nodp.get(k)} == {"privacy"}
+    example = runs["trust-audit-example-dp-s2"].to_dict()
+    assert {k for k in example.keys() | nodp.keys() if example.get(k) != nodp.get(k)} == {"privacy"}
+    assert example["privacy"]["mechanism"] == "dp_sgd" and nodp["membership_audit"]["holdout_clients"] == 20
     fair = {run_id: cfg for run_id, cfg in runs.items() if "-fairness-" in run_id}
     assert {cfg.algorithm for cfg in fair.values()} == {"centralized", "fedavg", "fedprox", "fedadam", "fedyogi"}
     assert all(cfg.fairness == {"counterfactual": "gender"} for cfg in fair.values())
     assert te.main(["audit", "--runs", str(tmp_path), "--dry-run", "--seeds", "0"]) == 0
-    assert "2 runs, 2 left" in capsys.readouterr().out
+    assert "3 runs, 3 left" in capsys.readouterr().out
