@@ -11,8 +11,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from fednlp_bench.scalars import integer
+
+if TYPE_CHECKING:
+    from fednlp_bench.suite.execution import Execution
+    from fednlp_bench.suite.spec import Suite
+    from fednlp_bench.suite.stages import StageReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +52,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plan-only", action="store_true",
                         help="run nothing: select from the records so far and rewrite <out>/plan.json (then "
                         "`fednlp-bench leaderboard --plan` shows the tier as it stands)")
+    x = parser.add_argument_group("execution (how the runs of a stage are executed; records do not depend on it)")
+    x.add_argument("--jobs", type=integer, default=1, metavar="N",
+                   help="N runs at once in worker processes (default 1: one at a time in this process); refused "
+                   "when N runs would not fit in memory")
+    x.add_argument("--threads", type=integer, default=None, metavar="T",
+                   help="torch CPU threads per run (default: the cores / --jobs with --jobs > 1, else torch's choice)")
+    x.add_argument("--gpus", default=None, metavar="0,1",
+                   help="spread the workers over these GPUs (worker i on GPU i mod count); default: the runs pick "
+                   "their device (cuda:0 when there is one), so all workers share it")
+    x.add_argument("--budget-minutes", type=float, default=None, metavar="M",
+                   help="start no run that would end after M minutes (mean of the finished runs) and stop the "
+                   "runs still going at M minutes; they resume from their checkpoints on the next call")
+    x.add_argument("--list-runs", action="store_true",
+                   help="print the current stage's pending runs, one self-contained `fednlp-bench run` command per "
+                   "line (for Slurm, xargs -P, ...); run nothing. The next suite call picks up their records")
+    x.add_argument("--device-tflops", type=float, default=None, metavar="R",
+                   help="with --dry-run: estimate device minutes at R TFLOP/s (default for the gpu tier: a declared "
+                   "rate, see fednlp_bench/suite/compute_estimate.py)")
     parser.add_argument("--no-leaderboard", action="store_true", help="only run; do not build tables")
     parser.set_defaults(func=run)
 
@@ -56,15 +80,22 @@ def _again(args: argparse.Namespace) -> str:
     for flag in ("runs_dir", "out"):
         if getattr(args, flag):
             words += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+    if getattr(args, "jobs", 1) != 1:
+        words += ["--jobs", str(args.jobs)]
+    for flag in ("threads", "gpus"):
+        if getattr(args, flag, None) is not None:
+            words += [f"--{flag}", str(getattr(args, flag))]
     return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
+    from fednlp_bench.suite.execution import using
+    from fednlp_bench.suite.listing import RunsListed
     from fednlp_bench.suite.spec import load_suite
-    from fednlp_bench.suite.stages import run_two_stage
 
     if args.max_runs is not None and args.max_runs < 1:
         raise ValueError(f"--max-runs {args.max_runs} must be a positive integer (runs to finish in this call)")
+    execution = _execution(args)
     suite = load_suite(args.suite)
     runs_dir = args.runs_dir or suite.runs_dir
     out = args.out or suite.out
@@ -83,11 +114,21 @@ def run(args: argparse.Namespace) -> int:
         refresh_plan(suite, runs_dir, out)
         return 0
     try:
-        report = run_two_stage(suite, runs_dir, out, stage=args.stage, tasks=args.task, max_runs=args.max_runs,
-                               dry_run=args.dry_run, command=_again(args))
+        with using(execution):
+            report = _stages(args, suite, runs_dir, out)
+    except RunsListed as listed:
+        print("\n".join(listed.commands))
+        print(f"{len(listed.commands)} pending run(s) of the current stage listed; run them (any order, in "
+              f"parallel), then `{_again(args)}` picks up their records and goes on", file=sys.stderr)
+        return 0
     except RuntimeError as err:
         print(f"fednlp-bench suite: error: {err}", file=sys.stderr)
         return 1
+    if args.list_runs:
+        print("nothing pending: every run of the current stage has a record", file=sys.stderr)
+        return 0
+    if args.dry_run and (suite.tier == "gpu" or args.device_tflops):
+        _print_device_estimate(args, suite, runs_dir)
     if args.dry_run or args.no_leaderboard or args.stage != "all" or not report.complete:
         return 0
     from fednlp_bench.leaderboard.tier_tables import write_tier_leaderboard
@@ -96,3 +137,37 @@ def run(args: argparse.Namespace) -> int:
     write_tier_leaderboard(report.plan_path, out)
     print(f"tier tables: written to {out} from {report.plan_path}")
     return 0
+
+
+def _stages(args: argparse.Namespace, suite: Suite, runs_dir: str, out: str) -> StageReport:
+    from fednlp_bench.suite.stages import run_two_stage
+
+    stream = sys.stderr if args.list_runs else sys.stdout  # with --list-runs stdout holds only the commands
+    return run_two_stage(suite, runs_dir, out, stage=args.stage, tasks=args.task, max_runs=args.max_runs,
+                         dry_run=args.dry_run, command=_again(args), stream=stream)
+
+
+def _execution(args: argparse.Namespace) -> Execution:
+    """The flags' Execution, checked before anything loads (bad values are one-line errors)."""
+    import time
+
+    from fednlp_bench.suite.execution import Execution, parse_gpus
+    from fednlp_bench.suite.listing import RunLister
+
+    if args.budget_minutes is not None and not args.budget_minutes > 0:
+        raise ValueError(f"--budget-minutes {args.budget_minutes} must be a positive number of minutes")
+    if args.list_runs and (args.dry_run or args.budget_minutes is not None or args.jobs != 1 or args.plan_only):
+        raise ValueError("--list-runs only lists commands; drop --dry-run, --plan-only, --jobs and --budget-minutes "
+                         "(the scheduler that runs the commands decides how many at once)")
+    deadline = None if args.budget_minutes is None else time.monotonic() + args.budget_minutes * 60
+    lister = RunLister(threads=args.threads) if args.list_runs else None
+    return Execution(jobs=args.jobs, threads=args.threads, gpus=parse_gpus(args.gpus), deadline=deadline,
+                     lister=lister)
+
+
+def _print_device_estimate(args: argparse.Namespace, suite: Suite, runs_dir: str) -> None:
+    from fednlp_bench.suite.compute_estimate import print_estimate, runs_left
+    from fednlp_bench.suite.stages import task_indexes
+
+    configs = runs_left(suite, task_indexes(suite, args.task), runs_dir)
+    print_estimate(configs, args.device_tflops, args.jobs, sys.stdout)

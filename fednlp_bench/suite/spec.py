@@ -34,12 +34,9 @@ resumes by running the same command again.
 from __future__ import annotations
 
 import copy
-import json
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TextIO
 
 from fednlp_bench.hints import closest_hint
 from fednlp_bench.leaderboard.convergence import Criterion
@@ -54,6 +51,9 @@ from fednlp_bench.suite.protocol import (
     parse_converged,
     parse_protocol,
 )
+
+if TYPE_CHECKING:
+    from fednlp_bench.suite.execution import Execution
 
 SUITE_KEYS = ("tier", "base", "tasks", "partitions", "algorithms", "convergence", "tuning", "final",
               "partition_seed", "keep_checkpoints", "runs_dir", "out", "rates", "rate_records")
@@ -271,29 +271,10 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load_runner() -> Runner:
-    from fednlp_bench.engine.runner import run_from_config_dict
+    """The engine (``run_one.engine_run``: resumes a run a killed suite left with a checkpoint)."""
+    from fednlp_bench.suite.run_one import engine_run
 
-    def run(config: dict[str, Any], runs_dir: Path) -> RunRecord:
-        """Run one config; a run folder left by a killed suite (checkpoint, no record) is resumed."""
-        from fednlp_bench.config import RunConfig
-        from fednlp_bench.engine.checkpoint import has_checkpoint
-        from fednlp_bench.engine.run_id import default_run_id
-        from fednlp_bench.engine.runner import run_experiment
-
-        run_config = RunConfig.from_dict(config)
-        if has_checkpoint(Path(runs_dir) / default_run_id(run_config)):
-            print(f"  resuming the interrupted run {default_run_id(run_config)}", file=sys.stderr)
-            return run_experiment(run_config, runs_dir, resume=True)
-        return run_from_config_dict(config, runs_dir)
-
-    return run
-
-
-def drop_checkpoint(run_dir: Path) -> None:
-    """Delete a finished run's weights (checkpoint and client states, ~100 MB) so records stay small JSON."""
-    from fednlp_bench.engine.checkpoint import drop_weights
-
-    drop_weights(run_dir)
+    return engine_run
 
 
 def execute_runs(
@@ -304,35 +285,32 @@ def execute_runs(
     keep_checkpoints: str,
     stream: TextIO,
     max_runs: int | None = None,
+    execution: Execution | None = None,
 ) -> list[PlannedRun]:
     """Run ``todo`` in order (at most ``max_runs`` of them); return the runs that finished.
 
+    ``execution`` (default: the one ``fednlp-bench suite`` set, see
+    ``suite/execution.py``) decides how: here, one at a time, or in worker
+    processes (``--jobs``, ``--budget-minutes``), or only listed (``--list-runs``).
     A failing run stops everything with the finished count and how to continue;
     each finished run's record is already on disk, so nothing is lost.
     """
+    from fednlp_bench.suite import execution as executions
+
+    execution = execution or executions.current()
     todo = todo if max_runs is None else todo[:max_runs]
-    if todo:
-        runner = runner or _load_runner()
-        Path(runs_dir).mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    for i, run in enumerate(todo, start=1):
-        t0 = time.perf_counter()
-        print(f"[{i}/{len(todo)}] {run.label} ...", file=stream, flush=True)
-        try:
-            record = runner(copy.deepcopy(run.config), Path(runs_dir))
-        except Exception as err:
-            raise RuntimeError(
-                f"suite stopped at run {i}/{len(todo)} ({run.label}): {err}. The {i - 1} finished run(s) are "
-                f"recorded in {runs_dir}; fix the problem and run the same command to continue"
-            ) from err
-        if keep_checkpoints == "none":
-            drop_checkpoint(Path(runs_dir) / record.run_id)
-        took = time.perf_counter() - t0
-        metric = record.final_metrics.get(record.primary_metric)
-        print(f"[{i}/{len(todo)}] done in {took:.1f} s: {record.primary_metric}={metric:.4f} "
-              f"(run {record.run_id}); elapsed {time.perf_counter() - start:.0f} s", file=stream, flush=True)
-        if (record.config_hash, record.seed) != run.key:
-            print(f"warning: the engine recorded a different config than planned for {run.label} "
-                  f"({json.dumps(record.config, sort_keys=True)[:200]}...); a re-run of the suite will not "
-                  "recognise it as done", file=stream)
-    return todo
+    if not todo:
+        return []
+    if execution.lister is not None:
+        execution.lister.take(todo, runs_dir, keep_checkpoints)  # raises RunsListed: the stage stops here
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    if execution.in_workers:
+        from fednlp_bench.suite.memory import check_jobs_fit
+        from fednlp_bench.suite.workers import run_parallel
+
+        check_jobs_fit([run.config for run in todo], execution)
+        return run_parallel(todo, runs_dir, runner=runner, keep_checkpoints=keep_checkpoints, stream=stream,
+                            execution=execution)
+    from fednlp_bench.suite.in_process import run_in_process
+
+    return run_in_process(todo, runs_dir, runner or _load_runner(), keep_checkpoints, stream, execution.threads)

@@ -1,0 +1,160 @@
+"""`suite --jobs N`: worker processes, locks, failures, budget, memory refusal; fast (a fake engine in workers)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.locks import exclusive
+from fednlp_bench.suite.execution import Execution, parse_gpus, using
+from fednlp_bench.suite.memory import GiB, check_jobs_fit, estimate_run
+from fednlp_bench.suite.run_one import lock_path
+from fednlp_bench.suite.spec import execute_runs, parse_suite, plan_suite, run_suite
+from fednlp_bench.suite.stages import run_two_stage
+from fednlp_bench.testing.fake_runs import FakeEngine, calls
+
+BASE = {"model": "tiny", "max_length": 32, "max_train_examples": 200, "max_eval_examples": 50,
+        "partition": {"num_clients": 4, "min_size": 2}, "rounds": 2, "clients_per_round": 2,
+        "local_epochs": 1, "batch_size": 8, "lr": 1e-4, "eval_every": 2}
+ONE_STAGE = {"base": BASE, "tasks": [{"task": "classification", "data": "20news"}], "partitions": ["iid"],
+             "algorithms": ["fedavg", {"algorithm": "fedprox", "algorithm_params": {"mu": 0.1}}], "seeds": [0, 1]}
+
+
+def records(runs: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in runs.glob("*/record.json"):
+        data = json.loads(path.read_text())
+        out[data["run_id"]] = {k: v for k, v in data.items() if k not in ("created", "wall_time_s")}
+    return out
+
+
+def test_jobs_2_runs_in_parallel_workers_with_their_thread_share(tmp_path: Path) -> None:
+    suite = parse_suite(ONE_STAGE)
+    log = io.StringIO()
+    with using(Execution(jobs=2, threads=1)):
+        ran, _ = run_suite(suite, tmp_path / "par", runner=FakeEngine(seconds=2.0), stream=log)
+    assert len(ran) == 4
+    made = calls(tmp_path / "par")
+    assert sorted(c["run_id"] for c in made) == sorted(run_id_of(r.config) for r in plan_suite(suite))
+    assert len({c["pid"] for c in made}) == 4  # a fresh process per run
+    assert {c["threads_env"] for c in made} == {"1"}
+    first, second = sorted(made, key=lambda c: c["start"])[:2]
+    assert second["start"] < first["end"]  # two runs at once
+    text = log.getvalue()
+    assert "running 4 run(s), 2 at a time (1 thread(s) each)" in text
+    assert "[4/4 done]" in text and "ETA" in text
+    assert not any((tmp_path / "par" / ".suite" / "logs").iterdir())  # logs of finished runs are removed
+    run_suite(suite, tmp_path / "seq", runner=FakeEngine(), stream=io.StringIO())
+    assert records(tmp_path / "par") == records(tmp_path / "seq")
+
+
+def test_a_failing_run_stops_new_starts_and_keeps_its_log(tmp_path: Path) -> None:
+    data = copy.deepcopy(ONE_STAGE)
+    data["algorithms"] = [{"algorithm": "fedavg", "lr": lr} for lr in (1e-4, 2e-4, 3e-4, 4e-4)]
+    data["seeds"] = [0]
+    log = io.StringIO()
+    with pytest.raises(RuntimeError, match=r"suite stopped: 1 run\(s\) failed .*fedavg .*NaN loss.*log: .*\.log"):
+        with using(Execution(jobs=2)):
+            run_suite(parse_suite(data), tmp_path, runner=FakeEngine(seconds=10.0, fail_lr=1e-4), stream=log)
+    assert "FAILED" in log.getvalue() and "Traceback" in log.getvalue()  # the log's tail is printed
+    # The run next to the failing one finished; nothing was started after the failure.
+    assert len(list(tmp_path.glob("*/record.json"))) == 1
+    assert len(list((tmp_path / ".suite" / "logs").glob("*.log"))) == 1
+
+
+def test_a_run_held_by_another_process_is_skipped_not_run_twice(tmp_path: Path) -> None:
+    planned = plan_suite(parse_suite(ONE_STAGE))
+    log = io.StringIO()
+    with exclusive(lock_path(tmp_path, planned[0].config), wait=False):
+        for execution in (Execution(jobs=2), Execution()):
+            ran = execute_runs(planned, tmp_path, runner=FakeEngine(), keep_checkpoints="none", stream=log,
+                               execution=execution)
+            assert planned[0] not in ran
+    assert "being run by another process" in log.getvalue()
+    assert run_id_of(planned[0].config) not in {c["run_id"] for c in calls(tmp_path)}
+    assert len(calls(tmp_path)) == 3  # the other three, once each (the second batch found their records)
+
+
+def test_the_budget_stops_running_runs_and_starts_no_more(tmp_path: Path) -> None:
+    planned = plan_suite(parse_suite(ONE_STAGE))
+    log = io.StringIO()
+    started = time.monotonic()
+    ran = execute_runs(planned, tmp_path, runner=FakeEngine(seconds=30.0), keep_checkpoints="none", stream=log,
+                       execution=Execution(jobs=2, deadline=time.monotonic() + 3.0))
+    assert ran == [] and time.monotonic() - started < 25
+    text = log.getvalue()
+    assert text.count("stopped classification") == 2 and "resumes from its last checkpoint" in text
+    assert "time budget reached: 4 run(s) of this batch left" in text
+
+
+def test_two_stage_selection_is_the_same_with_jobs(tmp_path: Path) -> None:
+    data = {"tier": "smoke", "base": BASE,
+            "tasks": [{"task": "classification", "data": "20news", "partitions": ["iid"]}],
+            "algorithms": [{"algorithm": "centralized", "grid": {"lr": [1e-3, 3e-3]}},
+                           {"algorithm": "fedavg", "grid": {"lr": [1e-3, 3e-3]}}],
+            "tuning": {"seed": 0, "partitions": "all"}, "final": {"seeds": [0, 1]}}
+    plans = {}
+    for name, execution in (("seq", Execution()), ("par", Execution(jobs=3))):
+        with using(execution):
+            report = run_two_stage(parse_suite(data, source="t.yaml"), tmp_path / name / "runs", tmp_path / name / "out",
+                                   runner=FakeEngine(), stream=io.StringIO())
+        assert report.complete
+        plans[name] = json.loads((tmp_path / name / "out" / "plan.json").read_text())
+        plans[name].pop("runs_dir", None)
+    assert plans["seq"] == plans["par"]
+    assert records(tmp_path / "seq" / "runs") == records(tmp_path / "par" / "runs")
+
+
+def test_slots_spread_gpus_and_share_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fednlp_bench.suite import execution as module
+
+    monkeypatch.setattr(module, "available_cores", lambda: 16)
+    slots = Execution(jobs=3, gpus=parse_gpus("0,1")).slots()
+    assert [(s.number, s.threads, s.gpu) for s in slots] == [(1, 5, 0), (2, 5, 1), (3, 5, 0)]
+    assert [s.threads for s in Execution(jobs=4, threads=2).slots()] == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match="'x' is not a GPU index"):
+        parse_gpus("0,x")
+    with pytest.raises(ValueError, match="--jobs 0 must be a positive integer"):
+        Execution(jobs=0)
+
+
+def test_memory_estimate_refuses_jobs_that_do_not_fit_naming_the_largest_that_does() -> None:
+    config = dict(plan_suite(parse_suite({**ONE_STAGE, "base": {**BASE, "model": "minilm", "max_length": 128,
+                                                                "batch_size": 16}}))[0].config)
+    one = estimate_run(config, on_gpu=False)
+    assert one is not None and 1.0 * GiB < one.host < 3.0 * GiB  # 768 MiB + 22.7M params x 4 B x (1 + 9) + activations
+    check_jobs_fit([config], Execution(jobs=4), host_available=int(4.5 * one.host), gpu_free={})
+    with pytest.raises(ValueError, match=r"^--jobs 8: estimated peak memory: 8 x .* GiB per run .* exceeds the .* GiB "
+                                         r"of available memory; the largest --jobs that fits is 4 "):
+        check_jobs_fit([config], Execution(jobs=8), host_available=int(4.5 * one.host), gpu_free={})
+    gpu = estimate_run(config, on_gpu=True)
+    assert gpu is not None and gpu.device > 0
+    with pytest.raises(ValueError, match="the largest --jobs that fits is 2"):
+        check_jobs_fit([config], Execution(jobs=4, gpus=(0,)), host_available=100 * GiB,
+                       gpu_free={0: int(2.5 * gpu.device)})
+
+
+def test_command_flags_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    from fednlp_bench.commands import suite as command
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({**ONE_STAGE, "runs_dir": str(tmp_path / "runs")}))
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    for flags, message in ((["--jobs", "0"], "--jobs 0 must be a positive integer"),
+                           (["--gpus", "a"], "'a' is not a GPU index"),
+                           (["--budget-minutes", "0"], "--budget-minutes 0.0 must be a positive number"),
+                           (["--list-runs", "--jobs", "2"], "--list-runs only lists commands")):
+        args = parser.parse_args(["suite", str(path), *flags])
+        with pytest.raises(ValueError, match=message):
+            args.func(args)
+    assert not (tmp_path / "runs").exists()
