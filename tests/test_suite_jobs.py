@@ -105,8 +105,8 @@ def test_two_stage_selection_is_the_same_with_jobs(tmp_path: Path) -> None:
     plans = {}
     for name, execution in (("seq", Execution()), ("par", Execution(jobs=3))):
         with using(execution):
-            report = run_two_stage(parse_suite(data, source="t.yaml"), tmp_path / name / "runs", tmp_path / name / "out",
-                                   runner=FakeEngine(), stream=io.StringIO())
+            report = run_two_stage(parse_suite(data, source="t.yaml"), tmp_path / name / "runs",
+                                   tmp_path / name / "out", runner=FakeEngine(), stream=io.StringIO())
         assert report.complete
         plans[name] = json.loads((tmp_path / name / "out" / "plan.json").read_text())
         plans[name].pop("runs_dir", None)

@@ -34,6 +34,7 @@ import torch
 from datasets import Dataset
 
 from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.locks import exclusive
 from fednlp_bench.compute.precision import Precision
 from fednlp_bench.compute.trainable import TrainableSetup
 
@@ -141,8 +142,12 @@ class FrozenBottomCache:
             name = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
             path = folder / f"{name}.npy"
             if not path.is_file():
-                _compute(setup, feats, path, pad_id, precision)
-                atomic_write_text(folder / f"{name}.json", json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
+                # Suite workers (--jobs) may need the same cache at once: one builds it, the others wait and read.
+                with exclusive(folder / f".{name}.lock", wait=True):
+                    if not path.is_file():
+                        _compute(setup, feats, path, pad_id, precision)
+                        atomic_write_text(folder / f"{name}.json",
+                                          json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
             array = np.load(path, mmap_mode="r")
             if array.shape[0] != len(feats):
                 raise ValueError(f"frozen-bottom cache {path} has {array.shape[0]} rows, the data {len(feats)}; delete it")

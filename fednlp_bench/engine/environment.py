@@ -54,6 +54,8 @@ def cpu_model() -> str:
 def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     import psutil
 
+    from fednlp_bench.compute.host_memory import configure_host_memory
+
     gpu = None
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
@@ -65,4 +67,5 @@ def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         "gpu": gpu,
         "device": str(device),
         "platform": platform.platform(),
+        "host_allocator": configure_host_memory(),
     }

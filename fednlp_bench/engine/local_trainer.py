@@ -21,6 +21,7 @@ from datasets import Dataset
 
 from fednlp_bench.algorithms.base import ClientResult, Weights
 from fednlp_bench.algorithms.client import ClientProcedure, FitContext
+from fednlp_bench.compute.host_memory import configure_host_memory
 from fednlp_bench.compute.precision import Precision
 from fednlp_bench.tasks.base import Task
 
@@ -127,6 +128,7 @@ class LocalTrainer:
             )
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer={optimizer!r}; choose 'sgd' or 'adamw'")
+        configure_host_memory()  # freed memory stays for the next client's steps (compute/host_memory.py)
         self.task = task
         self.model = model
         self.state = ModelState(model)
