@@ -158,3 +158,24 @@ def test_command_flags_are_checked_before_anything_runs(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=message):
             args.func(args)
     assert not (tmp_path / "runs").exists()
+
+
+def test_device_estimate_counts_flops_from_the_config() -> None:
+    from fednlp_bench.suite.compute_estimate import estimate_lines, example_flops, run_flops
+    from fednlp_bench.suite.sizes import model_shape
+
+    shape = model_shape("minilm")
+    assert shape is not None and (shape.layers, shape.hidden, shape.heads) == (6, 384, 12)
+    assert shape.per_layer == 1_774_464  # 4 h^2 + 2 h * 1536 + biases and two LayerNorms
+    full = {"task": "classification", "model": "minilm", "max_length": 128, "trainable": "full"}
+    forward = 128 * (2 * 6 * shape.per_layer + 2 * 6 * 128 * 384)
+    assert example_flops(full) == (3 * forward, forward)
+    top = {**full, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}}
+    assert example_flops(top) == (3 * forward / 6, forward / 6)  # only the top layer runs, and trains
+    run = {**full, "data": "20news", "max_train_examples": 1000, "max_eval_examples": 100, "rounds": 2,
+           "eval_every": 1, "partition": {"num_clients": 10}, "clients_per_round": 2, "local_epochs": 1}
+    # 2 rounds x (1 epoch x 2 clients x 100 rows) training + (2 validations + 1 test) x 100 rows forward
+    assert run_flops(run) == 2 * 200 * 3 * forward + 300 * forward
+    lines = estimate_lines([run, run], tflops=None, jobs=2)
+    assert "declared 100 TFLOP/s" in lines[0] and "classification: 2 runs" in lines[1]
+    assert lines[-1].startswith("  total: 2 runs -> ")
