@@ -28,7 +28,8 @@ ROUND = {"task": "classification", "data": "20news", "model": "minilm", "max_len
 #: bf16 keeps 8 bits of mantissa: a loss of ~3 differs by ~1e-2 from fp32 after 8 steps; 2% leaves room.
 DEFAULT_TOLERANCE = 0.02
 TINY = {"model": "tiny", "max_length": 32, "max_train_examples": 200, "max_eval_examples": 40, "rounds": 2,
-        "clients_per_round": 2, "eval_every": 1, "precision": "fp32"}
+        "clients_per_round": 2, "eval_every": 1, "precision": "fp32",
+        "client_eval_params": {"source": "test", "rows": 5, "min_units": 1}}
 
 
 def env_report(_: argparse.Namespace) -> dict[str, Any]:
@@ -104,6 +105,7 @@ def tiny_suite(args: argparse.Namespace) -> dict[str, Any]:
     final = data.get("final") or {}
     if "centralized_converged" in final:
         final["centralized_converged"] = {**final["centralized_converged"], "rounds": 3}
+    data["convergence"] = {**data.get("convergence", {}), "window": 1.0, "min_points": 2}  # 2 rounds, both validated
     data.update({"runs_dir": str(Path(args.out_dir) / "records"), "out": str(Path(args.out_dir))})
     Path(args.out).write_text(yaml.safe_dump(data, sort_keys=False))
     return {"suite": args.out, "tasks": [t["task"] for t in data["tasks"]]}

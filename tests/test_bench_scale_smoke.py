@@ -42,9 +42,9 @@ def test_diag_engine_steps_counts_per_step(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_suite_times_both_arms_on_the_same_slice(tmp_path: Path) -> None:
-    result = _run("bench_suite.py", "--runs", "2", "--max-train", "200", "--max-eval", "40", "--set", "model=tiny",
-                  "--set", "rounds=2", "--set", "partition.num_clients=6", "--set", "partition.min_size=4", "--set",
-                  "clients_per_round=2", "--set", "max_length=32", tmp_path=tmp_path)
+    result = _run("bench_suite.py", "--runs", "2", "--max-train", "200", "--max-eval", "40", "--rounds", "4",
+                  "--eval-every", "1", "--client-eval-rows", "5", "--set", "model=tiny", "--set", "max_length=32",
+                  "--set", "partition.num_clients=6", "--set", "clients_per_round=2", tmp_path=tmp_path)
     assert set(result["arms"]) == {"jobs1x2", "jobs2x1"}
     assert {arm["runs"] for arm in result["arms"].values()} == {2}
     assert result["ratio_jobs2_over_jobs1"] == pytest.approx(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,12 +33,12 @@ def test_gpu_check_dry_run_lists_its_steps_and_the_tier_estimate(tmp_path: Path)
     out = bash("gpu_check.sh", "--dry-run", "--out", str(tmp_path / "gc")).stdout
     for step in ("1. device", "2. round", "3. throughput", "4. tuning: fednlp-bench suite configs/suite-gpu.yaml"):
         assert step in out
-    assert "--jobs 4" in out and "classification: 58 runs" in out and "device minutes" in out
+    assert "--jobs 4" in out and re.search(r"classification: \d+ runs, [\d.]+ PFLOP -> [\d.]+ device minutes", out)
 
 
 def test_run_gpu_tier_dry_run_prints_the_estimate_and_the_command() -> None:
     out = bash("run_gpu_tier.sh", "--dry-run", "--budget-minutes", "8").stdout
-    assert "total: 58 runs to do (20 tuning + 38 final)" in out and "device estimate" in out
+    assert re.search(r"total: \d+ runs to do \(20 tuning \+ \d+ final\)", out) and "device estimate" in out
     assert "would run: fednlp-bench suite configs/suite-gpu.yaml --task classification --jobs 4 --budget-minutes 8" in out
 
 

@@ -47,7 +47,8 @@ def test_execute_runs_stops_at_a_failure_and_keeps_what_finished(tmp_path: Path)
     with pytest.raises(RuntimeError, match=r"suite stopped at run 3/4 .*client 3 produced a NaN loss\. The 2 "
                                            r"finished run\(s\) are recorded"):
         execute_runs(_runs(), tmp_path, runner=runner, keep_checkpoints="none", stream=io.StringIO())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1", "run-2"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["run-1", "run-2"]
+    assert (tmp_path / ".suite" / "locks").is_dir()  # housekeeping (run locks) is hidden from the records
     assert list(tmp_path.rglob("checkpoint")) == []  # finished runs keep only record.json + metrics.csv
     log = io.StringIO()
     done = execute_runs(_runs()[3:], tmp_path, runner=runner, keep_checkpoints="last", stream=log, max_runs=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import json
 import time
@@ -18,15 +17,28 @@ from fednlp_bench.locks import exclusive
 from fednlp_bench.suite.execution import Execution, parse_gpus, using
 from fednlp_bench.suite.memory import GiB, check_jobs_fit, estimate_run
 from fednlp_bench.suite.run_one import lock_path
-from fednlp_bench.suite.spec import execute_runs, parse_suite, plan_suite, run_suite
+from fednlp_bench.suite.spec import execute_runs, parse_suite
 from fednlp_bench.suite.stages import run_two_stage
+from fednlp_bench.suite.tier_plan import build_tier_plan
 from fednlp_bench.testing.fake_runs import FakeEngine, calls
 
 BASE = {"model": "tiny", "max_length": 32, "max_train_examples": 200, "max_eval_examples": 50,
-        "partition": {"num_clients": 4, "min_size": 2}, "rounds": 2, "clients_per_round": 2,
-        "local_epochs": 1, "batch_size": 8, "lr": 1e-4, "eval_every": 2}
-ONE_STAGE = {"base": BASE, "tasks": [{"task": "classification", "data": "20news"}], "partitions": ["iid"],
-             "algorithms": ["fedavg", {"algorithm": "fedprox", "algorithm_params": {"mu": 0.1}}], "seeds": [0, 1]}
+        "partition": {"num_clients": 4, "min_size": 2}, "rounds": 3, "clients_per_round": 2,
+        "local_epochs": 1, "batch_size": 8, "lr": 1e-4, "eval_every": 1}
+
+
+def tier(lrs: list[float], seeds: list[int] | None = None, **base: Any) -> dict[str, Any]:
+    """A one-task, one-partition tier: centralized and FedAvg over the same lr grid."""
+    return {"tier": "smoke", "base": {**BASE, **base},
+            "tasks": [{"task": "classification", "data": "20news", "partitions": ["iid"]}],
+            "algorithms": [{"algorithm": "centralized", "grid": {"lr": list(lrs)}},
+                           {"algorithm": "fedavg", "grid": {"lr": list(lrs)}}],
+            "convergence": {"window": 0.5, "tolerance": 0.01, "min_points": 2},
+            "tuning": {"seed": 0, "partitions": "all"}, "final": {"seeds": seeds or [0, 1]}}
+
+
+def tuning_runs(data: dict[str, Any]) -> list[Any]:
+    return build_tier_plan(parse_suite(data, source="t.yaml")).tuning_runs()
 
 
 def records(runs: Path) -> dict[str, dict[str, Any]]:
@@ -38,13 +50,14 @@ def records(runs: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_jobs_2_runs_in_parallel_workers_with_their_thread_share(tmp_path: Path) -> None:
-    suite = parse_suite(ONE_STAGE)
+    planned = tuning_runs(tier([1e-3, 2e-3]))
     log = io.StringIO()
     with using(Execution(jobs=2, threads=1)):
-        ran, _ = run_suite(suite, tmp_path / "par", runner=FakeEngine(seconds=2.0), stream=log)
-    assert len(ran) == 4
+        ran = execute_runs(planned, tmp_path / "par", runner=FakeEngine(seconds=2.0), keep_checkpoints="none",
+                           stream=log)
+    assert ran == planned
     made = calls(tmp_path / "par")
-    assert sorted(c["run_id"] for c in made) == sorted(run_id_of(r.config) for r in plan_suite(suite))
+    assert sorted(c["run_id"] for c in made) == sorted(run_id_of(r.config) for r in planned)
     assert len({c["pid"] for c in made}) == 4  # a fresh process per run
     assert {c["threads_env"] for c in made} == {"1"}
     first, second = sorted(made, key=lambda c: c["start"])[:2]
@@ -53,18 +66,16 @@ def test_jobs_2_runs_in_parallel_workers_with_their_thread_share(tmp_path: Path)
     assert "running 4 run(s), 2 at a time (1 thread(s) each)" in text
     assert "[4/4 done]" in text and "ETA" in text
     assert not any((tmp_path / "par" / ".suite" / "logs").iterdir())  # logs of finished runs are removed
-    run_suite(suite, tmp_path / "seq", runner=FakeEngine(), stream=io.StringIO())
+    execute_runs(planned, tmp_path / "seq", runner=FakeEngine(), keep_checkpoints="none", stream=io.StringIO())
     assert records(tmp_path / "par") == records(tmp_path / "seq")
 
 
 def test_a_failing_run_stops_new_starts_and_keeps_its_log(tmp_path: Path) -> None:
-    data = copy.deepcopy(ONE_STAGE)
-    data["algorithms"] = [{"algorithm": "fedavg", "lr": lr} for lr in (1e-4, 2e-4, 3e-4, 4e-4)]
-    data["seeds"] = [0]
+    planned = tuning_runs(tier([1e-4, 2e-4]))  # centralized x 2, then fedavg x 2
     log = io.StringIO()
-    with pytest.raises(RuntimeError, match=r"suite stopped: 1 run\(s\) failed .*fedavg .*NaN loss.*log: .*\.log"):
-        with using(Execution(jobs=2)):
-            run_suite(parse_suite(data), tmp_path, runner=FakeEngine(seconds=10.0, fail_lr=1e-4), stream=log)
+    with pytest.raises(RuntimeError, match=r"suite stopped: 1 run\(s\) failed .*centralized .*NaN loss.*log: .*\.log"):
+        execute_runs(planned, tmp_path, runner=FakeEngine(seconds=10.0, fail_lr=1e-4), keep_checkpoints="none",
+                     stream=log, execution=Execution(jobs=2))
     assert "FAILED" in log.getvalue() and "Traceback" in log.getvalue()  # the log's tail is printed
     # The run next to the failing one finished; nothing was started after the failure.
     assert len(list(tmp_path.glob("*/record.json"))) == 1
@@ -72,7 +83,7 @@ def test_a_failing_run_stops_new_starts_and_keeps_its_log(tmp_path: Path) -> Non
 
 
 def test_a_run_held_by_another_process_is_skipped_not_run_twice(tmp_path: Path) -> None:
-    planned = plan_suite(parse_suite(ONE_STAGE))
+    planned = tuning_runs(tier([1e-3, 2e-3]))
     log = io.StringIO()
     with exclusive(lock_path(tmp_path, planned[0].config), wait=False):
         for execution in (Execution(jobs=2), Execution()):
@@ -85,7 +96,7 @@ def test_a_run_held_by_another_process_is_skipped_not_run_twice(tmp_path: Path) 
 
 
 def test_the_budget_stops_running_runs_and_starts_no_more(tmp_path: Path) -> None:
-    planned = plan_suite(parse_suite(ONE_STAGE))
+    planned = tuning_runs(tier([1e-3, 2e-3]))
     log = io.StringIO()
     started = time.monotonic()
     ran = execute_runs(planned, tmp_path, runner=FakeEngine(seconds=30.0), keep_checkpoints="none", stream=log,
@@ -97,11 +108,7 @@ def test_the_budget_stops_running_runs_and_starts_no_more(tmp_path: Path) -> Non
 
 
 def test_two_stage_selection_is_the_same_with_jobs(tmp_path: Path) -> None:
-    data = {"tier": "smoke", "base": BASE,
-            "tasks": [{"task": "classification", "data": "20news", "partitions": ["iid"]}],
-            "algorithms": [{"algorithm": "centralized", "grid": {"lr": [1e-3, 3e-3]}},
-                           {"algorithm": "fedavg", "grid": {"lr": [1e-3, 3e-3]}}],
-            "tuning": {"seed": 0, "partitions": "all"}, "final": {"seeds": [0, 1]}}
+    data = tier([1e-3, 3e-3])
     plans = {}
     for name, execution in (("seq", Execution()), ("par", Execution(jobs=3))):
         with using(execution):
@@ -128,8 +135,7 @@ def test_slots_spread_gpus_and_share_cores(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_memory_estimate_refuses_jobs_that_do_not_fit_naming_the_largest_that_does() -> None:
-    config = dict(plan_suite(parse_suite({**ONE_STAGE, "base": {**BASE, "model": "minilm", "max_length": 128,
-                                                                "batch_size": 16}}))[0].config)
+    config = dict(tuning_runs(tier([1e-3, 2e-3], model="minilm", max_length=128, batch_size=16))[0].config)
     one = estimate_run(config, on_gpu=False)
     assert one is not None and 1.0 * GiB < one.host < 3.0 * GiB  # 768 MiB + 22.7M params x 4 B x (1 + 9) + activations
     check_jobs_fit([config], Execution(jobs=4), host_available=int(4.5 * one.host), gpu_free={})
@@ -147,7 +153,7 @@ def test_command_flags_are_checked_before_anything_runs(tmp_path: Path) -> None:
     from fednlp_bench.commands import suite as command
 
     path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump({**ONE_STAGE, "runs_dir": str(tmp_path / "runs")}))
+    path.write_text(yaml.safe_dump({**tier([1e-3, 2e-3]), "runs_dir": str(tmp_path / "runs")}))
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers())
     for flags, message in ((["--jobs", "0"], "--jobs 0 must be a positive integer"),
@@ -173,7 +179,8 @@ def test_device_estimate_counts_flops_from_the_config() -> None:
     top = {**full, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}}
     assert example_flops(top) == (3 * forward / 6, forward / 6)  # only the top layer runs, and trains
     run = {**full, "data": "20news", "max_train_examples": 1000, "max_eval_examples": 100, "rounds": 2,
-           "eval_every": 1, "partition": {"num_clients": 10}, "clients_per_round": 2, "local_epochs": 1}
+           "eval_every": 1, "partition": {"num_clients": 10}, "clients_per_round": 2, "local_epochs": 1,
+           "local_steps": None, "batch_size": 16}
     # 2 rounds x (1 epoch x 2 clients x 100 rows) training + (2 validations + 1 test) x 100 rows forward
     assert run_flops(run) == 2 * 200 * 3 * forward + 300 * forward
     lines = estimate_lines([run, run], tflops=None, jobs=2)

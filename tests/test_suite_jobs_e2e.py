@@ -19,15 +19,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_task_env")]
 
 BASE = {"model": "tiny", "max_length": 32, "max_train_examples": 120, "max_eval_examples": 40,
         "partition": {"num_clients": 4, "min_size": 2}, "rounds": 2, "clients_per_round": 2,
-        "local_epochs": 1, "batch_size": 8, "lr": 1e-3}
-ONE_STAGE = {"base": BASE, "tasks": [{"task": "classification", "data": "20news"}], "partitions": ["iid"],
-             "algorithms": ["centralized", "fedavg", {"algorithm": "fedprox", "algorithm_params": {"mu": 0.1}}],
-             "seeds": [0]}
-TIER = {"tier": "smoke", "base": {**BASE, "eval_every": 2},
-        "tasks": [{"task": "classification", "data": "20news", "partitions": ["iid"]}],
-        "algorithms": [{"algorithm": "centralized", "grid": {"lr": [1e-3, 3e-3]}},
-                       {"algorithm": "fedavg", "grid": {"lr": [1e-3, 3e-3]}}],
-        "tuning": {"seed": 0, "partitions": "all"}, "final": {"seeds": [0, 1]}}
+        "local_epochs": 1, "batch_size": 8, "lr": 1e-3, "eval_every": 1}
+
+
+def tier(lrs: list[float], seeds: list[int], **base: Any) -> dict[str, Any]:
+    """One task, one partition, centralized and FedAvg over ``lrs``: 2 x len(lrs) tuning runs, then the finals."""
+    return {"tier": "smoke", "base": {**BASE, **base},
+            "tasks": [{"task": "classification", "data": "20news", "partitions": ["iid"]}],
+            "algorithms": [{"algorithm": "centralized", "grid": {"lr": list(lrs)}},
+                           {"algorithm": "fedavg", "grid": {"lr": list(lrs)}}],
+            "convergence": {"window": 1.0, "tolerance": 0.5, "min_points": 2},
+            "tuning": {"seed": 0, "partitions": "all"}, "final": {"seeds": list(seeds)}}
+
+
+TIER = tier([1e-3, 3e-3], [0, 1])
 #: What may differ between two makings of one run: when and how fast it ran.
 VOLATILE = ("created", "wall_time_s")
 
@@ -60,13 +65,13 @@ def write(path: Path, data: dict[str, Any]) -> Path:
 
 
 def test_jobs_2_records_are_identical_to_jobs_1(tmp_path: Path) -> None:
-    suite = write(tmp_path / "suite.yaml", ONE_STAGE)
+    suite = write(tmp_path / "suite.yaml", TIER)  # 4 tuning runs, then 2 final runs (seed 1)
     fednlp("suite", str(suite), "--runs-dir", "seq", "--threads", "1", "--no-leaderboard", cwd=tmp_path)
     par = fednlp("suite", str(suite), "--runs-dir", "par", "--jobs", "2", "--threads", "1", "--no-leaderboard",
                  cwd=tmp_path)
-    assert "[3/3 done]" in par.stdout and "2 at a time" in par.stdout
+    assert "[4/4 done]" in par.stdout and "[2/2 done]" in par.stdout and "2 at a time" in par.stdout
     seq, parallel = records(tmp_path / "seq"), records(tmp_path / "par")
-    assert len(seq) == 3 and seq == parallel  # metrics, losses, bytes, config, hashes, hardware: bit for bit
+    assert len(seq) == 6 and seq == parallel  # metrics, losses, bytes, config, hashes, hardware: bit for bit
     assert {r["hardware"]["torch_threads"] for r in parallel.values()} == {1}
     assert sorted(p.name for p in (tmp_path / "par").iterdir() if not p.name.startswith(".")) == sorted(seq)
     assert not list((tmp_path / "par").glob("*/checkpoint"))  # the suite's keep_checkpoints: none
@@ -85,7 +90,7 @@ def test_list_runs_through_xargs_makes_the_records_suite_makes(tmp_path: Path) -
         subprocess.run(["xargs", "-P", "2", "-I", "{}", "sh", "-c", "{}"], input=listing.stdout, cwd=tmp_path, env=env,
                        check=True, capture_output=True, text=True, timeout=1800)
     again = fednlp("suite", str(tier), "--no-leaderboard", cwd=tmp_path)
-    assert "0 to run" in again.stdout and "final: 0 runs to do" in again.stdout
+    assert "tuning: 0 run(s) to do now" in again.stdout and "final: 0 runs to do" in again.stdout
     assert records(tmp_path / "listed") == records(tmp_path / "suite")
     listed_plan = json.loads((tmp_path / "listed-out" / "plan.json").read_text())
     suite_plan = json.loads((tmp_path / "suite-out" / "plan.json").read_text())
@@ -95,8 +100,7 @@ def test_list_runs_through_xargs_makes_the_records_suite_makes(tmp_path: Path) -
 
 
 def test_a_killed_suite_resumes_and_makes_the_same_records(tmp_path: Path) -> None:
-    data = {**ONE_STAGE, "base": {**BASE, "rounds": 6}, "algorithms": ["fedavg", "fedprox"]}
-    suite = write(tmp_path / "suite.yaml", data)
+    suite = write(tmp_path / "suite.yaml", tier([1e-3, 3e-3], [0, 1], rounds=6))
     fednlp("suite", str(suite), "--runs-dir", "ref", "--threads", "1", "--no-leaderboard", cwd=tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "fednlp_bench", "suite", str(suite), "--runs-dir", "runs", "--jobs",
@@ -114,9 +118,14 @@ def test_a_killed_suite_resumes_and_makes_the_same_records(tmp_path: Path) -> No
     assert interrupted and not list((tmp_path / "runs").glob("*/record.json"))
     resumed = fednlp("suite", str(suite), "--runs-dir", "runs", "--jobs", "2", "--threads", "1", "--no-leaderboard",
                      cwd=tmp_path)
-    assert "2/2 run(s) finished" in resumed.stdout
-    logs = resumed.stdout
-    assert records(tmp_path / "runs") == records(tmp_path / "ref"), logs
+    assert "4/4 run(s) finished" in resumed.stdout and "2/2 run(s) finished" in resumed.stdout
+    made, ref = records(tmp_path / "runs"), records(tmp_path / "ref")
+    # The interrupted runs say after which round they were resumed (the reference ran in one go); the rest is equal.
+    assert {name for name, r in made.items() if r["resumed_after"]} == set(interrupted)
+    assert max(made[name]["resumed_after"][0] for name in interrupted) >= 1  # one was killed after a round
+    assert all(r["resumed_after"] == [] for r in ref.values())
+    strip = lambda runs: {k: {f: v for f, v in r.items() if f != "resumed_after"} for k, r in runs.items()}  # noqa: E731
+    assert strip(made) == strip(ref), resumed.stdout
     shutil.rmtree(tmp_path / "ref")
 
 

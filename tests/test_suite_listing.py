@@ -21,11 +21,12 @@ from fednlp_bench.testing.fake_runs import FakeEngine
 
 BASE = {"model": "tiny", "max_length": 32, "max_train_examples": 200, "max_eval_examples": 50,
         "partition": {"num_clients": 4, "min_size": 2}, "rounds": 2, "clients_per_round": 2,
-        "local_epochs": 1, "batch_size": 8, "lr": 1e-4, "eval_every": 2}
+        "local_epochs": 1, "batch_size": 8, "lr": 1e-4, "eval_every": 1}
 TIER = {"tier": "smoke", "base": BASE,
         "tasks": [{"task": "classification", "data": "20news", "partitions": ["iid"]}],
         "algorithms": [{"algorithm": "centralized", "grid": {"lr": [1e-3, 3e-3]}},
                        {"algorithm": "fedavg", "grid": {"lr": [1.5e-3, 3e-5]}}],
+        "convergence": {"window": 0.5, "tolerance": 0.01, "min_points": 2},
         "tuning": {"seed": 0, "partitions": "all"}, "final": {"seeds": [0, 1]}}
 
 

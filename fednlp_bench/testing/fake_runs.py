@@ -1,7 +1,7 @@
 """A stand-in for the engine in suite tests that a worker process can import (tests' own modules it cannot).
 
 It writes a valid record under the engine's run id whose metrics follow from
-the config alone, and logs every call (pid, start, end) to
+the config alone (a flat validation curve, so every cell converges), and logs every call (pid, start, end) to
 ``<runs_dir>/calls.jsonl`` so a test can check that runs overlapped in time,
 that no run was made twice, and which process made each.
 """
@@ -48,8 +48,8 @@ class FakeEngine:
             algorithm=config["algorithm"], seed=config["seed"], config=config, config_hash=config_hash(config),
             partition={**config["partition"], "content_hash": "c" * 64}, primary_metric=metric,
             final_metrics={metric: value},
-            rounds=[RoundResult(round=r, clients=[0], train_loss=1.0, metrics={metric: value * r / 2},
-                                bytes_up=1, bytes_down=1, wall_time_s=0.1) for r in (1, 2)],
+            rounds=[RoundResult(round=r, clients=[0], train_loss=1.0, metrics={metric: value},
+                                bytes_up=1, bytes_down=1, wall_time_s=0.1) for r in range(1, int(config["rounds"]) + 1)],
             wall_time_s=self.seconds, bytes_up=2, bytes_down=2, versions={}, git_commit=None, hardware={})
         record.save(Path(runs_dir) / record.run_id)
         _log_call(Path(runs_dir), {"run_id": record.run_id, "pid": os.getpid(), "start": start, "end": time.time(),
