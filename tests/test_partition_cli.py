@@ -115,7 +115,7 @@ def test_natural_id_by_column(tmp_path, capsys):
 
 
 BAD = [
-    ({"--alpha": "-1"}, "alpha=-1.0 is invalid: alpha must be > 0"),
+    ({"--alpha": "-1"}, "alpha=-1.0 is invalid: must be > 0"),
     ({"--alpha": "0"}, "alpha=0.0 is invalid"),
     ({"--clients": "0"}, "num_clients=0 is invalid: must be >= 1"),
     ({"--clients": "20000"}, "num_clients=20000 exceeds the 11314 rows"),

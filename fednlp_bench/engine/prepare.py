@@ -273,7 +273,7 @@ def prepare_run(
     train_features = task.preprocess(train_raw, train=True)
     eval_features = task.preprocess(eval_raw, train=False)
     test_features = task.preprocess(test_raw, train=False)
-    if compute.trainable.mode == "top_layers" and compute.trainable.params.get("cache"):
+    if compute.trainable.wants_cache:
         # Loaded from disk when present; computing it is the one slow step of the fast path.
         report.phase(f"caching the frozen layers' hidden states ({len(train_features):,} train + "
                      f"{len(eval_features):,} validation + {len(test_features):,} test rows)")
