@@ -75,7 +75,7 @@ def build(model: str, max_train: int, max_length: int, num_clients: int, batch_s
 
 def fedavg_round(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int, k: int) -> dict[str, torch.Tensor]:
     """Exactly what the runner does in a federated round, minus evaluation and checkpoint."""
-    from fednlp_bench.engine.sampling import sample_clients
+    from fednlp_bench.sampling.seeds import sample_clients
 
     strategy, part = env["strategy"], env["part"]
     clients = sample_clients(part.num_clients, k, rnd, 0)
@@ -87,7 +87,7 @@ def fedavg_round(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int
 
 def round_batches(env: dict[str, Any], rnd: int, k: int) -> list[np.ndarray]:
     """The row batches a FedAvg round's clients draw, in the order they train (the engine's own batching)."""
-    from fednlp_bench.engine.sampling import client_seed, sample_clients
+    from fednlp_bench.sampling.seeds import client_seed, sample_clients
 
     trainer, part = env["trainer"], env["part"]
     batches: list[np.ndarray] = []
@@ -137,7 +137,7 @@ def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -
     difference of two long training loops on a shared machine.
     """
     from fednlp_bench.algorithms.base import ClientResult
-    from fednlp_bench.engine.sampling import sample_clients
+    from fednlp_bench.sampling.seeds import sample_clients
 
     trainer, strategy = env["trainer"], env["strategy"]
     t0 = time.perf_counter()

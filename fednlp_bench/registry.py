@@ -54,7 +54,8 @@ class Param:
     the parameter may be null. ``choices`` is a tuple or a callable giving
     the names (a registry's). ``flag`` overrides the CLI spelling the flag
     builder derives from ``name``; ``cli=False`` keeps the parameter off the
-    command line (YAML only).
+    command line (YAML or API only). ``dict`` is a mapping (``KEY=VALUE``
+    items on the command line), ``object`` any value.
     """
 
     name: str
@@ -65,6 +66,10 @@ class Param:
     choices: tuple[Any, ...] | Callable[[], Sequence[Any]] | None = None
     flag: str | None = None
     cli: bool = True
+    #: None is allowed although the default is not None (``local_epochs``: null when local_steps is set).
+    null: bool = False
+    #: Names shown in ``--help`` (``%(names)s``) but not enforced (a registry that also takes plug-ins).
+    listed: Callable[[], Sequence[Any]] | None = None
 
     @property
     def required(self) -> bool:
@@ -75,7 +80,7 @@ class Param:
 
     def problem(self, value: Any) -> tuple[Any, str | None]:
         """(the value as its type reads it, the problem phrase or None); 2e3 for an int reads as 2000."""
-        if value is None and self.default is None:
+        if value is None and (self.default is None or self.null):
             return None, None
         kind = self.type
         if kind is int:
@@ -97,6 +102,9 @@ class Param:
         elif kind is str:
             if not isinstance(value, str) or not value:
                 return value, "must be a non-empty string"
+        elif kind is dict:
+            if not isinstance(value, Mapping):
+                return value, "must be a mapping"
         elif kind is object:
             pass  # any value (a plug-in declared before Param: checked by the class itself)
         elif kind is list:

@@ -19,18 +19,21 @@ from fednlp_bench.checks import at_least, positive  # noqa: F401 - the schemes' 
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import MinSizeError, PartitionError
 from fednlp_bench.partitioners.partition import Partition, PartitionSpec
-from fednlp_bench.registry import Param, Registry, resolve_params
+from fednlp_bench.registry import Param, Registry, declare, resolve_params
 
 #: A draw: client sizes (to test ``min_size`` cheaply) and a thunk giving one client id per row.
 Draw = tuple[np.ndarray, Callable[[], np.ndarray]]
 
 
-def _check_count(name: str, value: Any, lo: int, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise PartitionError(f"{name}={value!r} is invalid: expected an integer; {fix}")
-    if value < lo:
-        raise PartitionError(f"{name}={value} is invalid: must be >= {lo}; {fix}")
-    return int(value)
+#: What every scheme takes besides its own parameters (``partition_dataset``, ``fednlp-bench partition``).
+SPLIT_PARAMS = declare(
+    Param("num_clients", int, None, at_least(1, "use at least 1 client"), "number of clients (natural_id: optional, "
+          "= number of groups)", flag="--clients"),
+    Param("seed", int, 0, at_least(0, "use a non-negative integer seed"), "random seed (default: 0)"),
+    Param("min_size", int, 1, at_least(0, "use 0 (allow empty clients) or more"), "minimum rows per client "
+          "(default: 1)"),
+    Param("max_tries", int, 10, at_least(1, "allow at least 1 try"), "draws tried to meet --min-size (default: 10)"),
+)
 
 
 class Partitioner(ABC):
@@ -61,10 +64,10 @@ class Partitioner(ABC):
     ) -> None:
         if num_clients is None and not self.infers_num_clients:
             raise PartitionError(f"{self.name}: num_clients is required (an integer >= 1)")
-        self.num_clients = None if num_clients is None else _check_count("num_clients", num_clients, 1, "use at least 1 client")
-        self.seed = _check_count("seed", seed, 0, "use a non-negative integer seed")
-        self.min_size = _check_count("min_size", min_size, 0, "use 0 (allow empty clients) or more")
-        self.max_tries = _check_count("max_tries", max_tries, 1, "allow at least 1 try")
+        split = resolve_params(SPLIT_PARAMS, {"num_clients": num_clients, "seed": seed, "min_size": min_size,
+                                              "max_tries": max_tries}, owner="partition", error=PartitionError,
+                               bad="{name}={value!r} is invalid: {problem}")
+        self.num_clients, self.seed, self.min_size, self.max_tries = (split[k] for k in SPLIT_PARAMS)
         self.params = resolve_params(self.param_specs, params, owner=f"scheme {self.name!r}", prefix=f"{self.name}: ",
                                      bad="{prefix}{name}={value!r} is invalid: {problem}", error=PartitionError)
         self._check_params(set(params))

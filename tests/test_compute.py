@@ -99,7 +99,7 @@ def test_precision_errors_and_bf16_autocast() -> None:
 
 
 def test_trainable_config_errors_name_the_fix() -> None:
-    with pytest.raises(ValueError, match=r"unknown trainable mode 'lroa'\. Did you mean 'lora'\?"):
+    with pytest.raises(ValueError, match=r"trainable='lroa' is not supported\. Did you mean 'lora'\?"):
         RunConfig(trainable="lroa")
     with pytest.raises(ValueError, match=r"trainable mode 'lora' has no parameter 'rank'.*Its parameters: r, alpha"):
         RunConfig(trainable="lora", trainable_params={"rank": 8})

@@ -271,7 +271,7 @@ def test_rounds_read_validation_and_test_is_evaluated_once(tmp_path: Path, monke
 
 def test_task_params_are_checked_before_data(tmp_path: Path) -> None:
     config = RunConfig(task="tagging", model="tiny", task_params={"tag_schema": "iob1"})
-    with pytest.raises(ValueError, match=r"task_params \['tag_schema'\] are not options of task 'tagging'.*tag_scheme"):
+    with pytest.raises(ValueError, match=r"task 'tagging' has no parameter 'tag_schema'\. Did you mean 'tag_scheme'"):
         prepare.build_task(config)
     task = prepare.build_task(RunConfig(task="tagging", model="tiny", columns={"tokens": "words"},
                                        task_params={"tag_scheme": "iob1", "validation_fraction": 0.2}))

@@ -21,10 +21,10 @@ def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("command", "extra", "message"),
     [
-        ("run", ["--alpha", "0"], "alpha=0.0 is invalid: alpha must be > 0"),
-        ("compare", ["--alpha", "0"], "alpha=0.0 is invalid: alpha must be > 0"),
-        ("run", ["--partition-param", "alpah=0.5"], "does not take parameter(s) ['alpah']"),
-        ("run", ["--partition-param", "classes_per_client=2"], "does not take parameter(s) ['classes_per_client']"),
+        ("run", ["--partition-alpha", "0"], "alpha=0.0 is invalid: must be > 0"),
+        ("compare", ["--partition-alpha", "0"], "alpha=0.0 is invalid: must be > 0"),
+        ("run", ["--partition-param", "alpah=0.5"], "has no parameter 'alpah'"),
+        ("run", ["--partition-param", "classes_per_client=2"], "has no parameter 'classes_per_client'"),
     ],
 )
 def test_bad_scheme_parameter_fails_fast(no_data: None, capsys: pytest.CaptureFixture[str], tmp_path,

@@ -19,7 +19,7 @@ from fednlp_bench.engine import prepare
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
 from fednlp_bench.engine.prepare import centralized_steps_per_round
 from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
-from fednlp_bench.engine.sampling import apply_dropout, sample_clients
+from fednlp_bench.sampling.seeds import apply_dropout, sample_clients
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord, validate_record_dict
 

@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from fednlp_bench import cli
-from fednlp_bench.backends import fedml_backend
+from fednlp_bench.backends import fedml_backend, launch
 from fednlp_bench.backends.fedml_backend import FedMLUnavailable, check_fedml_environment, run_fedml_experiment
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine import prepare, runner
-from fednlp_bench.engine.sampling import central_seed, client_seed
+from fednlp_bench.sampling.seeds import central_seed, client_seed
 from fednlp_bench.engine.simulator import InProcessBackend
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
@@ -66,10 +66,10 @@ def run_inprocess(cfg: RunConfig, runs_dir: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def run_fedml(cfg: RunConfig, runs_dir: Path, resume: bool = False, **kw: object):
-    """Through the engine's entry point, as `fednlp-bench run --backend fedml` does."""
+    """Through the launcher, as `fednlp-bench run --backend fedml` does."""
     options = dict(task_factory="fednlp_bench.testing.toy:ToyTask", task_kwargs=TASK_KWARGS,
                    partition_factory="fednlp_bench.testing.toy:toy_partition", round_timeout_s=120, **kw)
-    record = runner.run_experiment(cfg.replace(backend="fedml"), runs_dir, resume=resume, backend_options=options)
+    record = launch.run_config(cfg.replace(backend="fedml"), runs_dir, resume=resume, backend_options=options)
     return record, ckpt.load_checkpoint(runs_dir / record.run_id).weights
 
 
@@ -194,7 +194,7 @@ def test_client_seed_is_exact_integer_arithmetic() -> None:
 def test_fedml_venv_numpy1_gives_the_same_seeds() -> None:
     """Under FedML's NumPy 1.x the engine's seeds equal the core (NumPy 2) ones, so clients shuffle alike."""
     py = fedml_backend.find_fedml_python()
-    code = ("import json, numpy; from fednlp_bench.engine.sampling import client_seed, central_seed; "
+    code = ("import json, numpy; from fednlp_bench.sampling.seeds import client_seed, central_seed; "
             f"print(json.dumps([numpy.__version__, [client_seed(*x) for x in {SEED_CASES!r}], "
             "[central_seed(s, r) for s, r in [(0, 1), (7, 1), (7, 50)]]]))")
     env = {**os.environ, "PYTHONPATH": str(fedml_backend.REPO_ROOT)}
@@ -229,13 +229,13 @@ def test_backend_factory_runs_the_rounds(tmp_path: Path, monkeypatch: pytest.Mon
     ("backend", "kw", "match"),
     [
         ("inprocess", {"backend_options": {"processes": 2}}, r"backend options \['processes'\] apply only to backend 'fedml'"),
-        ("fedml", {"backend_options": {"proceses": 2}}, "unknown fedml backend option 'proceses'. Did you mean 'processes'"),
+        ("fedml", {"backend_options": {"proceses": 2}}, "backend 'fedml' has no parameter 'proceses'. Did you mean 'processes'"),
         ("fedml", {"task": ToyTask(**TASK_KWARGS)}, "takes no task object"),
     ],
 )
-def test_engine_rejects_misplaced_backend_arguments(tmp_path: Path, backend: str, kw: dict, match: str) -> None:
+def test_launcher_rejects_misplaced_backend_arguments(tmp_path: Path, backend: str, kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        runner.run_experiment(toy_config(backend=backend), tmp_path, **kw)
+        launch.run_config(toy_config(backend=backend), tmp_path, **kw)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 

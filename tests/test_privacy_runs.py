@@ -173,7 +173,7 @@ def test_heavy_noise_hurts_and_plain_run_is_unchanged_by_the_feature_code(tmp_pa
 
 # ------------------------------------------------------------------ example level
 def test_dp_sgd_run_reports_the_worst_clients_epsilon(tmp_path: Path) -> None:
-    from fednlp_bench.engine.populations import select_clients
+    from fednlp_bench.sampling.policies import select_clients
 
     cfg = toy_config(privacy=DPSGD, sampling="uniform", rounds=3)
     rec = run(cfg, tmp_path)

@@ -395,7 +395,7 @@ def make_server_classes() -> tuple[type, type]:
 
         def train(self, train_data: Any, device: Any, args: Any) -> None:
             from fednlp_bench.engine.local_trainer import ClientUpdateRejected
-            from fednlp_bench.engine.sampling import client_seed
+            from fednlp_bench.sampling.seeds import client_seed
 
             payload = self.payload
             assert payload is not None and not payload.done

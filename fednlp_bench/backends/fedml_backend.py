@@ -25,13 +25,13 @@ from typing import Any, Mapping
 
 from fednlp_bench.backends.fedml_hosts import HostList, local_ranks, loopback_hosts, parse_hosts
 from fednlp_bench.config import RunConfig
+from fednlp_bench.execution import COMMS
 from fednlp_bench.results.record import RECORD_FILENAME, RunRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Where scripts/setup_fedml_env.sh builds the FedML virtualenv by default.
 DEFAULT_FEDML_VENV = REPO_ROOT / ".fedml-venv"
 FEDML_PYTHON_ENV = "FEDNLP_FEDML_PYTHON"
-COMMS = ("MPI", "GRPC")
 
 INSTALL_FEDML = (
     "FedML is not installed. It needs its own virtualenv (it pins numpy<2, protobuf<4):\n"

@@ -19,17 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from fednlp_bench.execution import HOSTS_HELP, ROLES
+
 #: rank r listens on GRPC_BASE_PORT + r unless the host list names a port.
 GRPC_BASE_PORT = 18890
-#: "server" starts rank 0 (and any --client-ranks given), "client" starts only --client-ranks.
-ROLES = ("server", "client")
 IPCONFIG_HEADER = ("eid", "rank", "grpc_server_ip", "grpc_server_port")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
-HOSTS_HELP = (
-    "a FedML grpc_ipconfig CSV file (header eid,rank,grpc_server_ip,grpc_server_port; one row per rank 0..P) "
-    "or inline 'IP[:PORT],IP[:PORT],...' in rank order (rank 0 = server; port default 18890+rank)"
-)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ picks one. Finished runs keep their record and drop their weights unless
 Example:
   fednlp-bench compare --config configs/quickstart.yaml              # four tasks, 16 runs
   fednlp-bench compare --config configs/quickstart.yaml --task qa    # one of them
-  fednlp-bench compare --task classification --scheme dirichlet_label --alpha 0.5 --clients 10 \\
+  fednlp-bench compare --task classification --scheme dirichlet_label --partition-alpha 0.5 --clients 10 \\
       --algorithms centralized,fedavg,fedprox,fedadam --rounds 5 --clients-per-round 5
 """
 
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from fednlp_bench.commands.flags import taken_flags
 from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
 from fednlp_bench.commands.run import (
     add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
@@ -56,8 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--algorithms", help=f"comma-separated (default: {','.join(DEFAULT_ALGORITHMS)})")
     p.add_argument("--seeds", help="comma-separated run seeds; the table shows mean ± std (default: --seed)")
     p.add_argument("--out", help="also write the table as Markdown to this file")
-    p.set_defaults(func=main, algo_param=[], algorithm_flags=algorithm_flags, flag_params={},
-                   parser_flags=[s for a in p._actions for s in a.option_strings])
+    p.set_defaults(func=main, algorithm_flags=algorithm_flags, flag_params={}, parser=p)
 
 
 def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any], dict[str, dict[str, Any]]]:
@@ -65,9 +65,9 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
     from fednlp_bench.algorithms.registry import get_algorithm_class
     from fednlp_bench.config import RunConfig
 
-    generic = {k: v for k, v in parse_key_values(args.algo_param, "--algo-param").items() if "." not in k}
-    targeted = {k: v for k, v in parse_key_values(args.algo_param, "--algo-param").items() if "." in k}
-    args.algo_param = []  # handled here, not by the shared merge
+    generic = {k: v for k, v in parse_key_values(args.algorithm_params, "--algo-param").items() if "." not in k}
+    targeted = {k: v for k, v in parse_key_values(args.algorithm_params, "--algo-param").items() if "." in k}
+    args.algorithm_params = []  # handled here, not by the shared merge
     data, section = config_dict_from_args(args)
     data.pop("algorithm", None)
     base_params = data.pop("algorithm_params", {}) or {}
@@ -85,7 +85,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
     except ValueError as err:
         raise ValueError(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from err
     classes = {algo: get_algorithm_class(algo) for algo in algorithms}  # unknown names fail first
-    check_flag_params(args.flag_params, classes, args.parser_flags)
+    check_flag_params(args.flag_params, classes, sorted(taken_flags(args.parser)))
     generic = {**args.flag_params, **generic}
     section_params = section.get("params") or {}
     if not isinstance(section_params, dict):
@@ -133,7 +133,7 @@ def plan_tasks(args: argparse.Namespace) -> list[TaskPlan]:
     plans = []
     for name in names:
         task_args = copy.copy(args)
-        task_args.algo_param = list(args.algo_param)  # plan() consumes it
+        task_args.algorithm_params = list(args.algorithm_params)  # plan() consumes it
         if name is not None:
             task_args.task = name
         plans.append(TaskPlan(*plan(task_args)))
@@ -219,7 +219,8 @@ def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter)
     from fednlp_bench.config import RunConfig
     from fednlp_bench.engine.checkpoint import has_checkpoint
     from fednlp_bench.engine.run_id import default_run_id
-    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
+    from fednlp_bench.backends.launch import run_config
+    from fednlp_bench.engine.runner import NonFiniteModelError
 
     from fednlp_bench.engine.prepare import build_task
 
@@ -250,7 +251,7 @@ def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter)
             if shared_task is None and not finished:
                 shared_task = build_task(config)
             try:
-                record = run_experiment(
+                record = run_config(
                     config, runs_dir, run_id=run_id, resume=resume, partition_file=args.partition_file,
                     task=shared_task, progress=progress_flag(args), **compute_options(args),
                     keep_checkpoints=args.keep_checkpoints or "none",

@@ -1,72 +1,18 @@
-"""CLI help and flags derived from the registries, never typed out by hand.
+"""Algorithm parameters as flags: any ``--name VALUE`` the parser does not know is one.
 
-Help strings name a registry's entries through ``%(names)s``; the names are
-looked up only when argparse actually prints help, so building the parser
-(every CLI call) imports no task, model or torch code. Algorithm
-hyperparameters need no flag list either: any ``--name VALUE`` the parser does
-not know is read as a parameter of the chosen algorithm(s) and validated
-against their ``defaults`` (a typo gets "Did you mean ...?").
+Algorithms are the one family whose flags are not built in advance (a
+plug-in named by ``--algorithm module:Class`` brings its own): the unknown
+flags are read here and checked against the chosen algorithms' declared
+parameters (``Strategy.param_specs``), so a typo gets "Did you mean ...?".
+The other families' flags are built by ``commands/flags.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Any
 
 from fednlp_bench.hints import closest_hint
-
-
-class RegistryNames:
-    """``str()`` gives ``a | b | c`` of a registry, computed on first display."""
-
-    def __init__(self, load: Callable[[], Any]) -> None:
-        self._load = load
-
-    def __str__(self) -> str:
-        return self._load().help()
-
-
-class SchemesTaking:
-    """``str()`` gives the schemes whose parameters include ``param`` (for a scheme option's help)."""
-
-    def __init__(self, param: str) -> None:
-        self.param = param
-
-    def __str__(self) -> str:
-        reg = schemes()
-        return ", ".join(n for n in reg.names() if self.param in reg[n].param_specs)
-
-
-def add_scheme_option(group: Any, flag: str, param: str, help: str, **kwargs: Any) -> argparse.Action:
-    """A scheme-parameter option whose help ends with the schemes that take it (``%(schemes)s``)."""
-    action = group.add_argument(flag, help=f"{help} (%(schemes)s)", **kwargs)
-    action.schemes = SchemesTaking(param)  # type: ignore[attr-defined]
-    return action
-
-
-def algorithms() -> Any:
-    from fednlp_bench.algorithms.registry import ALGORITHMS
-
-    return ALGORITHMS
-
-
-def tasks() -> Any:
-    from fednlp_bench.tasks.registry import TASKS
-
-    return TASKS
-
-
-def schemes() -> Any:
-    from fednlp_bench.partitioners import PARTITIONERS
-
-    return PARTITIONERS
-
-
-def add_named(group: Any, flag: str, load: Callable[[], Any], help: str, **kwargs: Any) -> argparse.Action:
-    """An option whose help lists a registry's names (write ``%(names)s`` where they go)."""
-    action = group.add_argument(flag, help=help, **kwargs)
-    action.names = RegistryNames(load)  # type: ignore[attr-defined]
-    return action
 
 
 def algorithm_flags(extra: list[str]) -> dict[str, Any]:

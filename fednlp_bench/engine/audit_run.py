@@ -20,7 +20,7 @@ from fednlp_bench.audit.spec import AuditSpec, CanarySpec
 from fednlp_bench.audit.statistics import attack_report
 from fednlp_bench.audit.tracking import BatchTracker
 from fednlp_bench.engine.local_trainer import LocalTrainer
-from fednlp_bench.engine.sampling import central_seed
+from fednlp_bench.sampling.seeds import central_seed
 
 _CLIENT_ROWS_STREAM = 10
 _REFERENCE_ROUND = 10**6  # a seed stream no real round uses

@@ -32,52 +32,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fednlp_bench.hints import closest_hint
+from fednlp_bench.config_sections import MIN_CLIENT_SIZE, ClientEvalParams
 from fednlp_bench.results.client_stats import bootstrap_worst
 
 #: Share of each client's rows held out as its local test set (at least one row).
 TEST_FRACTION = 0.2
-#: One local-train and one local-test row.
-MIN_CLIENT_SIZE = 2
 _SPLIT_STREAM = 6
-SOURCES = ("holdout", "test")
-PARAM_KEYS = ("source", "rows", "min_units")
-#: Local test rows per client drawn from the test split (source: test).
-DEFAULT_ROWS = 100
-#: Minimum units of a local set: the protocol's 20 for sets drawn from test; 1 keeps the hold-out's old meaning.
-DEFAULT_MIN_UNITS = {"holdout": 1, "test": 20}
 
-
-@dataclass(frozen=True)
-class ClientEvalParams:
-    source: str = "holdout"
-    rows: int = DEFAULT_ROWS
-    min_units: int = 1
-
-    @classmethod
-    def from_dict(cls, value: Any) -> "ClientEvalParams":
-        """Parse ``client_eval_params`` (e.g. ``{source: test, rows: 100, min_units: 20}``); bad values are named."""
-        if not isinstance(value, dict):
-            raise ValueError(f"client_eval_params must be a mapping such as {{source: test, rows: 100, "
-                             f"min_units: 20}}, got {value!r}")
-        for key in value:
-            if key not in PARAM_KEYS:
-                raise ValueError(f"unknown client_eval_params key {key!r}.{closest_hint(str(key), PARAM_KEYS)} "
-                                 f"Valid keys: {', '.join(PARAM_KEYS)}")
-        source = value.get("source", "holdout")
-        if source not in SOURCES:
-            raise ValueError(f"client_eval_params.source={source!r} is not one of {list(SOURCES)} (holdout: 20% of "
-                             "each client's rows; test: rows drawn from the test split with the client's mixture)")
-        out = {"source": source, "rows": value.get("rows", DEFAULT_ROWS),
-               "min_units": value.get("min_units", DEFAULT_MIN_UNITS[source])}
-        for key in ("rows", "min_units"):
-            number = out[key]
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise ValueError(f"client_eval_params.{key}={number!r} must be an integer >= 1")
-        if source == "holdout" and "rows" in value:
-            raise ValueError("client_eval_params.rows applies to source: test only (the hold-out is 20% of each "
-                             "client's rows)")
-        return cls(**out)
 
 
 @dataclass

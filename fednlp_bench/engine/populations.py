@@ -4,7 +4,7 @@ Two questions from industrial FL ("Learnings from Federated Learning in the
 Real World", ICASSP 2022) that no NLP FL benchmark answered:
 
 * Does choosing clients by *activity* (how much data they hold) beat uniform
-  selection? The policies live in ``engine/sampling_policies.py`` (uniform,
+  selection? The policies live in ``sampling/policies.py`` (uniform,
   the exact-inclusion ``activity_poisson`` / ``activity_systematic``,
   ``top_active``, ``poisson`` and the historical successive-draw ones);
   ``select_clients`` applies one to the sizes clients hold this round.
@@ -22,104 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from fednlp_bench.hints import closest_hint
-from fednlp_bench.engine.sampling_policies import make_policy
+from fednlp_bench.config_sections import ContinualSpec
 
 #: Column names taken as the arrival time of a row when the config names none.
 TIME_COLUMNS = ("timestamp", "time", "date", "created_at", "created_utc")
 _ARRIVAL_STREAM = 5
-
-
-def check_sampling(method: str, params: Mapping[str, Any]) -> dict[str, float]:
-    """Validated parameters of a sampling method (defaults filled in)."""
-    return dict(make_policy(method, params).values)
-
-
-def select_clients(
-    method: str,
-    params: Mapping[str, Any],
-    num_clients: int,
-    k: int,
-    rnd: int,
-    seed: int,
-    sizes: np.ndarray,
-) -> list[int]:
-    """Sorted client ids for round ``rnd``; only clients holding data (size > 0) are eligible.
-
-    ``k`` is the number of clients per round (its expectation for the Poisson
-    policies). When fewer than ``k`` clients hold data (a continual period), a
-    fixed-size policy takes all of them. ``uniform`` and ``weighted`` over a
-    full population give exactly the draws of ``engine.sampling.sample_clients``.
-    """
-    sizes = np.asarray(sizes, dtype=np.float64)
-    if len(sizes) != num_clients:
-        raise ValueError(f"need one size per client ({num_clients}), got {len(sizes)}")
-    return make_policy(method, params).select(sizes, k, rnd, seed)
-
-
-# ---------------------------------------------------------------- continual
-CONTINUAL_KEYS = ("periods", "retention", "rounds_per_period", "order_by", "order_within")
-
-
-@dataclass(frozen=True)
-class ContinualSpec:
-    """``continual: {periods: T, retention: W, rounds_per_period: R, order_by: COLUMN, order_within: COLUMN}``.
-
-    ``order_by`` names the data column whose order is the arrival order;
-    ``order_within`` ranks it within each value of another column first, for
-    counters that are only comparable inside a group (20News article numbers
-    count per newsgroup: docs/trust.md). Retention W is counted in periods.
-    """
-
-    periods: int
-    retention: int
-    rounds_per_period: int
-    order_by: str | None = None
-    order_within: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ContinualSpec":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"continual must be a mapping such as {{periods: 4, retention: 2, rounds_per_period: 2}}, got {data!r}")
-        if "time_column" in data:
-            raise ValueError("continual.time_column is now continual.order_by (the column whose order is the arrival order)")
-        for key in data:
-            if key not in CONTINUAL_KEYS:
-                raise ValueError(f"unknown continual key {key!r}.{closest_hint(key, CONTINUAL_KEYS)} "
-                                 f"Valid keys: {', '.join(CONTINUAL_KEYS)}")
-        for key in CONTINUAL_KEYS[:3]:
-            value = data.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"continual.{key}={value!r} must be an integer >= 1")
-        if data["retention"] > data["periods"]:
-            raise ValueError(
-                f"continual.retention={data['retention']} exceeds continual.periods={data['periods']}: data cannot be "
-                f"kept for more periods than exist; set retention <= periods (retention = periods keeps everything)"
-            )
-        for key in CONTINUAL_KEYS[3:]:
-            col = data.get(key)
-            if col is not None and (not isinstance(col, str) or not col):
-                raise ValueError(f"continual.{key}={col!r} must be a column name")
-        if data.get("order_within") is not None and data.get("order_by") is None:
-            raise ValueError("continual.order_within ranks the order_by column within groups; set order_by too")
-        return cls(int(data["periods"]), int(data["retention"]), int(data["rounds_per_period"]),
-                   data.get("order_by"), data.get("order_within"))
-
-    @property
-    def total_rounds(self) -> int:
-        return self.periods * self.rounds_per_period
-
-    def period_of_round(self, rnd: int) -> int:
-        """1-based period of 1-based round ``rnd``."""
-        return (int(rnd) - 1) // self.rounds_per_period + 1
-
-    def is_period_end(self, rnd: int) -> bool:
-        return int(rnd) % self.rounds_per_period == 0
 
 
 class ContinualPopulation:

@@ -24,7 +24,7 @@ from fednlp_bench.engine import checkpoint as ckpt
 from fednlp_bench.engine.eval_schedule import evaluates_round
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
 from fednlp_bench.engine.prepare import PreparedRun
-from fednlp_bench.engine.sampling import apply_dropout, central_seed
+from fednlp_bench.sampling.seeds import apply_dropout, central_seed
 from fednlp_bench.engine.finite import NonFiniteModelError, finite_metrics
 from fednlp_bench.engine.test_eval import keep_if_best
 from fednlp_bench.results.record import RoundResult

@@ -27,7 +27,7 @@ from fednlp_bench.engine.client_eval import ClientEvalParams, ClientSplit, evalu
 from fednlp_bench.engine.local_test import describe, draw_local_sets, strata_for
 from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, arrival_keys
 from fednlp_bench.engine.run_plans import CanaryPlan, FairnessPlan, holdout_clients
-from fednlp_bench.engine.sampling_policies import make_policy
+from fednlp_bench.sampling.policies import make_policy
 from fednlp_bench.privacy.records import public_rounds, write_nonprivate
 from fednlp_bench.privacy.run_privacy import RunPrivacy
 

@@ -17,8 +17,8 @@ from datasets import Dataset, concatenate_datasets
 from fednlp_bench.audit.canary import make_canaries
 from fednlp_bench.audit.spec import CanarySpec
 from fednlp_bench.audit.tracking import BatchTracker
-from fednlp_bench.engine.sampling import apply_dropout
-from fednlp_bench.engine.sampling_policies import make_policy
+from fednlp_bench.sampling.seeds import apply_dropout
+from fednlp_bench.sampling.policies import make_policy
 from fednlp_bench.fairness.counterfactual import CounterfactualSet, build_counterfactual_set, counterfactual_report
 from fednlp_bench.fairness.wordlists import load_word_list
 

@@ -3,27 +3,27 @@
 ``run_experiment`` is three steps, each its own module: :mod:`.prepare`
 (validate, load data and partition, build model/trainer/backend, restore a
 checkpoint), :mod:`.rounds` (the round loop with a checkpoint per round) and
-:mod:`.finish` (the record). ``backend: fedml`` runs are handed to the FedML
-launcher, whose rank-0 process calls ``run_experiment`` again with a backend
-factory.
+:mod:`.finish` (the record). This function runs the rounds in this process;
+which backend a config runs on is chosen above the engine
+(``fednlp_bench/backends/launch.py``): the FedML launcher's rank-0 process
+calls it with a ``backend_factory`` whose rounds go to FedML's clients.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Any, Mapping
 
 from fednlp_bench.compute.setup import check_run_options
-from fednlp_bench.config import RunConfig, check_keep_checkpoints
+from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.checkpoint import drop_weights
 from fednlp_bench.engine.finish import finish_record
 from fednlp_bench.engine.prepare import BackendFactory, prepare_run, resolve_run
 from fednlp_bench.engine.rounds import NonFiniteModelError, RoundCallback, run_rounds
-from fednlp_bench.hints import closest_hint
 from fednlp_bench.progress import reporting
 from fednlp_bench.results.record import RunRecord
+from fednlp_bench.run_options import check_keep_checkpoints
 from fednlp_bench.tasks.base import Task
 
 __all__ = ["NonFiniteModelError", "run_experiment", "run_from_config_dict"]
@@ -32,7 +32,7 @@ log = logging.getLogger("fednlp_bench.engine")
 
 
 def run_from_config_dict(config: Mapping[str, Any], runs_dir: str | Path, run_id: str | None = None) -> RunRecord:
-    """Re-run a stored config (what ``leaderboard --verify`` and the suite call)."""
+    """Re-run a stored in-process config (``fednlp_bench.backends.launch.run_config`` runs any backend's)."""
     return run_experiment(RunConfig.from_dict(config), runs_dir, run_id=run_id)
 
 
@@ -47,7 +47,6 @@ def run_experiment(
     on_round_end: RoundCallback | None = None,
     progress: bool | None = None,
     backend_factory: BackendFactory | None = None,
-    backend_options: Mapping[str, Any] | None = None,
     device: str | None = None,
     frozen_cache_dir: str | Path | None = None,
     keep_checkpoints: str = "last",
@@ -58,13 +57,12 @@ def run_experiment(
     uses a saved partition (its spec is copied into the config);
     ``on_round_end`` is called after each round's checkpoint is written.
     ``backend_factory`` builds the object that runs each round's clients
-    (default ``InProcessBackend``). With ``config.backend == "fedml"`` and no
-    factory, the run goes to the FedML launcher, which starts the processes;
-    its rank 0 calls this function again with a factory. ``backend_options``
-    are that launcher's run options (processes, comm, round_timeout_s, ...).
-    ``device`` (auto|cpu|cuda|cuda:N|mps) and ``frozen_cache_dir`` are run
+    (default ``InProcessBackend``); a config whose backend runs elsewhere
+    (``fedml``) needs one, so such configs are started by
+    ``fednlp_bench.backends.launch.run_config``, whose FedML server calls
+    this function with its factory. ``device`` (auto|cpu|cuda|cuda:N|mps) and ``frozen_cache_dir`` are run
     options: they change where and how fast a run computes, not its config.
-    ``keep_checkpoints`` (:data:`~fednlp_bench.config.KEEP_CHECKPOINTS`):
+    ``keep_checkpoints`` (:data:`~fednlp_bench.run_options.KEEP_CHECKPOINTS`):
     ``last`` keeps the newest checkpoint, ``all`` one per round, ``none``
     deletes the weights once the record is written.
     """
@@ -72,18 +70,9 @@ def run_experiment(
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig (use run_from_config_dict for dicts), got {type(config).__name__}")
     run_device, precision = check_run_options(config.precision, device)  # bad device/precision: before any work
-    if config.backend == "fedml" and backend_factory is None:
-        extra = {"device": device, "frozen_cache_dir": None if frozen_cache_dir is None else str(frozen_cache_dir)}
-        backend_options = {**dict(backend_options or {}), **{k: v for k, v in extra.items() if v is not None}}
-        record = _run_on_fedml(config, runs_dir, run_id, resume, task, partition_file, on_round_end, backend_options)
-        if keep_checkpoints == "none":
-            drop_weights(Path(runs_dir) / record.run_id)
-        return record
-    if backend_options:
-        raise ValueError(
-            f"backend options {sorted(backend_options)} apply only to backend 'fedml' (this run's backend is "
-            f"{config.backend!r}); drop them or set backend: fedml"
-        )
+    if config.backend != "inprocess" and backend_factory is None:
+        raise ValueError(f"backend {config.backend!r} runs its clients in other processes: start it with "
+                         f"fednlp_bench.backends.launch.run_config (the CLI does), not the in-process engine")
     config, run_id, run_dir, found = resolve_run(config, runs_dir, run_id, resume, partition_file)
     if isinstance(found, RunRecord):
         log.info("run %s is already complete; returning its record", run_id)
@@ -99,29 +88,3 @@ def run_experiment(
         drop_weights(run_dir)
     return record
 
-
-def _run_on_fedml(
-    config: RunConfig,
-    runs_dir: str | Path,
-    run_id: str | None,
-    resume: bool,
-    task: Task | None,
-    partition_file: str | Path | None,
-    on_round_end: RoundCallback | None,
-    options: Mapping[str, Any] | None,
-) -> RunRecord:
-    """Hand a ``backend: fedml`` run to the FedML launcher, which starts the FedML venv's processes."""
-    from fednlp_bench.backends.fedml_backend import run_fedml_experiment
-
-    if task is not None or on_round_end is not None:
-        raise ValueError(
-            "backend 'fedml' trains in other processes, so it takes no task object or on_round_end callback: "
-            "pass backend_options={'task_factory': 'module:callable'} instead, and read metrics.csv for progress"
-        )
-    sig = inspect.signature(run_fedml_experiment).parameters
-    valid = [n for n, p in sig.items() if p.kind is p.KEYWORD_ONLY and n != "partition_file"]
-    options = dict(options or {})
-    for key in options:
-        if key not in valid:
-            raise ValueError(f"unknown fedml backend option {key!r}.{closest_hint(key, valid)} Valid: {', '.join(valid)}")
-    return run_fedml_experiment(config, runs_dir, run_id, resume, partition_file=partition_file, **options)

@@ -20,7 +20,7 @@ from fednlp_bench import progress as report
 from fednlp_bench.algorithms.base import ClientResult, Weights
 from fednlp_bench.engine.client_runner import ClientRunner
 from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
-from fednlp_bench.engine.sampling import client_seed
+from fednlp_bench.sampling.seeds import client_seed
 
 log = logging.getLogger("fednlp_bench.engine")
 

@@ -34,8 +34,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from fednlp_bench.engine.sampling import _SAMPLE_STREAM, round_rng, sample_clients
-from fednlp_bench.registry import Registry
+from fednlp_bench.checks import at_least
+from fednlp_bench.registry import Param, Registry, declare, resolve_params
+from fednlp_bench.sampling.seeds import _SAMPLE_STREAM, round_rng, sample_clients
 
 log = logging.getLogger("fednlp_bench.engine")
 
@@ -44,25 +45,16 @@ class SamplingPolicy:
     """Base class: ``select`` draws a round's clients, ``inclusion`` gives each client's exact pi_i (or None)."""
 
     name: ClassVar[str]
-    #: Parameters with their defaults (``sampling_params`` in the config).
-    params: ClassVar[dict[str, float]] = {}
+    #: The policy's parameters (``sampling_params`` in the config).
+    param_specs: ClassVar[Mapping[str, Param]] = {}
     #: ``aggregation_weights`` when the config gives none.
     default_weights: ClassVar[str] = "size"
     #: One line for the docs table and error messages.
     summary: ClassVar[str] = ""
 
     def __init__(self, **params: Any) -> None:
-        for key in params:
-            if key not in self.params:
-                raise ValueError(
-                    f"sampling {self.name!r} takes no parameter {key!r}; its parameters: "
-                    f"{sorted(self.params) or 'none'} (activity_power takes 'power', activity_* take 'gamma')"
-                )
-        merged = {**self.params, **params}
-        for key, value in merged.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"sampling_params.{key}={value!r} must be a finite number >= 0 (0: uniform, 1: by size)")
-        self.values: dict[str, float] = {k: float(v) for k, v in merged.items()}
+        self.values: dict[str, float] = resolve_params(self.param_specs, params, owner=f"sampling {self.name!r}",
+                                                       prefix="sampling_params.")
 
     def select(self, sizes: np.ndarray, k: int, rnd: int, seed: int) -> list[int]:
         """Sorted ids of round ``rnd``'s clients; only clients holding data (size > 0) are eligible."""
@@ -125,7 +117,8 @@ class Weighted(_SuccessiveDraws):
 
 class ActivityPower(_SuccessiveDraws):
     name = "activity_power"
-    params = {"power": 1.0}
+    param_specs = declare(Param("power", float, 1.0, at_least(0, "0: uniform, 1: by size"),
+                                "draw probability proportional to size^power"))
     summary = "K successive draws proportional to size^power (inclusion has no closed form)"
 
     def _power(self) -> float:
@@ -157,6 +150,10 @@ class Poisson(SamplingPolicy):
 
     def inclusion(self, sizes: np.ndarray, k: int) -> np.ndarray:
         return np.where(np.asarray(sizes) > 0, k / len(sizes), 0.0)
+
+
+#: The activity exponent of the exact-inclusion policies.
+GAMMA = Param("gamma", float, 1.0, at_least(0, "0: uniform, 1: by size"), "inclusion proportional to size^gamma")
 
 
 def activity_probabilities(sizes: np.ndarray, k: int, gamma: float) -> np.ndarray:
@@ -193,7 +190,7 @@ def capped_inclusion(sizes: np.ndarray, k: int, gamma: float) -> np.ndarray:
 
 class ActivityPoisson(SamplingPolicy):
     name = "activity_poisson"
-    params = {"gamma": 1.0}
+    param_specs = declare(GAMMA)
     default_weights = "inverse_probability"
     summary = "each client independently with p_i = min(1, K n_i^gamma / sum n^gamma) (exact inclusion)"
 
@@ -207,7 +204,7 @@ class ActivityPoisson(SamplingPolicy):
 
 class ActivitySystematic(SamplingPolicy):
     name = "activity_systematic"
-    params = {"gamma": 1.0}
+    param_specs = declare(GAMMA)
     default_weights = "inverse_probability"
     summary = "exactly K clients, systematic PPS over a random order; pi_i proportional to n_i^gamma, capped at 1"
 
@@ -240,30 +237,23 @@ def make_policy(method: str, params: Mapping[str, Any] | None = None) -> Samplin
     return SAMPLING_POLICIES.lookup(method)(**dict(params or {}))
 
 
-def check_aggregation_weights(mode: str, *, sampling: str, algorithm: str, privacy: bool, explicit: bool) -> None:
-    """Refuse weightings the run cannot honour, before any work (``mode`` is the resolved weighting)."""
-    if privacy and explicit and mode != "size":
-        raise ValueError(
-            f"aggregation_weights={mode!r} does not apply with privacy: client-level DP sums the clipped updates with "
-            f"equal weight and divides by the fixed expected count; drop aggregation_weights"
-        )
-    if mode != "inverse_probability":
-        return
-    from fednlp_bench.algorithms.registry import get_algorithm_class
+def select_clients(
+    method: str,
+    params: Mapping[str, Any],
+    num_clients: int,
+    k: int,
+    rnd: int,
+    seed: int,
+    sizes: np.ndarray,
+) -> list[int]:
+    """Sorted client ids for round ``rnd``; only clients holding data (size > 0) are eligible.
 
-    cls = get_algorithm_class(algorithm)
-    if getattr(cls, "centralized", False) or not getattr(cls, "dp_compatible", False):
-        raise ValueError(
-            f"aggregation_weights=inverse_probability hands the strategy one estimated mean update, which "
-            f"{algorithm!r} cannot take (it reads each client's own update or is centralized); use an algorithm "
-            f"that aggregates a mean (fedavg, fedprox, the FedOpt family) or aggregation_weights: size"
-        )
-    policy = SAMPLING_POLICIES.lookup(sampling)
-    if policy is TopActive:
-        raise ValueError("aggregation_weights=inverse_probability needs every client to have a chance to take part; "
-                         "top_active never picks the others (inclusion 0): use aggregation_weights: size or uniform")
-    if policy.inclusion is SamplingPolicy.inclusion:
-        raise ValueError(
-            f"aggregation_weights=inverse_probability needs exact inclusion probabilities, which sampling "
-            f"{sampling!r} (successive draws) does not have; use activity_poisson or activity_systematic"
-        )
+    ``k`` is the number of clients per round (its expectation for the Poisson
+    policies). When fewer than ``k`` clients hold data (a continual period), a
+    fixed-size policy takes all of them. ``uniform`` and ``weighted`` over a
+    full population give exactly the draws of ``sampling.seeds.sample_clients``.
+    """
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if len(sizes) != num_clients:
+        raise ValueError(f"need one size per client ({num_clients}), got {len(sizes)}")
+    return make_policy(method, params).select(sizes, k, rnd, seed)
