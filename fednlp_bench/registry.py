@@ -175,7 +175,7 @@ def resolve_params(
         raw = given.get(name, param.default)
         value, problem = param.problem(raw)
         if problem:
-            raise error(bad.format(prefix=prefix, name=name, value=raw, problem=problem))
+            raise error(bad.format(prefix=prefix, name=name, value=value if normalize else raw, problem=problem))
         out[name] = value if normalize else raw
     return out
 

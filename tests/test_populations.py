@@ -57,11 +57,11 @@ def test_poisson_joins_each_client_independently_with_q() -> None:
 def test_sampling_parameters_are_checked() -> None:
     with pytest.raises(ValueError, match="has no parameter 'power'"):
         RunConfig(sampling="uniform", sampling_params={"power": 1.0})
-    with pytest.raises(ValueError, match="gamma=-1 must be >= 0"):
+    with pytest.raises(ValueError, match="gamma=-1.0 must be >= 0"):
         RunConfig(sampling="activity_poisson", sampling_params={"gamma": -1})
     with pytest.raises(ValueError, match="Did you mean 'activity_poisson'"):
         RunConfig(sampling="activity_poison")
-    with pytest.raises(ValueError, match="power=-1 must be >= 0"):
+    with pytest.raises(ValueError, match="power=-1.0 must be >= 0"):
         RunConfig(sampling="activity_power", sampling_params={"power": -1})
     assert RunConfig(sampling="activity_power", sampling_params={"power": 0.5}).to_dict()["sampling_params"] == {"power": 0.5}
 
