@@ -40,13 +40,6 @@ def validate_config(cfg: Any) -> None:
     _check_compute(cfg)
 
 
-def centralized(algorithm: str) -> bool:
-    """Whether ``algorithm`` is the centralized baseline, by its strategy's declaration (never by its name)."""
-    from fednlp_bench.algorithms.registry import get_algorithm_class
-
-    return bool(get_algorithm_class(algorithm).centralized)
-
-
 def _check_partition(cfg: Any) -> None:
     part = cfg.partition
     for key in part:
@@ -94,7 +87,9 @@ def _check_populations(cfg: Any) -> None:
                               privacy=cfg.privacy is not None, explicit=cfg.aggregation_weights is not None)
     if cfg.continual is not None:
         spec = ContinualSpec.from_dict(cfg.continual)
-        if centralized(cfg.algorithm):
+        from fednlp_bench.algorithms.registry import is_centralized
+
+        if is_centralized(cfg.algorithm):
             raise ValueError(f"the continual setting is defined for federated algorithms, not {cfg.algorithm!r} "
                              f"(the centralized baseline)")
         if cfg.rounds != spec.total_rounds:

@@ -194,7 +194,7 @@ def test_unknown_keys_get_did_you_mean() -> None:
         build_tier_plan(parse_suite(tier(tuning={"partitions": [2]})))
     no_central = tier(algorithms=[{"algorithm": "fedavg", "grid": {"lr": LRS}}],
                       final={"seeds": [0, 1], "centralized_converged": {"rounds": 4}})
-    with pytest.raises(ValueError, match="centralized_converged is set but no 'centralized'"):
+    with pytest.raises(ValueError, match="centralized_converged is set but the centralized baseline is not listed"):
         build_tier_plan(parse_suite(no_central))
 
 

@@ -33,15 +33,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from fednlp_bench.commands.flags import taken_flags
+from fednlp_bench.commands.flags import add_params, taken_flags
 from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
 from fednlp_bench.commands.run import (
     add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
 )
 from fednlp_bench.leaderboard.convergence import DEFAULT, Criterion, records_status
 from fednlp_bench.progress import format_seconds
+from fednlp_bench.registry import Param, declare
 
-DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
+#: The federated algorithms compared by default; the centralized baseline (the registry entry that declares
+#: ``centralized = True``) comes first.
+DEFAULT_FEDERATED = ("fedavg", "fedprox", "fedadam")
+
+
+COMPARE_OPTIONS = declare(
+    Param("algorithms", str, None, help=f"comma-separated (default: the centralized baseline,{','.join(DEFAULT_FEDERATED)})"),
+    Param("seeds", str, None, help="comma-separated run seeds; the table shows mean ± std (default: --seed)"),
+    Param("out", str, None, help="also write the table as Markdown to this file"),
+)
+
+
+def default_algorithms() -> list[str]:
+    from fednlp_bench.algorithms.registry import centralized_baseline
+
+    return [centralized_baseline(), *DEFAULT_FEDERATED]
+
+
+def baseline_of(algorithms: Sequence[str]) -> str | None:
+    """The centralized baseline among ``algorithms`` (by its declaration), if listed."""
+    from fednlp_bench.algorithms.registry import is_centralized
+
+    return next((a for a in algorithms if is_centralized(a)), None)
 #: compare has no tier: it marks each cell with the protocol's default convergence criterion.
 CRITERION = Criterion.from_dict(DEFAULT)
 
@@ -54,9 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_experiment_arguments(p)
-    p.add_argument("--algorithms", help=f"comma-separated (default: {','.join(DEFAULT_ALGORITHMS)})")
-    p.add_argument("--seeds", help="comma-separated run seeds; the table shows mean ± std (default: --seed)")
-    p.add_argument("--out", help="also write the table as Markdown to this file")
+    add_params(p, COMPARE_OPTIONS.values())
     p.set_defaults(func=main, algorithm_flags=algorithm_flags, flag_params={}, parser=p)
 
 
@@ -74,7 +95,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
     if args.algorithms:
         algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     else:
-        algorithms = list(section.get("algorithms") or DEFAULT_ALGORITHMS)
+        algorithms = list(section.get("algorithms") or default_algorithms())
     unknown_section = sorted(set(section) - {"algorithms", "params"})
     if unknown_section:
         raise ValueError(f"{args.config}: unknown key(s) {unknown_section} in 'compare' (use algorithms, params)")
@@ -274,7 +295,7 @@ def summary_table(results: list[tuple[TaskPlan, dict[str, list[Any]], dict[str, 
     """One row per task: centralized's primary metric and each FL algorithm's gap to it."""
     algorithms: list[str] = []
     for task_plan, _, _ in results:
-        algorithms += [a for a in task_plan.algorithms if a != "centralized" and a not in algorithms]
+        algorithms += [a for a in task_plan.algorithms if a != baseline_of(task_plan.algorithms) and a not in algorithms]
     rows = ["Gap to centralized per task (final primary metric; FL minus centralized, higher is better)", "",
             "| task | metric | centralized | " + " | ".join(algorithms) + " |",
             "|---|---|---:|" + "---:|" * len(algorithms)]
@@ -284,7 +305,7 @@ def summary_table(results: list[tuple[TaskPlan, dict[str, list[Any]], dict[str, 
             rows.append(f"| {task_plan.task} | - | no run finished |" + " |" * len(algorithms))
             continue
         metric = done[0][0].primary_metric
-        central = records.get("centralized") or []
+        central = records.get(baseline_of(list(records)) or "") or []
         central_mean = statistics.fmean(r.final_metrics[metric] for r in central) if central else None
         cells = []
         for algo in algorithms:
@@ -334,7 +355,7 @@ def gap_table(records: dict[str, list[Any]], failed: dict[str, str] | None = Non
         f"{cfg['optimizer']} lr={cfg['lr']}, seed(s) {seeds}; metric: test {metric} of the final model "
         f"(higher is better; rounds were evaluated on validation)"
     )
-    central = done.get("centralized")
+    central = done.get(baseline_of(list(done)) or "")
     central_mean = _mean_std([r.final_metrics[metric] for r in central])[0] if central else None
     rows = [f"| algorithm | {metric} | gap vs centralized | relative gap | final train loss | MiB up | wall s | "
             "convergence |", "|---|---:|---:|---:|---:|---:|---:|---|"]

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from fednlp_bench.algorithms.base import Strategy, Weights
+from fednlp_bench.algorithms.registry import is_centralized
 from fednlp_bench.audit.spec import AuditSpec
 from fednlp_bench.audit.tracking import BatchTracker
 from fednlp_bench.config import RunConfig
@@ -171,7 +172,7 @@ class RunFeatures:
     def round_done(self, row: Any) -> None:
         """After a round's aggregate, before its checkpoint: commit the batches of the updates that were used."""
         if self.tracker is not None:
-            if self.config.algorithm == "centralized":  # one virtual client (-1) on the union of every client
+            if is_centralized(self.config.algorithm):  # one virtual client (-1) on the union of every client
                 accepted = [-1]
             else:
                 accepted = [c for c in row.clients if c not in set(row.rejected_clients)]
@@ -202,7 +203,7 @@ class RunFeatures:
             extra["client_eval"] = self._client_eval(task, model, batch_size, test_raw)
         if self.population is not None:
             extra["continual"] = self._continual(rounds)
-        if self.config.algorithm != "centralized":
+        if not is_centralized(self.config.algorithm):
             extra["population"] = self._population()
         return extra
 

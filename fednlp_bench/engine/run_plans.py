@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, concatenate_datasets
 
+from fednlp_bench.algorithms.registry import is_centralized
 from fednlp_bench.audit.canary import make_canaries
 from fednlp_bench.audit.spec import CanarySpec
 from fednlp_bench.audit.tracking import BatchTracker
@@ -58,7 +59,7 @@ class CanaryPlan:
         sizes = np.array([len(r) for r in rows], dtype=np.int64)
         sizes[held_out] = 0
         if self.spec.client == "auto":
-            self.client, self.planned_rounds = (0, config.rounds) if config.algorithm == "centralized" else \
+            self.client, self.planned_rounds = (0, config.rounds) if is_centralized(config.algorithm) else \
                 busiest_client(config, sizes)
         else:
             self.client = int(self.spec.client)
@@ -66,7 +67,7 @@ class CanaryPlan:
             if self.client in set(held_out.tolist()):
                 raise ValueError(f"canary.client={self.client} is one of membership_audit's held-out clients; "
                                  f"choose another or client: auto")
-        self.centralized = config.algorithm == "centralized"
+        self.centralized = is_centralized(config.algorithm)
         self.copies = [row for row in self.canaries.canary_rows for _ in range(self.spec.repeats)]
         self.raw_rows = np.arange(len(train_raw), len(train_raw) + len(self.copies), dtype=np.int64)
         self._columns = train_raw.features
