@@ -50,13 +50,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from fednlp_bench.engine.local_trainer import all_finite
+from fednlp_bench.engine.client.model_state import all_finite
 
 
 def build(model: str, max_train: int, max_length: int, num_clients: int, batch_size: int, local_steps: int) -> dict[str, Any]:
     from fednlp_bench.algorithms.registry import create_strategy
-    from fednlp_bench.engine.local_trainer import LocalTrainer
-    from fednlp_bench.engine.simulator import InProcessBackend
+    from fednlp_bench.engine.client.trainer import LocalTrainer
+    from fednlp_bench.engine.server.simulator import InProcessBackend
     from fednlp_bench.partitioners import partition_dataset
     from fednlp_bench.tasks import get_task
 
@@ -69,7 +69,7 @@ def build(model: str, max_train: int, max_length: int, num_clients: int, batch_s
     net = task.build_model()
     trainer = LocalTrainer(task, net, features, batch_size=batch_size, lr=1e-4, optimizer="adamw",
                            local_epochs=None, local_steps=local_steps)
-    backend = InProcessBackend(trainer, lambda cid: trainer.rows_for(part.indices(cid)), progress=False)
+    backend = InProcessBackend(trainer, lambda cid, rnd: trainer.rows_for(part.indices(cid)), progress=False)
     return {"task": task, "part": part, "trainer": trainer, "backend": backend, "strategy": create_strategy("fedavg")}
 
 
@@ -157,7 +157,7 @@ def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -
 
 
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
-    from fednlp_bench.engine.checkpoint import save_checkpoint
+    from fednlp_bench.engine.run.checkpoint import save_checkpoint
 
     env = build(args.model, args.max_train, args.max_length, args.clients, args.batch_size, args.local_steps)
     trainer = env["trainer"]

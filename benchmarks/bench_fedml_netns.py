@@ -38,8 +38,8 @@ import yaml
 
 from fednlp_bench.backends.netns import NetemUnavailable, NetnsLab, netns_unavailable
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine import runner
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.run import runner
 from fednlp_bench.results.record import RunRecord
 
 

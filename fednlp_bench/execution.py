@@ -49,7 +49,7 @@ class Backend:
 class InProcess(Backend):
     name = "inprocess"
     help = "every client in this process, one after another (default)"
-    launcher = "fednlp_bench.engine.runner:run_experiment"
+    launcher = "fednlp_bench.engine.run.runner:run_experiment"
 
 
 def _ranks(value: Any) -> str | None:

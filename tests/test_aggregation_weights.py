@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fednlp_bench.algorithms.base import ClientResult
-from fednlp_bench.engine.aggregation_weights import horvitz_thompson
+from fednlp_bench.engine.server.aggregation_weights import horvitz_thompson
 from fednlp_bench.sampling.policies import make_policy
 
 SIZES = np.array([1.0, 4.0, 10.0, 25.0])

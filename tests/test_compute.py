@@ -20,9 +20,9 @@ from fednlp_bench.compute.precision import Precision, check_precision
 from fednlp_bench.compute.setup import attach_frozen_cache, build_compute
 from fednlp_bench.compute.trainable import apply_trainable, head_parameter_names, lora_target_names
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine.local_trainer import LocalTrainer
-from fednlp_bench.engine.runner import run_experiment
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.client.trainer import LocalTrainer
+from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.results.record import config_hash
 from fednlp_bench.tasks.models import tiny_bert_config
 
@@ -188,7 +188,7 @@ def run_slice(tmp_path: Path, name: str, **changes: Any) -> Any:
 
 
 def prepared(config: RunConfig) -> tuple[Any, Any, Any]:
-    from fednlp_bench.engine.prepare import build_task
+    from fednlp_bench.engine.run.sources import build_task
 
     task = build_task(config)
     splits = task.load()

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fednlp_bench import cli
-from fednlp_bench.engine import prepare
+from fednlp_bench.engine.run import sources
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_a: object, **_k: object) -> None:
         raise AssertionError("data was loaded before the arguments were validated")
 
-    monkeypatch.setattr(prepare, "build_task", fail)
+    monkeypatch.setattr(sources, "build_task", fail)
 
 
 @pytest.mark.parametrize(

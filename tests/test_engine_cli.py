@@ -12,15 +12,15 @@ import pytest
 from fednlp_bench import cli
 from fednlp_bench.commands import run as run_cmd
 from fednlp_bench.commands.compare import gap_table
-from fednlp_bench.engine import prepare, runner
+from fednlp_bench.engine.run import runner, sources
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord
 
 
 @pytest.fixture(autouse=True)
 def toy_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
-    monkeypatch.setattr(prepare, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
 
 
 TOY = ["--task", "toy", "--model", "toy", "--scheme", "iid", "--clients", "4", "--clients-per-round", "2",

@@ -22,10 +22,10 @@ from fednlp_bench import cli
 from fednlp_bench.backends import fedml_backend, launch
 from fednlp_bench.backends.fedml_backend import FedMLUnavailable, check_fedml_environment, run_fedml_experiment
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine import prepare, runner
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.run import runner, sources
 from fednlp_bench.sampling.seeds import central_seed, client_seed
-from fednlp_bench.engine.simulator import InProcessBackend
+from fednlp_bench.engine.server.simulator import InProcessBackend
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
 TASK_KWARGS = {"n_train": 60, "n_test": 40, "hidden": 8}
@@ -60,7 +60,7 @@ def toy_config(**changes: object) -> RunConfig:
 
 
 def run_inprocess(cfg: RunConfig, runs_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
     record = runner.run_experiment(cfg, runs_dir, task=ToyTask(**TASK_KWARGS), progress=False)
     return record, ckpt.load_checkpoint(runs_dir / record.run_id).weights
 
@@ -208,7 +208,7 @@ def test_fedml_venv_numpy1_gives_the_same_seeds() -> None:
 # ------------------------------------------------------------------ the engine hook and the CLI (no FedML needed)
 def test_backend_factory_runs_the_rounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A given backend factory replaces InProcessBackend; backend "fedml" with a factory is not relaunched."""
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
     calls: list[int] = []
 
     class Counting(InProcessBackend):

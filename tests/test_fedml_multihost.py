@@ -31,7 +31,7 @@ from fednlp_bench.backends import fedml_backend
 from fednlp_bench.backends.fedml_backend import FedMLUnavailable, check_fedml_environment
 from fednlp_bench.backends.netns import NetemUnavailable, NetnsLab, netns_unavailable
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.engine.run import checkpoint as ckpt
 from fednlp_bench.results.record import RunRecord
 
 #: One worker runs these one after another under pytest-xdist: each starts several processes (MPI or gRPC on
@@ -127,7 +127,7 @@ def run_three_hosts(lab: NetnsLab, tmp: Path, cfg: RunConfig, client_env: dict[i
 
 def inprocess_weights(cfg: RunConfig, tmp: Path) -> tuple[RunRecord, dict[str, torch.Tensor]]:
     """The in-process backend on the same config, here in the core environment (bit-identical to the FedML venv's)."""
-    from fednlp_bench.engine import runner
+    from fednlp_bench.engine.run import runner
 
     torch.set_num_threads(1)
     record = runner.run_experiment(cfg.replace(backend="inprocess"), tmp / "inproc", run_id="inproc", progress=False)

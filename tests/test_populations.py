@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine.client_eval import MIN_CLIENT_SIZE, split_clients, summarize
-from fednlp_bench.engine.populations import (
+from fednlp_bench.engine.eval.client_eval import MIN_CLIENT_SIZE, split_clients, summarize
+from fednlp_bench.engine.server.populations import (
     ContinualPopulation, arrival_keys, find_order_column, within_group_position,
 )
 from fednlp_bench.sampling.seeds import sample_clients

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
 from fednlp_bench.suite import spec as suite_mod
 from fednlp_bench.suite import plan_checks

@@ -1,4 +1,4 @@
-"""Execution backends beyond the in-process simulator (``fednlp_bench.engine.simulator``).
+"""Execution backends beyond the in-process simulator (``fednlp_bench.engine.server.simulator``).
 
 ``fedml_backend`` launches a run on FedML (one server process + K client
 processes over MPI). It imports nothing from FedML itself, so the core

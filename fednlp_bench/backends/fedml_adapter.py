@@ -209,7 +209,7 @@ class RoundBridge:
 
     # --- runner thread (the engine's Backend protocol)
     def run_round(self, rnd: int, instructions: Mapping[int, Mapping[str, Any]], global_weights: Any, seed: int) -> Any:
-        from fednlp_bench.engine.simulator import RoundOutcome
+        from fednlp_bench.engine.server.simulator import RoundOutcome
 
         order = [int(c) for c in instructions]
         # CPU tensors on the wire: every process may compute on a different device.
@@ -394,7 +394,7 @@ def make_server_classes() -> tuple[type, type]:
             self.payload = model_parameters
 
         def train(self, train_data: Any, device: Any, args: Any) -> None:
-            from fednlp_bench.engine.local_trainer import ClientUpdateRejected
+            from fednlp_bench.engine.client.model_state import ClientUpdateRejected
             from fednlp_bench.sampling.seeds import client_seed
 
             payload = self.payload
@@ -527,7 +527,7 @@ def _patch_fedml(bridge: RoundBridge | None = None) -> None:
 # ----------------------------------------------------------------- per rank
 def _prepare(spec: Mapping[str, Any]) -> tuple[Any, Any]:
     """Task object (or None: the engine builds it) and the engine's preparation seams, as the launcher asked."""
-    import fednlp_bench.engine.prepare as prepare
+    import fednlp_bench.engine.run.sources as prepare
 
     task = None
     if spec.get("task_factory"):
@@ -544,7 +544,7 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
     from fednlp_bench.compute.device import device_for_rank
     from fednlp_bench.config import RunConfig
 
-    from fednlp_bench.engine.runner import run_experiment
+    from fednlp_bench.engine.run.runner import run_experiment
 
     task, _ = _prepare(spec)
     config = RunConfig.from_dict(spec["config"])
@@ -604,9 +604,9 @@ def run_client(spec: Mapping[str, Any], args: Any, rank: int) -> None:
     from fednlp_bench.compute.device import device_for_rank
     from fednlp_bench.compute.setup import attach_frozen_cache, build_compute, check_run_options
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine.client_runner import ClientRunner
-    from fednlp_bench.engine.client_state import ClientStateStore
-    from fednlp_bench.engine.local_trainer import LocalTrainer
+    from fednlp_bench.engine.client.runner import ClientRunner
+    from fednlp_bench.engine.client.state import ClientStateStore
+    from fednlp_bench.engine.client.trainer import LocalTrainer
 
     _patch_fedml()
     task, prepare = _prepare(spec)

@@ -211,7 +211,7 @@ def run_fedml_experiment(
     :func:`run_fedml_clients`. The server waits ``connect_timeout_s`` for its
     clients, then stops naming the missing ranks.
     """
-    from fednlp_bench.engine.run_id import default_run_id
+    from fednlp_bench.engine.run.run_id import default_run_id
 
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
@@ -276,7 +276,7 @@ def run_fedml_clients(
     writes the record and checkpoints on its machine. Its clients stop on the
     server's final message, so they also serve a resumed run unchanged.
     """
-    from fednlp_bench.engine.run_id import default_run_id
+    from fednlp_bench.engine.run.run_id import default_run_id
 
     if hosts is None:
         raise ValueError("a client-only machine needs --hosts (where rank 0, the server, listens)")
@@ -379,7 +379,7 @@ def _run_grpc(py: Path, spec_path: Path, ranks: list[int], env: dict[str, str], 
 
 
 def _checkpoint_round(run_dir: Path) -> int:
-    import fednlp_bench.engine.checkpoint as ckpt
+    import fednlp_bench.engine.run.checkpoint as ckpt
 
     state = ckpt.checkpoint_dir(run_dir) / ckpt.STATE_FILENAME
     if not state.is_file():

@@ -61,7 +61,7 @@ def run_config(
     options.update({k: v for k, v in extra.items() if v is not None})
     record = launcher(backend.name)(config, runs_dir, run_id, resume, partition_file=partition_file, **options)
     if keep_checkpoints == "none":
-        from fednlp_bench.engine.checkpoint import drop_weights
+        from fednlp_bench.engine.run.checkpoint import drop_weights
 
         drop_weights(Path(runs_dir) / record.run_id)
     return record

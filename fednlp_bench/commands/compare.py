@@ -238,12 +238,12 @@ class RunCounter:
 def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter) -> tuple[dict[str, list[Any]], dict[str, str]]:
     """Run (or reuse) every algorithm and seed of one task; return records per algorithm and divergences."""
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine.checkpoint import has_checkpoint
-    from fednlp_bench.engine.run_id import default_run_id
+    from fednlp_bench.engine.run.checkpoint import has_checkpoint
+    from fednlp_bench.engine.run.run_id import default_run_id
     from fednlp_bench.backends.launch import run_config
-    from fednlp_bench.engine.runner import NonFiniteModelError
+    from fednlp_bench.engine.run.runner import NonFiniteModelError
 
-    from fednlp_bench.engine.prepare import build_task
+    from fednlp_bench.engine.run.sources import build_task
 
     runs_dir = Path(args.runs_dir)
     data, params = task_plan.data, task_plan.params
@@ -258,7 +258,7 @@ def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter)
             run_id = None
             if args.partition_file:
                 # The run id must reflect the file's spec, which run_experiment copies into the config.
-                from fednlp_bench.engine.prepare import load_partition_file, partition_spec_for_config
+                from fednlp_bench.engine.run.sources import load_partition_file, partition_spec_for_config
 
                 run_id = default_run_id(config.replace(partition=partition_spec_for_config(load_partition_file(args.partition_file))))
             run_id = run_id or default_run_id(config)

@@ -216,7 +216,7 @@ def main(args: argparse.Namespace) -> int:
     apply_threads(args)
     from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
     from fednlp_bench.backends.launch import run_config
-    from fednlp_bench.engine.runner import NonFiniteModelError
+    from fednlp_bench.engine.run.runner import NonFiniteModelError
     try:
         if options is not None and is_client_only(options):
             from fednlp_bench.backends.fedml_backend import run_fedml_clients

@@ -17,7 +17,7 @@ The ``activity_*`` policies therefore give exact ones:
   share what is left) summing to K; each client's inclusion is exactly pi_i.
 
 Each policy declares the aggregation weighting it uses when the config says
-none (``default_weights``, see ``engine/aggregation_weights.py``): plain
+none (``default_weights``, see ``engine/server/aggregation_weights.py``): plain
 FedAvg size weighting for the historical policies, inverse-probability
 weighting for the exact-inclusion ones, so that sampling by activity changes
 which clients are seen, not the objective being optimised.

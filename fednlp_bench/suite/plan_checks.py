@@ -14,7 +14,7 @@ import itertools
 from typing import Any
 
 from fednlp_bench.algorithms.registry import centralized_baseline, is_centralized
-from fednlp_bench.engine.eval_schedule import evaluates_round
+from fednlp_bench.engine.eval.schedule import evaluates_round
 from fednlp_bench.leaderboard.convergence import points_in_window, window_start
 from fednlp_bench.suite.grid import check_equal_sizes, check_grid_keys, check_required_axes, point_label, step_value
 

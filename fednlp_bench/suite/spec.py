@@ -271,14 +271,14 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load_runner() -> Runner:
-    from fednlp_bench.engine.runner import run_from_config_dict
+    from fednlp_bench.engine.run.runner import run_from_config_dict
 
     def run(config: dict[str, Any], runs_dir: Path) -> RunRecord:
         """Run one config; a run folder left by a killed suite (checkpoint, no record) is resumed."""
         from fednlp_bench.config import RunConfig
-        from fednlp_bench.engine.checkpoint import has_checkpoint
-        from fednlp_bench.engine.run_id import default_run_id
-        from fednlp_bench.engine.runner import run_experiment
+        from fednlp_bench.engine.run.checkpoint import has_checkpoint
+        from fednlp_bench.engine.run.run_id import default_run_id
+        from fednlp_bench.engine.run.runner import run_experiment
 
         run_config = RunConfig.from_dict(config)
         if has_checkpoint(Path(runs_dir) / default_run_id(run_config)):
@@ -291,7 +291,7 @@ def _load_runner() -> Runner:
 
 def drop_checkpoint(run_dir: Path) -> None:
     """Delete a finished run's weights (checkpoint and client states, ~100 MB) so records stay small JSON."""
-    from fednlp_bench.engine.checkpoint import drop_weights
+    from fednlp_bench.engine.run.checkpoint import drop_weights
 
     drop_weights(run_dir)
 

@@ -96,7 +96,7 @@ class CanaryPlan:
         return concatenate_datasets([features, self._features.cast(features.features)])
 
     def report(self, trainer: Any, tracker: BatchTracker, batch_size: int) -> dict[str, Any]:
-        from fednlp_bench.engine.audit_run import canary_exposure
+        from fednlp_bench.engine.eval.audit import canary_exposure
 
         client = -1 if self.centralized else self.client
         out = canary_exposure(self.spec, trainer=trainer, canary_rows=trainer.rows_for(self.raw_rows),

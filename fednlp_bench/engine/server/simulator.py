@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from fednlp_bench import progress as report
 from fednlp_bench.algorithms.base import ClientResult, Weights
-from fednlp_bench.engine.client_runner import ClientRunner
-from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
+from fednlp_bench.engine.client.runner import ClientRunner
+from fednlp_bench.engine.client.trainer import LocalTrainer
+from fednlp_bench.engine.client.model_state import ClientUpdateRejected
 from fednlp_bench.sampling.seeds import client_seed
 
 log = logging.getLogger("fednlp_bench.engine")
@@ -44,7 +45,8 @@ class InProcessBackend:
 
     name = "inprocess"
 
-    def __init__(self, trainer: LocalTrainer | ClientRunner, client_rows: Callable[[int], np.ndarray], progress: bool | None = None) -> None:
+    def __init__(self, trainer: LocalTrainer | ClientRunner, client_rows: Callable[[int, int], np.ndarray],
+                 progress: bool | None = None) -> None:
         self.trainer = trainer
         self.client_rows = client_rows
         self.progress = progress
@@ -64,7 +66,7 @@ class InProcessBackend:
             report.activity(f"training round {rnd}: client {cid} ({i}/{len(clients)})")
             try:
                 result = self.trainer.train(
-                    cid, self.client_rows(cid), global_weights, instructions[cid], client_seed(seed, rnd, cid), rnd=rnd
+                    cid, self.client_rows(cid, rnd), global_weights, instructions[cid], client_seed(seed, rnd, cid), rnd=rnd
                 )
             except ClientUpdateRejected as err:
                 log.warning("round %d: rejected update of client %d: %s", rnd, cid, err)

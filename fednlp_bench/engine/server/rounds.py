@@ -20,18 +20,17 @@ from fednlp_bench import progress as report
 from fednlp_bench.algorithms.base import Weights
 from fednlp_bench.algorithms.client import payload_bytes
 from fednlp_bench.compute.device import cuda_rng_states
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine.eval_schedule import evaluates_round
-from fednlp_bench.engine.local_trainer import ClientUpdateRejected, all_finite, non_finite_names
-from fednlp_bench.engine.prepare import PreparedRun
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.eval.schedule import evaluates_round
+from fednlp_bench.engine.client.model_state import ClientUpdateRejected, all_finite, non_finite_names
+from fednlp_bench.engine.run.prepare import PreparedRun
 from fednlp_bench.sampling.seeds import apply_dropout, central_seed
-from fednlp_bench.engine.finite import NonFiniteModelError, finite_metrics
-from fednlp_bench.engine.test_eval import keep_if_best
+from fednlp_bench.engine.eval.finite import NonFiniteModelError
+from fednlp_bench.engine.eval.validation import evaluate
 from fednlp_bench.results.record import RoundResult
 
 log = logging.getLogger("fednlp_bench.engine")
 
-EVAL_BATCH_SIZE = 64
 RoundCallback = Callable[[RoundResult], None]
 
 
@@ -146,18 +145,6 @@ def centralized_round(run: PreparedRun, rnd: int) -> RoundWork:
         raise NonFiniteModelError(nonfinite_message(run, rnd, str(err))) from err
     weights = run.strategy.aggregate(rnd, run.global_weights, [result])
     return RoundWork(weights=weights, clients=[], rejected=[], train_loss=result.loss, bytes_up=0, bytes_down=0)
-
-
-def evaluate(run: PreparedRun, rnd: int) -> dict[str, float]:
-    """Validation metrics of this round's global model (test is only read at the end: test_eval.py)."""
-    report.phase(f"evaluating round {rnd} on {len(run.eval_raw):,} examples")
-    run.trainer.state.load(run.global_weights)
-    with run.compute.precision.autocast():
-        raw = run.task.evaluate(run.trainer.model, run.eval_raw, run.eval_features, batch_size=EVAL_BATCH_SIZE)
-    metrics = finite_metrics(raw, rnd)
-    if run.config.test_best_round:
-        keep_if_best(Path(run.run_dir), rnd, metrics, run.rounds, run.task.primary_metric, run.global_weights)
-    return metrics
 
 
 def nonfinite_message(run: PreparedRun, rnd: int, detail: str) -> str:

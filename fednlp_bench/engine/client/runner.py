@@ -14,8 +14,8 @@ import numpy as np
 
 from fednlp_bench.algorithms.base import ClientResult, Weights
 from fednlp_bench.algorithms.client import ClientProcedure
-from fednlp_bench.engine.client_state import ClientStateStore
-from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.client.state import ClientStateStore
+from fednlp_bench.engine.client.trainer import LocalTrainer
 
 
 class ClientRunner:

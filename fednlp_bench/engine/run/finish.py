@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fednlp_bench.engine.environment import git_commit, hardware_info, package_versions
-from fednlp_bench.engine.prepare import PreparedRun
-from fednlp_bench.engine.rounds import EVAL_BATCH_SIZE
+from fednlp_bench.engine.run.environment import git_commit, hardware_info, package_versions
+from fednlp_bench.engine.run.prepare import PreparedRun
+from fednlp_bench.engine.eval.validation import EVAL_BATCH_SIZE
 from fednlp_bench import progress as report
-from fednlp_bench.engine.test_eval import evaluate_test
+from fednlp_bench.engine.eval.test_split import evaluate_test
 from fednlp_bench.results.record import RunRecord, config_hash
 
 

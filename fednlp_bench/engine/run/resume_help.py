@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from fednlp_bench.engine.checkpoint import STATE_FILENAME, checkpoint_dir
+from fednlp_bench.engine.run.checkpoint import STATE_FILENAME, checkpoint_dir
 from fednlp_bench.results.record import RECORD_FILENAME
 
 

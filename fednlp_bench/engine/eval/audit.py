@@ -19,7 +19,7 @@ from fednlp_bench.audit.membership import choose_rows, example_level_attacks, pe
 from fednlp_bench.audit.spec import AuditSpec, CanarySpec
 from fednlp_bench.audit.statistics import attack_report
 from fednlp_bench.audit.tracking import BatchTracker
-from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.client.trainer import LocalTrainer
 from fednlp_bench.sampling.seeds import central_seed
 
 _CLIENT_ROWS_STREAM = 10

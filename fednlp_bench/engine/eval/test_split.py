@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from fednlp_bench.algorithms.base import Weights
-from fednlp_bench.engine.finite import finite_metrics
+from fednlp_bench.engine.eval.finite import finite_metrics
 from fednlp_bench.results.record import RoundResult
 
 BEST_WEIGHTS_FILE = "best_validation.pt"

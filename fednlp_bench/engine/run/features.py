@@ -1,7 +1,7 @@
 """The optional trust features of one run, behind a few calls the runner makes.
 
 ``RunFeatures`` gathers client-level DP (fednlp_bench/privacy), the audits
-(membership inference and canaries: fednlp_bench/audit, engine/audit_run.py),
+(membership inference and canaries: fednlp_bench/audit, engine/eval/audit.py),
 counterfactual fairness (fednlp_bench/fairness), per-client evaluation
 (client_eval.py), client sampling and aggregation weights (sampling_policies.py,
 aggregation_weights.py) and the continual setting (populations.py), so the
@@ -14,69 +14,36 @@ runner exactly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from fednlp_bench.algorithms.base import Strategy, Weights
 from fednlp_bench.algorithms.registry import is_centralized
-from fednlp_bench.audit.spec import AuditSpec
 from fednlp_bench.audit.tracking import BatchTracker
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine.aggregation_weights import WeightedAggregation
-from fednlp_bench.engine.client_eval import ClientEvalParams, ClientSplit, evaluate_clients, split_clients
-from fednlp_bench.engine.local_test import describe, draw_local_sets, strata_for
-from fednlp_bench.engine.populations import ContinualPopulation, ContinualSpec, arrival_keys
-from fednlp_bench.engine.run_plans import CanaryPlan, FairnessPlan, holdout_clients
+from fednlp_bench.engine.server.aggregation_weights import WeightedAggregation
+from fednlp_bench.engine.client.data import ClientData
+from fednlp_bench.engine.eval.client_eval import evaluate_clients
+from fednlp_bench.engine.eval.local_test import describe, draw_local_sets, strata_for
+from fednlp_bench.engine.eval.trust_plans import FairnessPlan
 from fednlp_bench.sampling.policies import make_policy
 from fednlp_bench.privacy.records import public_rounds, write_nonprivate
 from fednlp_bench.privacy.run_privacy import RunPrivacy
 
 
-class TrainingView:
-    """A partition restricted to what FL trains on: each client's local-train rows (client_eval) plus canaries."""
-
-    def __init__(self, part: Any, rows: list[np.ndarray]) -> None:
-        self._part = part
-        self._rows = rows
-        self.num_clients = len(rows)
-        self.content_hash = part.content_hash
-        self.spec = part.spec
-
-    def indices(self, cid: int) -> np.ndarray:
-        return self._rows[cid]
-
-    def sizes(self) -> np.ndarray:
-        return np.array([len(r) for r in self._rows], dtype=np.int64)
-
-
 class RunFeatures:
     """Per-run state of the optional features; built after the partition, before any training."""
 
-    def __init__(self, config: RunConfig, part: Any, train_raw: Any, task: Any = None) -> None:
+    def __init__(self, config: RunConfig, data: ClientData, train_raw: Any) -> None:
         self.config = config
         self.train_raw = train_raw
-        rows = [np.asarray(part.indices(c), dtype=np.int64) for c in range(part.num_clients)]
-        self.split: ClientSplit | None = None
-        self.client_params = ClientEvalParams.from_dict(config.client_eval_params) if config.client_eval else None
-        if self.client_params is not None and self.client_params.source == "holdout":
-            self.split = split_clients(rows, int(config.partition["seed"]))
-            rows = self.split.train
-        #: Each client's own rows (no canaries): what its local test mixture is measured on.
-        self.client_rows = list(rows)
-        self.audit = None if config.membership_audit is None else AuditSpec.from_dict(config.membership_audit)
+        #: Which rows each client trains on, per round (shared with the client side: engine/client/data.py).
+        self.data = data
+        self.split, self.client_params, self.client_rows = data.split, data.client_params, data.client_rows
+        self.audit, self.held_out, self.canary = data.audit, data.held_out, data.canary
+        self.partition, self.population = data.partition, data.population
         self.policy = make_policy(config.sampling, config.sampling_params)
-        self.held_out = holdout_clients(len(rows), self.audit.holdout_clients if self.audit else 0, config.seed)
-        self.canary: CanaryPlan | None = None
-        if config.canary is not None:
-            self.canary = CanaryPlan(config, task, train_raw, rows, self.held_out)
-            rows = self.canary.insert(rows)
-        self.partition = TrainingView(part, rows) if (self.split is not None or self.canary) else part
-        self.population: ContinualPopulation | None = None
-        if config.continual is not None:
-            spec = ContinualSpec.from_dict(config.continual)
-            times, source = arrival_keys(train_raw, spec)
-            self.population = ContinualPopulation(spec, rows, int(config.partition["seed"]), times, source)
         self.fairness = None if config.fairness is None else FairnessPlan(config.fairness)
         self._static_sizes = self._eligible(self.partition.sizes())
         self.tracker: BatchTracker | None = None
@@ -93,10 +60,6 @@ class RunFeatures:
         return sizes
 
     # ------------------------------------------------------------ preparation
-    def train_features(self, task: Any, features: Any) -> Any:
-        """The trainer's features: the train split's, plus the canaries' appended (their raw rows follow the split's)."""
-        return features if self.canary is None else self.canary.append_features(task, features)
-
     def extra_features(self, task: Any, test_raw: Any) -> list[Any]:
         """Inputs the final model will see besides the splits (canary candidates, swapped texts): cache them too."""
         extra = [] if self.canary is None else self.canary.extra_features(task)
@@ -136,12 +99,9 @@ class RunFeatures:
             self.privacy.attach_trainer(trainer, compute.cache, len(self.train_raw))
 
     # ------------------------------------------------------------ rounds
-    def period(self, rnd: int) -> int | None:
-        return None if self.population is None else self.population.spec.period_of_round(rnd)
-
     def sizes(self, rnd: int) -> np.ndarray:
-        period = self.period(rnd)
-        return self._static_sizes if period is None else self._eligible(self.population.sizes(period))  # type: ignore[union-attr]
+        """Sizes as sampling sees them in round ``rnd`` (the audit's held-out clients hold nothing)."""
+        return self._static_sizes if self.data.period(rnd) is None else self._eligible(self.data.sizes(rnd))
 
     def select(self, rnd: int) -> list[int]:
         self.round = rnd
@@ -149,11 +109,6 @@ class RunFeatures:
 
     def _select(self, rnd: int, seed: int) -> list[int]:
         return self.policy.select(self.sizes(rnd).astype(np.float64), self.config.clients_per_round, rnd, seed)
-
-    def client_indices(self, cid: int) -> np.ndarray:
-        """Raw train rows client ``cid`` holds in the round last passed to :meth:`select`."""
-        period = self.period(self.round)
-        return self.partition.indices(cid) if period is None else self.population.indices(cid, period)  # type: ignore[union-attr]
 
     def must_evaluate(self, rnd: int) -> bool:
         return self.population is not None and self.population.spec.is_period_end(rnd)
@@ -192,7 +147,7 @@ class RunFeatures:
         if self.audit is not None:
             extra["membership_audit"] = self._audit(trainer, eval_features, final, batch_size, central_steps)
         if self.privacy is not None:
-            from fednlp_bench.engine.audit_run import redact_participation
+            from fednlp_bench.engine.eval.audit import redact_participation
 
             for name in ("canary", "membership_audit"):
                 if name in extra:
@@ -225,7 +180,7 @@ class RunFeatures:
                                 describe(sets, strata, params.rows, seed))
 
     def _audit(self, trainer: Any, eval_features: Any, final: Weights, batch_size: int, central_steps: int) -> dict[str, Any]:
-        from fednlp_bench.engine.audit_run import membership_audit, reference_weights
+        from fednlp_bench.engine.eval.audit import membership_audit, reference_weights
 
         assert self.audit is not None and self.tracker is not None and self.split is not None
         assert self.initial_weights is not None
@@ -267,10 +222,3 @@ def _round(rounds: list[Any], number: int) -> Any:
             return r
     raise ValueError(f"round {number} is missing from the run's rounds")
 
-
-def summary_columns(record: Mapping[str, Any]) -> dict[str, float | None]:
-    """epsilon, attack AUC and worst-10% of a record dict (None where the feature was off)."""
-    privacy = record.get("privacy") or {}
-    audit = record.get("membership_audit") or {}
-    client = (record.get("client_eval") or {}).get("summary") or {}
-    return {"epsilon": privacy.get("epsilon"), "mia_auc": audit.get("auc"), "worst_10pct": client.get("worst_10pct")}

@@ -87,8 +87,8 @@ def drop_weights(run_dir: Path) -> None:
     """Delete a finished run's checkpoint, per-client states and best-validation weights; the record stays."""
     import shutil
 
-    from fednlp_bench.engine.client_state import DIRNAME as CLIENT_STATE_DIRNAME
-    from fednlp_bench.engine.test_eval import BEST_WEIGHTS_FILE
+    from fednlp_bench.engine.client.state import DIRNAME as CLIENT_STATE_DIRNAME
+    from fednlp_bench.engine.eval.test_split import BEST_WEIGHTS_FILE
 
     for folder in (checkpoint_dir(run_dir), Path(run_dir) / CLIENT_STATE_DIRNAME):
         if folder.is_dir():

@@ -17,10 +17,11 @@ from typing import Any, Mapping
 
 from fednlp_bench.compute.setup import check_run_options
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine.checkpoint import drop_weights
-from fednlp_bench.engine.finish import finish_record
-from fednlp_bench.engine.prepare import BackendFactory, prepare_run, resolve_run
-from fednlp_bench.engine.rounds import NonFiniteModelError, RoundCallback, run_rounds
+from fednlp_bench.engine.run.checkpoint import drop_weights
+from fednlp_bench.engine.run.finish import finish_record
+from fednlp_bench.engine.run.prepare import BackendFactory, prepare_run
+from fednlp_bench.engine.run.resolve import resolve_run
+from fednlp_bench.engine.server.rounds import NonFiniteModelError, RoundCallback, run_rounds
 from fednlp_bench.progress import reporting
 from fednlp_bench.results.record import RunRecord
 from fednlp_bench.run_options import check_keep_checkpoints
