@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from fednlp_bench.backends.fedml_backend import FedMLRunStats, run_fedml_experiment
+from fednlp_bench.backends.fedml.launcher import FedMLRunStats, run_fedml_experiment
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.run import runner
 

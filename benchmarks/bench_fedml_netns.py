@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         arms.append({**summarize("grpc-netns", wall, record), "bit_identical": same_weights(tmp_path / "netns/runs/bench"),
                      "placement": record.hardware.get("fedml")})
         if ns.loopback:
-            from fednlp_bench.backends.fedml_backend import run_fedml_experiment
+            from fednlp_bench.backends.fedml.launcher import run_fedml_experiment
 
             t0 = time.perf_counter()
             record = run_fedml_experiment(config, tmp_path / "loop", run_id="bench", processes=ns.processes,

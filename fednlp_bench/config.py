@@ -21,8 +21,7 @@ from typing import Any, Mapping
 
 from fednlp_bench import config_files
 from fednlp_bench.config_checks import validate_config
-from fednlp_bench.config_fields import FIELDS, OPTIMIZERS, PARTITION_FIELDS, PARTITION_KEYS  # noqa: F401
-from fednlp_bench.config_files import COMPARE_SECTION, TASKS_SECTION  # noqa: F401 - re-exported
+from fednlp_bench.config_fields import FIELDS, PARTITION_FIELDS, PARTITION_KEYS
 from fednlp_bench.hints import closest_hint
 from fednlp_bench.scalars import integral
 

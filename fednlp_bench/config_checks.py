@@ -12,7 +12,7 @@ a command (tests/test_layers.py).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from fednlp_bench.config_fields import FIELDS, PARTITION_FIELDS, PARTITION_KEYS
 from fednlp_bench.hints import closest_hint

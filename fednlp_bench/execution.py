@@ -59,7 +59,7 @@ def _ranks(value: Any) -> str | None:
 class FedML(Backend):
     name = "fedml"
     help = "one server + P client processes on FedML (its own venv: docs/fedml.md)"
-    launcher = "fednlp_bench.backends.fedml_backend:run_fedml_experiment"
+    launcher = "fednlp_bench.backends.fedml.launcher:run_fedml_experiment"
     param_specs = declare(
         Param("processes", int, None, at_least(1), "client processes P, 1..clients-per-round (default: clients-per-round)"),
         Param("comm", str, "MPI", help="FedML transport: mpirun (default) or gRPC (127.0.0.1, or the machines of "

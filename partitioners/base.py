@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
-from fednlp_bench.checks import at_least, positive  # noqa: F401 - the schemes' checks
+from fednlp_bench.checks import at_least
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import MinSizeError, PartitionError
 from fednlp_bench.partitioners.partition import Partition, PartitionSpec

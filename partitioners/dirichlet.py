@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fednlp_bench.checks import positive
 from fednlp_bench.registry import Param, declare
 from fednlp_bench.partitioners.base import (
     Draw,
     Partitioner,
     assign_by_table,
-    positive,
     register_partitioner,
 )
 from fednlp_bench.partitioners.data import ColumnData

@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from fednlp_bench.checks import at_least, positive
 from fednlp_bench.registry import Param, declare
 from fednlp_bench.partitioners.base import (
     Draw,
     Partitioner,
     assign_by_table,
-    at_least,
-    positive,
     register_partitioner,
 )
 from fednlp_bench.partitioners.data import ColumnData

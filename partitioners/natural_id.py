@@ -24,7 +24,8 @@ import logging
 import numpy as np
 
 from fednlp_bench.registry import Param, declare
-from fednlp_bench.partitioners.base import Draw, Partitioner, at_least, register_partitioner
+from fednlp_bench.checks import at_least
+from fednlp_bench.partitioners.base import Draw, Partitioner, register_partitioner
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import PartitionError
 

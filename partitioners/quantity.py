@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from fednlp_bench.checks import at_least, positive
 from fednlp_bench.registry import Param, declare
 from fednlp_bench.partitioners.base import (
     Draw,
-    at_least,
     Partitioner,
     assign_in_order,
     largest_remainder,
-    positive,
     register_partitioner,
 )
 from fednlp_bench.partitioners.data import ColumnData

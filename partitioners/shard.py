@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from fednlp_bench.registry import Param, declare
-from fednlp_bench.partitioners.base import Draw, Partitioner, assign_by_table, at_least, register_partitioner
+from fednlp_bench.checks import at_least
+from fednlp_bench.partitioners.base import Draw, Partitioner, assign_by_table, register_partitioner
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import PartitionError
 

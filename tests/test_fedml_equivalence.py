@@ -19,8 +19,10 @@ import pytest
 import torch
 
 from fednlp_bench import cli
-from fednlp_bench.backends import fedml_backend, launch
-from fednlp_bench.backends.fedml_backend import FedMLUnavailable, check_fedml_environment, run_fedml_experiment
+from fednlp_bench.backends.fedml import environment as fedml_env
+from fednlp_bench.backends import launch
+from fednlp_bench.backends.fedml import launcher as fedml_backend
+from fednlp_bench.backends.fedml.launcher import FedMLUnavailable, check_fedml_environment, run_fedml_experiment
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.run import checkpoint as ckpt
 from fednlp_bench.engine.run import runner, sources
@@ -128,8 +130,8 @@ def test_fedml_grpc_loopback_matches_inprocess(tmp_path: Path, monkeypatch: pyte
 @needs_fedml
 def test_dead_client_process_stops_the_run_and_resume_finishes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A client process dying in round 2 ends the run (no hang) with round 1 checkpointed; --resume completes it."""
-    from fednlp_bench.backends.fedml_adapter import FAULT_ENV
-    from fednlp_bench.backends.fedml_backend import FedMLRunError
+    from fednlp_bench.backends.fedml.messages import FAULT_ENV
+    from fednlp_bench.backends.fedml.launcher import FedMLRunError
 
     cfg = toy_config(algorithm="fedadam", algorithm_params={"server_lr": 0.05})
     monkeypatch.setenv(FAULT_ENV, "2:2")
@@ -143,15 +145,15 @@ def test_dead_client_process_stops_the_run_and_resume_finishes_it(tmp_path: Path
 
 # ------------------------------------------------------------------ bad input (no FedML needed)
 def test_missing_fedml_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fedml_backend, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
-    monkeypatch.delenv(fedml_backend.FEDML_PYTHON_ENV, raising=False)
+    monkeypatch.setattr(fedml_env, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
+    monkeypatch.delenv(fedml_env.FEDML_PYTHON_ENV, raising=False)
     with pytest.raises(FedMLUnavailable, match="scripts/setup_fedml_env.sh"):
         run_fedml_experiment(toy_config(), tmp_path / "runs")
 
 
 def test_named_fedml_python_that_does_not_exist_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """$FEDNLP_FEDML_PYTHON set wrong must not fall back to <repo>/.fedml-venv (CI would test another env)."""
-    monkeypatch.setenv(fedml_backend.FEDML_PYTHON_ENV, str(tmp_path / "nope" / "python"))
+    monkeypatch.setenv(fedml_env.FEDML_PYTHON_ENV, str(tmp_path / "nope" / "python"))
     with pytest.raises(FedMLUnavailable, match=r"\$FEDNLP_FEDML_PYTHON=.*nope/python does not exist"):
         check_fedml_environment()
 
@@ -159,7 +161,7 @@ def test_named_fedml_python_that_does_not_exist_is_an_error(tmp_path: Path, monk
 def test_missing_mpirun_names_apt_and_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "python"
     fake.write_text("")
-    monkeypatch.setattr(fedml_backend.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fedml_env.shutil, "which", lambda name: None)
     with pytest.raises(FedMLUnavailable, match=r"apt-get install -y openmpi-bin libopenmpi-dev[\s\S]*pip install mpi4py"):
         check_fedml_environment(python=fake)
 
@@ -193,11 +195,11 @@ def test_client_seed_is_exact_integer_arithmetic() -> None:
 @needs_fedml
 def test_fedml_venv_numpy1_gives_the_same_seeds() -> None:
     """Under FedML's NumPy 1.x the engine's seeds equal the core (NumPy 2) ones, so clients shuffle alike."""
-    py = fedml_backend.find_fedml_python()
+    py = fedml_env.find_fedml_python()
     code = ("import json, numpy; from fednlp_bench.sampling.seeds import client_seed, central_seed; "
             f"print(json.dumps([numpy.__version__, [client_seed(*x) for x in {SEED_CASES!r}], "
             "[central_seed(s, r) for s, r in [(0, 1), (7, 1), (7, 50)]]]))")
-    env = {**os.environ, "PYTHONPATH": str(fedml_backend.REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(fedml_env.REPO_ROOT)}
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True)
     version, clients, central = json.loads(out.stdout)
     assert version.startswith("1."), f"the FedML venv should carry FedML's numpy<2 pin, has {version}"
@@ -241,8 +243,8 @@ def test_launcher_rejects_misplaced_backend_arguments(tmp_path: Path, backend: s
 
 def test_cli_backend_fedml_without_the_env_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(fedml_backend, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
-    monkeypatch.delenv(fedml_backend.FEDML_PYTHON_ENV, raising=False)
+    monkeypatch.setattr(fedml_env, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
+    monkeypatch.delenv(fedml_env.FEDML_PYTHON_ENV, raising=False)
     argv = ["run", "--task", "toy", "--model", "toy", "--scheme", "iid", "--clients", "4", "--clients-per-round", "2",
             "--rounds", "1", "--runs-dir", str(tmp_path / "runs"), "--backend", "fedml", "--processes", "2"]
     assert cli.main(argv) == 2

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fednlp_bench.commands.flags import add_params, taken_flags
-from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
+from fednlp_bench.commands.algorithm_flags import algorithm_flags, check_flag_params
 from fednlp_bench.commands.run import (
     add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
 )

@@ -11,7 +11,7 @@ Three kinds of flags, one rule each:
   flag for every entry that declares that name, whose help lists those
   entries. In ``run`` and ``compare`` a bare ``--name`` is always an
   algorithm's parameter (``--mu``, ``--server-lr``, FedDyn's ``--alpha``;
-  commands/registry_help.py), so the two can never collide. ``partition``
+  commands/algorithm_flags.py), so the two can never collide. ``partition``
   has no algorithms and spells its schemes' parameters bare (``--alpha``;
   partition_command.py);
 * ``--FAMILY-param KEY=VALUE`` (repeatable) for any parameter, plug-ins' too.

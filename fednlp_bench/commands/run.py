@@ -27,7 +27,7 @@ from typing import Any
 from fednlp_bench.commands.flags import (
     SAMPLING, SCHEMES, TASK_OPTIONS, TRAINABLE, add_family, add_param, family_values, given, taken_flags,
 )
-from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
+from fednlp_bench.commands.algorithm_flags import algorithm_flags, check_flag_params
 from fednlp_bench.config import RunConfig, load_yaml_config, select_task
 from fednlp_bench.config_fields import FIELDS, PARTITION_FIELDS
 from fednlp_bench.execution import FedML
@@ -214,12 +214,12 @@ def main(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--partition {args.partition_file}: no such file")
     options = backend_options(args, config.backend)
     apply_threads(args)
-    from fednlp_bench.backends.fedml_backend import FedMLRunError, FedMLUnavailable  # no FedML import
+    from fednlp_bench.backends.fedml.launcher import FedMLRunError, FedMLUnavailable  # no FedML import
     from fednlp_bench.backends.launch import run_config
     from fednlp_bench.engine.run.runner import NonFiniteModelError
     try:
         if options is not None and is_client_only(options):
-            from fednlp_bench.backends.fedml_backend import run_fedml_clients
+            from fednlp_bench.backends.fedml.launcher import run_fedml_clients
 
             compute = {k: v for k, v in compute_options(args).items() if v is not None}
             done = run_fedml_clients(config, run_id=args.run_id, partition_file=args.partition_file, **options, **compute)

@@ -3,7 +3,7 @@
 FedML 0.9.6 pins numpy<2, protobuf<4, requests<2.32 and more, so it lives in
 its own virtualenv (``scripts/setup_fedml_env.sh`` -> ``.fedml-venv``). This
 module imports nothing from FedML: it checks the environment, writes a spec
-file, starts ``mpirun -np P+1 <fedml python> -m fednlp_bench.backends.fedml_adapter``
+file, starts ``mpirun -np P+1 <fedml python> -m fednlp_bench.backends.fedml.rank``
 (or P+1 gRPC processes on loopback), waits with a bounded timeout and returns
 the :class:`~fednlp_bench.results.record.RunRecord` that rank 0 wrote with the
 project's own runner. Same config -> same record as the in-process backend,
@@ -15,43 +15,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from fednlp_bench.backends.fedml_hosts import HostList, local_ranks, loopback_hosts, parse_hosts
+from fednlp_bench.backends.fedml.environment import (  # noqa: F401 - the errors are the launcher's too
+    FedMLRunError, FedMLUnavailable, check_fedml_environment,
+)
+from fednlp_bench.backends.fedml.hosts import HostList, local_ranks, loopback_hosts, parse_hosts
+from fednlp_bench.backends.fedml.processes import checkpoint_round, failure_message, launch
 from fednlp_bench.config import RunConfig
 from fednlp_bench.execution import COMMS
 from fednlp_bench.results.record import RECORD_FILENAME, RunRecord
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Where scripts/setup_fedml_env.sh builds the FedML virtualenv by default.
-DEFAULT_FEDML_VENV = REPO_ROOT / ".fedml-venv"
-FEDML_PYTHON_ENV = "FEDNLP_FEDML_PYTHON"
-
-INSTALL_FEDML = (
-    "FedML is not installed. It needs its own virtualenv (it pins numpy<2, protobuf<4):\n"
-    "    bash scripts/setup_fedml_env.sh            # builds .fedml-venv (~4 min, ~6 GB)\n"
-    f"or point {FEDML_PYTHON_ENV} at a python that has fedml==0.9.6, mpi4py and this project installed."
-)
-INSTALL_MPI = (
-    "MPI is missing (no `mpirun` on PATH). Install Open MPI and mpi4py:\n"
-    "    apt-get install -y openmpi-bin libopenmpi-dev\n"
-    "    .fedml-venv/bin/pip install mpi4py"
-)
-INSTALL_GRPC = "gRPC is missing in the FedML environment:\n    .fedml-venv/bin/pip install grpcio"
-
-
-class FedMLUnavailable(RuntimeError):
-    """The FedML environment or MPI is missing; the message says how to install it."""
-
-
-class FedMLRunError(RuntimeError):
-    """A FedML run failed or timed out; the message names the log and the checkpoint to resume from."""
 
 
 @dataclass
@@ -65,44 +42,6 @@ class FedMLRunStats:
     log_path: str = ""
 
 
-# ------------------------------------------------------------------ environment
-def find_fedml_python(python: str | os.PathLike[str] | None = None) -> Path:
-    """The interpreter of the FedML virtualenv: argument, $FEDNLP_FEDML_PYTHON, or <repo>/.fedml-venv."""
-    for given, what in ((python, "python="), (os.environ.get(FEDML_PYTHON_ENV), f"${FEDML_PYTHON_ENV}=")):
-        if given:  # named explicitly: never fall back to another interpreter behind the user's back
-            if not Path(given).is_file():
-                raise FedMLUnavailable(f"{what}{given} does not exist.\n{INSTALL_FEDML}")
-            return Path(given)
-    default = DEFAULT_FEDML_VENV / "bin" / "python"
-    if default.is_file():
-        return default
-    raise FedMLUnavailable(INSTALL_FEDML)
-
-
-def check_fedml_environment(python: str | os.PathLike[str] | None = None, comm: str = "MPI") -> Path:
-    """Fail early with the install command when FedML, mpi4py, mpirun or grpcio is missing."""
-    if comm not in COMMS:
-        raise ValueError(f"comm={comm!r}; choose one of {list(COMMS)}")
-    py = find_fedml_python(python)
-    if comm == "MPI" and shutil.which("mpirun") is None:
-        raise FedMLUnavailable(INSTALL_MPI)
-    modules = ["fedml", "fednlp_bench", "mpi4py" if comm == "MPI" else "grpc"]
-    probe = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
-    try:
-        done = subprocess.run([str(py), "-c", probe, *modules], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise FedMLUnavailable(f"{py} does not run ({err}).\n{INSTALL_FEDML}") from err
-    missing = done.stdout.split() if done.returncode == 0 else modules
-    if "fedml" in missing or "fednlp_bench" in missing:
-        raise FedMLUnavailable(f"{py} lacks {missing}.\n{INSTALL_FEDML}")
-    if "mpi4py" in missing:
-        raise FedMLUnavailable(INSTALL_MPI)
-    if "grpc" in missing:
-        raise FedMLUnavailable(INSTALL_GRPC)
-    return py
-
-
-# ------------------------------------------------------------------ launcher
 @dataclass
 class FedMLClientRun:
     """What a client-only machine (``--role client``) gets back: the server's machine writes the record."""
@@ -205,7 +144,7 @@ def run_fedml_experiment(
     is where every process finds the frozen-bottom cache.
 
     Several machines (gRPC): ``hosts`` names every rank's ip[:port] (see
-    :mod:`fednlp_bench.backends.fedml_hosts`), and ``role``/``rank``/
+    :mod:`fednlp_bench.backends.fedml.hosts`), and ``role``/``rank``/
     ``client_ranks`` pick the ranks this machine starts. This function runs
     the machine with rank 0 (``role="server"``); the other machines call
     :func:`run_fedml_clients`. The server waits ``connect_timeout_s`` for its
@@ -222,30 +161,34 @@ def run_fedml_experiment(
 
     run_id = run_id or default_run_id(config)
     run_dir = Path(runs_dir) / run_id
-    done_rounds = 0
-    if resume:
-        if (run_dir / RECORD_FILENAME).is_file():
-            return RunRecord.load(run_dir)
-        done_rounds = _checkpoint_round(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"run directory {run_dir} already exists; pass --resume to continue it, or choose another --run-id")
-    remaining = config.rounds - done_rounds
-    if remaining < 1:
-        raise ValueError(f"{run_dir}: checkpoint is at round {done_rounds} of {config.rounds}, nothing left to run")
-
+    if resume and (run_dir / RECORD_FILENAME).is_file():
+        return RunRecord.load(run_dir)
+    remaining = _rounds_left(config, run_dir, resume)
     spec = _spec(config, plan, comm, run_id, task_factory, task_kwargs, partition_factory, partition_file,
                  round_timeout_s, connect_timeout_s, torch_threads, device, frozen_cache_dir)
     spec.update({"runs_dir": str(Path(runs_dir).resolve()), "run_dir": str(run_dir.resolve()), "resume": bool(resume),
                  "fedml_rounds": remaining})
-    work, rc, total, log_path = _launch(plan, spec, comm, 300.0 + connect_timeout_s + round_timeout_s * (remaining + 1))
+    work, rc, total, log_path = launch(plan, spec, comm, 300.0 + connect_timeout_s + round_timeout_s * (remaining + 1))
     if rc != 0 or not (run_dir / RECORD_FILENAME).is_file():
-        raise FedMLRunError(_failure_message(rc, work, log_path, run_dir))
+        raise FedMLRunError(failure_message(rc, work, log_path, run_dir))
     shutil.copyfile(log_path, run_dir / "fedml.log")
     if stats is not None:
         extra = json.loads((work / "stats.json").read_text()) if (work / "stats.json").is_file() else {}
         stats.append(FedMLRunStats(total_s=total, log_path=str(run_dir / "fedml.log"), **extra))
     shutil.rmtree(work, ignore_errors=True)
     return RunRecord.load(run_dir)
+
+
+def _rounds_left(config: RunConfig, run_dir: Path, resume: bool) -> int:
+    """Rounds this launch runs: all of them, or what a resumed run's checkpoint has left."""
+    done_rounds = 0
+    if resume:
+        done_rounds = checkpoint_round(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(f"run directory {run_dir} already exists; pass --resume to continue it, or choose another --run-id")
+    if config.rounds - done_rounds < 1:
+        raise ValueError(f"{run_dir}: checkpoint is at round {done_rounds} of {config.rounds}, nothing left to run")
+    return config.rounds - done_rounds
 
 
 def run_fedml_clients(
@@ -292,9 +235,9 @@ def run_fedml_clients(
     # its own clients' states in its work folder (see docs/fedml.md: such algorithms need a shared --runs-dir).
     spec.update({"fedml_rounds": None, "run_dir": str(Path(spec["work_dir"]) / "run")})
     overall = 300.0 + connect_timeout_s + round_timeout_s * (config.rounds + 1)
-    work, rc, total, log_path = _launch(plan, spec, comm, overall)
+    work, rc, total, log_path = launch(plan, spec, comm, overall)
     if rc != 0:
-        raise FedMLRunError(_failure_message(rc, work, log_path, None))
+        raise FedMLRunError(failure_message(rc, work, log_path, None))
     return FedMLClientRun(ranks=plan.ranks, total_s=total, log_path=str(log_path))
 
 
@@ -316,95 +259,8 @@ def _spec(config: RunConfig, plan: _Plan, comm: str, run_id: str, task_factory: 
     }
 
 
-def _launch(plan: _Plan, spec: dict[str, Any], comm: str, overall: float) -> tuple[Path, int, float, Path]:
-    """Write the spec, start this machine's ranks, wait (bounded); returns (work dir, exit code, seconds, log)."""
-    work = Path(spec["work_dir"])
-    if plan.hosts is not None:
-        plan.hosts.write_ipconfig(spec["grpc_ipconfig"])
-    spec_path = work / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    log_path = work / "fedml.log"
-    threads = str(spec["torch_threads"])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": threads, "WANDB_MODE": "disabled"}
-    t0 = time.perf_counter()
-    with open(log_path, "wb") as log:
-        if comm == "MPI":
-            rc = _run_mpi(plan.py, spec_path, plan.processes, env, log, overall)
-        else:
-            rc = _run_grpc(plan.py, spec_path, plan.ranks, env, log, overall)
-    return work, rc, time.perf_counter() - t0, log_path
-
-
-def _run_mpi(py: Path, spec_path: Path, p: int, env: dict[str, str], log: Any, overall: float) -> int:
-    cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(p + 1)]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.insert(1, "--allow-run-as-root")
-    cmd += [str(py), "-m", "fednlp_bench.backends.fedml_adapter", str(spec_path)]
-    log.write((" ".join(cmd) + "\n").encode())
-    log.flush()
-    try:
-        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=overall).returncode
-    except subprocess.TimeoutExpired:
-        return 124
-
-
-def _run_grpc(py: Path, spec_path: Path, ranks: list[int], env: dict[str, str], log: Any, overall: float) -> int:
-    """This machine's ranks as separate processes; the first to fail ends the others (no half-dead run)."""
-    procs = []
-    for rank in ranks:
-        cmd = [str(py), "-m", "fednlp_bench.backends.fedml_adapter", str(spec_path), "--rank", str(rank)]
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-    deadline = time.monotonic() + overall
-    rc = 0
-    try:
-        while any(proc.poll() is None for proc in procs):
-            failed = [proc.returncode for proc in procs if proc.returncode not in (None, 0)]
-            if failed or time.monotonic() > deadline:
-                rc = failed[0] if failed else 124
-                break
-            time.sleep(0.5)
-        else:
-            rc = next((proc.returncode for proc in procs if proc.returncode), 0)
-    finally:
-        for proc in procs:  # our own children only
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    return rc
-
-
-def _checkpoint_round(run_dir: Path) -> int:
-    import fednlp_bench.engine.run.checkpoint as ckpt
-
-    state = ckpt.checkpoint_dir(run_dir) / ckpt.STATE_FILENAME
-    if not state.is_file():
-        raise FileNotFoundError(f"no checkpoint to resume in {state.parent}")
-    return int(json.loads(state.read_text())["round"])
-
-
-def _failure_message(rc: int, work: Path, log_path: Path, run_dir: Path | None) -> str:
-    error = work / "error.txt"
-    reason = error.read_text().strip().splitlines()[0] if error.is_file() else ""
-    if not reason:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:] if log_path.is_file() else []
-        reason = "\n    ".join(tail) or "no output"
-    what = "timed out" if rc == 124 else f"failed (a process was killed by signal {-rc})" if rc < 0 else f"failed (exit {rc})"
-    resume = ""
-    try:
-        if run_dir is not None:
-            resume = f"; the last finished round ({_checkpoint_round(run_dir)}) is checkpointed, rerun with --resume"
-    except (FileNotFoundError, ValueError, KeyError):
-        pass
-    return f"FedML run {what}: {reason}\n(full log: {log_path}{resume})"
-
-
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fednlp_bench.backends.fedml_backend CONFIG.yaml RUNS_DIR [--processes P] [--comm GRPC]`."""
+    """`python -m fednlp_bench.backends.fedml.launcher CONFIG.yaml RUNS_DIR [--processes P] [--comm GRPC]`."""
     import argparse
 
     from fednlp_bench.scalars import load_yaml

@@ -9,7 +9,6 @@ The other families' flags are built by ``commands/flags.py``.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from fednlp_bench.hints import closest_hint
