@@ -124,12 +124,8 @@ def _check_features(cfg: Any) -> None:
                          continual=cfg.continual is not None, backend=cfg.backend, algorithm=cfg.algorithm,
                          num_clients=cfg.partition["num_clients"], clients_per_round=cfg.clients_per_round)
     check_fairness(cfg.fairness, task=cfg.task)
-    if cfg.backend == "fedml" and (cfg.client_eval or cfg.continual is not None):
-        # FedML's client processes read each client's full partition rows themselves.
-        raise ValueError(
-            "client_eval and continual change which rows a client trains on, which the fedml backend's "
-            "client processes do not follow yet; use backend: inprocess for them (privacy works on both)"
-        )
+    # client_eval and continual run on every backend: FedML's client processes build their rows with the
+    # engine's own prepare_client/ClientData (backends/fedml/client.py), as the simulator does.
 
 
 def _check_compute(cfg: Any) -> None:

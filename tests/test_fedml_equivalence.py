@@ -110,6 +110,57 @@ def test_fedml_mpi_matches_inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (tmp_path / "fedml" / fed[0].run_id / "fedml.log").is_file()
 
 
+#: Settings that change which rows a client trains on: the client_eval hold-out and the continual periods.
+ROW_SETTINGS = {
+    "client_eval": dict(client_eval=True, partition={"scheme": "quantity_skew", "num_clients": 6, "seed": 0,
+                                                     "min_size": 2}),
+    "continual": dict(rounds=4, continual={"periods": 2, "retention": 1, "rounds_per_period": 2}),
+}
+
+
+@needs_fedml
+@pytest.mark.parametrize("setting", sorted(ROW_SETTINGS))
+def test_fedml_client_eval_and_continual_match_inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         setting: str) -> None:
+    """client_eval and continual on FedML: same weights, same per-client results, same periods as in-process."""
+    cfg = toy_config(algorithm="fedadam", algorithm_params={"server_lr": 0.05}, **ROW_SETTINGS[setting])
+    inproc = run_inprocess(cfg, tmp_path / "inprocess", monkeypatch)
+    fed = run_fedml(cfg, tmp_path / "fedml", processes=2)
+    assert_same_run(inproc, fed)
+    section_a, section_b = getattr(inproc[0], setting), getattr(fed[0], setting)
+    assert section_a is not None and json.dumps(section_a, sort_keys=True) == json.dumps(section_b, sort_keys=True)
+
+
+def _rank_spec(cfg: RunConfig, run_dir: Path) -> dict:
+    """What the launcher writes for a client rank (the parts prepare_rank_client reads)."""
+    return {"config": cfg.replace(backend="fedml").to_dict(), "task_factory": "fednlp_bench.testing.toy:ToyTask",
+            "task_kwargs": TASK_KWARGS, "partition_factory": "fednlp_bench.testing.toy:toy_partition",
+            "run_dir": str(run_dir), "device": None, "frozen_cache_dir": None}
+
+
+@pytest.mark.parametrize("setting", sorted(ROW_SETTINGS))
+def test_client_process_trains_on_the_inprocess_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     setting: str) -> None:
+    """A FedML client rank's setup (prepare_client, no FedML needed) holds the simulator's rows in every round."""
+    from fednlp_bench.backends.fedml.client import prepare_rank_client
+    from fednlp_bench.engine.run.prepare import prepare_run
+
+    monkeypatch.setattr(sources, "build_partition", toy_partition)  # restored after the test (load_seams sets it)
+    cfg = toy_config(**ROW_SETTINGS[setting])
+    inproc = prepare_run(cfg, "x", tmp_path / "a", None, task=ToyTask(**TASK_KWARGS))
+    rank = prepare_rank_client(_rank_spec(cfg, tmp_path / "b"), rank=1)
+    full = toy_partition(ToyTask(**TASK_KWARGS).load()["train"], cfg.partition)
+    assert len(rank.trainer.features) == len(inproc.trainer.features)
+    changed = 0
+    for rnd in range(1, cfg.rounds + 1):
+        for cid in range(full.num_clients):
+            ours, theirs = rank.rows(cid, rnd), inproc.client.rows(cid, rnd)
+            assert ours.tolist() == theirs.tolist(), (setting, rnd, cid)
+            changed += len(ours) != len(full.indices(cid))
+    assert changed > 0, "the setting should change the rows a client trains on"
+    assert rank.runner.procedure.__class__ is inproc.client.runner.procedure.__class__
+
+
 def _grpc_reason() -> str | None:
     if FEDML_MISSING is not None:
         return FEDML_MISSING

@@ -136,8 +136,6 @@ def test_continual_bad_input() -> None:
         RunConfig(rounds=5, continual={"periods": 3, "retention": 1, "rounds_per_period": 2})
     with pytest.raises(ValueError, match="not 'centralized'"):
         RunConfig(rounds=2, algorithm="centralized", continual={"periods": 2, "retention": 1, "rounds_per_period": 1})
-    with pytest.raises(ValueError, match="use backend: inprocess"):
-        RunConfig(backend="fedml", rounds=2, continual={"periods": 2, "retention": 1, "rounds_per_period": 1})
     with pytest.raises(ValueError, match="continual has no parameter 'period'"):
         RunConfig(continual={"period": 2})
     with pytest.raises(ValueError, match="time_column is now continual.order_by"):

@@ -33,7 +33,7 @@ def fedml_args(spec: Mapping[str, Any], rank: int) -> Any:
     slots = int(spec["processes"])
     comm = spec["comm"]
     # A client-only machine does not know how many rounds a resumed run has left; its clients stop on the
-    # server's final payload instead (see _patch_fedml), so config.rounds is only an upper bound.
+    # server's final payload instead (see patch_fedml), so config.rounds is only an upper bound.
     comm_round = int(spec["fedml_rounds"]) if rank == 0 or spec.get("fedml_rounds") else int(spec["config"]["rounds"])
     cfg = {
         "common_args": {"training_type": "cross_silo", "scenario": "horizontal", "random_seed": int(spec["config"]["seed"]),
