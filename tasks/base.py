@@ -32,7 +32,8 @@ class Task(ABC):
 
     #: Registry name (``--task``).
     name: ClassVar[str]
-    #: Key of the headline metric in :meth:`evaluate`'s result; higher is better.
+    #: Key of the headline metric in :meth:`evaluate`'s result; its metric declares it higher-is-better
+    #: (``tasks/metrics.py``: ``direction(primary_metric)``; tests/test_metrics.py checks every task).
     primary_metric: ClassVar[str]
     #: Hub dataset used when no local source is given and the hub is reachable.
     hub_default: ClassVar[str]
