@@ -23,13 +23,11 @@ flags, :func:`param_table` the docs rows).
 from __future__ import annotations
 
 import importlib
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from fednlp_bench.hints import closest_hint
-from fednlp_bench.scalars import integral
+from fednlp_bench.scalars import typed_value
 
 C = TypeVar("C", bound=type)
 
@@ -82,36 +80,9 @@ class Param:
         """(the value as its type reads it, the problem phrase or None); 2e3 for an int reads as 2000."""
         if value is None and (self.default is None or self.null):
             return None, None
-        kind = self.type
-        if kind is int:
-            value = integral(float(value)) if isinstance(value, numbers.Real) and not isinstance(
-                value, (bool, numbers.Integral)) else value
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or type(value).__name__ == "bool_":
-                return value, "must be an integer"
-            value = int(value)
-        elif kind is float:
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or type(value).__name__ == "bool_":
-                return value, "must be a number"
-            value = float(value)
-            if not math.isfinite(value):
-                return value, "must be a finite number"
-        elif kind is bool:
-            if not isinstance(value, bool) and type(value).__name__ != "bool_":
-                return value, "must be true or false"
-            value = bool(value)
-        elif kind is str:
-            if not isinstance(value, str) or not value:
-                return value, "must be a non-empty string"
-        elif kind is dict:
-            if not isinstance(value, Mapping):
-                return value, "must be a mapping"
-        elif kind is object:
-            pass  # any value (a plug-in declared before Param: checked by the class itself)
-        elif kind is list:
-            value = [value] if isinstance(value, str) else value
-            if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
-                return value, "must be a non-empty list of names"
-            value = list(value)
+        value, problem = typed_value(self.type, value)
+        if problem:
+            return value, problem
         options = self.options()
         if options is not None and value not in options:
             return value, f"is not supported.{closest_hint(str(value), [str(o) for o in options])} Choose one of {list(options)}"

@@ -24,7 +24,7 @@ from datasets import Dataset, DatasetDict
 
 from fednlp_bench.paths import DEFAULT_MODEL
 from fednlp_bench.registry import Param, declare, resolve_params
-from fednlp_bench.tasks.sources import TEXT_FORMATS
+from fednlp_bench.tasks.messages import TEXT_FORMATS
 
 
 class Task(ABC):

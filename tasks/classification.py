@@ -40,7 +40,8 @@ from fednlp_bench.registry import Param, declare
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import classification_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, author_id, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
+from fednlp_bench.tasks.messages import author_id, split_message
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 

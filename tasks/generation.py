@@ -48,7 +48,8 @@ from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import lead_baseline, rouge
 from fednlp_bench.tasks.pointer_generator import PointerGeneratorEncoderDecoder, truncate_decoder
 from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, quiet_transformers, tiny_bert_config
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
+from fednlp_bench.tasks.messages import split_message
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 # EncoderDecoderModel warns on every training forward that since v4.12 it computes the loss itself; we pass

@@ -34,7 +34,8 @@ from fednlp_bench.registry import Param, declare
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import squad_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet, read_squad_json
+from fednlp_bench.tasks.formats import read_squad_json
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from fednlp_bench.registry import Param, declare
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import span_f1
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_conll, read_jsonl, read_parquet
+from fednlp_bench.tasks.formats import read_conll
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 IGNORE = -100

@@ -18,7 +18,8 @@ from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord
 from fednlp_bench.tasks import get_task
 from fednlp_bench.tasks.metrics import lead_baseline, lead_words, rouge
-from fednlp_bench.tasks.sources import looks_like_email, parse_hub_name, split_message
+from fednlp_bench.tasks.messages import looks_like_email, split_message
+from fednlp_bench.tasks.sources import parse_hub_name
 from fednlp_bench.tasks.tagging import bio_error, iob1_to_bio
 
 pytestmark = pytest.mark.usefixtures("offline_task_env")

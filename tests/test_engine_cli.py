@@ -11,7 +11,7 @@ import pytest
 
 from fednlp_bench import cli
 from fednlp_bench.commands import run as run_cmd
-from fednlp_bench.commands.compare import gap_table
+from fednlp_bench.commands.compare_tables import gap_table
 from fednlp_bench.engine.run import runner, sources
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord

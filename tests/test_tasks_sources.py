@@ -13,7 +13,8 @@ from fednlp_bench.tasks import get_task, task_names
 from fednlp_bench.tasks.common import subset_indices
 from fednlp_bench.tasks.generation import clean_subject
 from fednlp_bench.tasks.qa import question_type
-from fednlp_bench.tasks.sources import author_id, read_conll, read_squad_json, split_message
+from fednlp_bench.tasks.messages import author_id, split_message
+from fednlp_bench.tasks.formats import read_conll, read_squad_json
 
 DATA = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 

@@ -28,6 +28,7 @@ from fednlp_bench.commands.flags import (
     SAMPLING, SCHEMES, TASK_OPTIONS, TRAINABLE, add_family, add_param, family_values, given, taken_flags,
 )
 from fednlp_bench.commands.algorithm_flags import algorithm_flags, check_flag_params
+from fednlp_bench.commands.run_summary import summarize_record
 from fednlp_bench.config import RunConfig, load_yaml_config, select_task
 from fednlp_bench.config_fields import FIELDS, PARTITION_FIELDS
 from fednlp_bench.execution import FedML
@@ -265,37 +266,3 @@ def backend_options(args: argparse.Namespace, backend: str) -> dict[str, Any] | 
 def is_client_only(options: dict[str, Any]) -> bool:
     """--role client / --rank N>0: this machine runs client ranks only and gets no record."""
     return options.get("role") == "client" or (options.get("rank") or 0) > 0
-
-
-def summarize_record(record: Any, runs_dir: Path) -> str:
-    metric = record.primary_metric
-    others = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record.final_metrics.items()) if k != metric)
-    extra = ""
-    best = (record.test or {}).get("best_round")
-    if best:
-        extra += f"\n  best validation round {best['round']}: test {metric}={best['test'][metric]:.4f}"
-    if record.resumed_after:
-        extra += ("\n  resumed from its checkpoint after round " +
-                  ", ".join(str(r) for r in record.resumed_after) + f" (continued from round {record.resumed_after[-1] + 1})")
-    lead = (record.baselines or {}).get("lead")
-    if lead:
-        extra += f"\n  lead baseline (first {lead['k']} words, k chosen on validation): test {metric}={lead['test'][metric]:.4f}"
-    return (
-        f"{record.algorithm} on {record.task}: test {metric}={record.final_metrics[metric]:.4f}"
-        f"{' (' + others + ')' if others else ''}{extra}\n"
-        f"  {len(record.rounds)} rounds in {record.wall_time_s:.1f} s; "
-        f"communication {record.bytes_up / 2**20:.1f} MiB up, {record.bytes_down / 2**20:.1f} MiB down\n"
-        f"{compute_line(record.hardware)}"
-        f"  record: {runs_dir / record.run_id / 'record.json'}"
-    )
-
-
-def compute_line(hardware: Any) -> str:
-    """Device, trained share of the model and frozen-bottom cache size (empty for records without them)."""
-    if not isinstance(hardware, dict) or "trainable_parameters" not in hardware:
-        return ""
-    line = (f"  device {hardware.get('device')}; {hardware['trainable_parameters']:,} of "
-            f"{hardware['total_parameters']:,} parameters trained")
-    if "frozen_cache_bytes" in hardware:
-        line += f"; frozen-bottom cache {hardware['frozen_cache_bytes'] / 2**20:.1f} MiB"
-    return line + "\n"

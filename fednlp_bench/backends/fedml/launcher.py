@@ -140,25 +140,22 @@ def run_fedml_experiment(
     A dead or stuck process ends the run within ``round_timeout_s`` with the
     last round checkpointed; ``resume=True`` continues it. ``device``
     (auto|cpu|cuda|cuda:N|mps) goes to every process: with several GPUs, one
-    GPU per process, round-robin (the server on cuda:0); ``frozen_cache_dir``
-    is where every process finds the frozen-bottom cache.
+    GPU per process, round-robin (the server on cuda:0); every process finds
+    the frozen-bottom cache in ``frozen_cache_dir``.
 
     Several machines (gRPC): ``hosts`` names every rank's ip[:port] (see
     :mod:`fednlp_bench.backends.fedml.hosts`), and ``role``/``rank``/
-    ``client_ranks`` pick the ranks this machine starts. This function runs
-    the machine with rank 0 (``role="server"``); the other machines call
-    :func:`run_fedml_clients`. The server waits ``connect_timeout_s`` for its
-    clients, then stops naming the missing ranks.
+    ``client_ranks`` pick the ranks this machine starts. This runs rank 0's
+    machine (``role="server"``), the others call :func:`run_fedml_clients`;
+    the server waits ``connect_timeout_s`` for its clients, then names the missing.
     """
     from fednlp_bench.engine.run.run_id import default_run_id
 
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
-    if config.backend != "fedml":
-        config = config.replace(backend="fedml")  # the record says where it ran
+    config = config.replace(backend="fedml")  # the record says where it ran
     plan = _plan(config, processes, comm, hosts, role, rank, client_ranks, connect_timeout_s, round_timeout_s, python,
                  server=True)
-
     run_id = run_id or default_run_id(config)
     run_dir = Path(runs_dir) / run_id
     if resume and (run_dir / RECORD_FILENAME).is_file():
@@ -168,7 +165,13 @@ def run_fedml_experiment(
                  round_timeout_s, connect_timeout_s, torch_threads, device, frozen_cache_dir)
     spec.update({"runs_dir": str(Path(runs_dir).resolve()), "run_dir": str(run_dir.resolve()), "resume": bool(resume),
                  "fedml_rounds": remaining})
-    work, rc, total, log_path = launch(plan, spec, comm, 300.0 + connect_timeout_s + round_timeout_s * (remaining + 1))
+    launched = launch(plan, spec, comm, 300.0 + connect_timeout_s + round_timeout_s * (remaining + 1))
+    return _collect(*launched, run_dir, stats)
+
+
+def _collect(work: Path, rc: int, total: float, log_path: Path, run_dir: Path,
+             stats: list[FedMLRunStats] | None) -> RunRecord:
+    """Rank 0's record (its log kept beside it), or the reason the ranks failed; the work dir goes."""
     if rc != 0 or not (run_dir / RECORD_FILENAME).is_file():
         raise FedMLRunError(failure_message(rc, work, log_path, run_dir))
     shutil.copyfile(log_path, run_dir / "fedml.log")

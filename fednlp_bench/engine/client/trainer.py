@@ -167,11 +167,7 @@ class LocalTrainer:
         baseline keep one optimizer across rounds and fix its per-round step
         budget. Raises :class:`ClientUpdateRejected` on a non-finite loss or update.
         """
-        instructions = dict(instructions or {})
-        known = procedure.instructions if procedure is not None else ()
-        unknown = [k for k in instructions if k not in known]
-        if unknown:
-            raise ValueError(f"client instruction(s) {unknown} are read by no client procedure; it reads: {list(known)}")
+        instructions = _read_instructions(instructions, procedure)
         if len(rows) == 0:
             raise ClientUpdateRejected(f"client {client_id} has no training rows")
         if load_weights:
@@ -202,14 +198,8 @@ class LocalTrainer:
         if not all_finite(delta.values()) or not all_finite(_tensors(payload)):
             bad = non_finite_names(delta) or ["payload"]
             raise ClientUpdateRejected(f"client {client_id}: update of {bad[0]!r} is non-finite")
-        return ClientResult(
-            client_id=client_id,
-            delta=delta,
-            num_examples=int(len(rows)),
-            num_steps=ctx.steps,
-            loss=loss_sum / max(seen, 1),
-            payload=payload,
-        )
+        return ClientResult(client_id=client_id, delta=delta, num_examples=int(len(rows)), num_steps=ctx.steps,
+                            loss=loss_sum / max(seen, 1), payload=payload)
 
     def _step(self, ctx: FitContext, opt: torch.optim.Optimizer, procedure: ClientProcedure | None,
               batch_rows: np.ndarray) -> float:
@@ -244,3 +234,13 @@ def _tensors(payload: Any) -> list[torch.Tensor]:
     if isinstance(payload, (list, tuple)):
         return [t for v in payload for t in _tensors(v)]
     return []
+
+
+def _read_instructions(instructions: Mapping[str, Any] | None, procedure: ClientProcedure | None) -> dict[str, Any]:
+    """The server's instructions for this client; one that no client procedure reads is a bug, not ignored."""
+    instructions = dict(instructions or {})
+    known = procedure.instructions if procedure is not None else ()
+    unknown = [k for k in instructions if k not in known]
+    if unknown:
+        raise ValueError(f"client instruction(s) {unknown} are read by no client procedure; it reads: {list(known)}")
+    return instructions
