@@ -12,7 +12,26 @@ import argparse
 import shlex
 import sys
 
-from fednlp_bench.scalars import integer
+from fednlp_bench.checks import at_least
+from fednlp_bench.commands.flags import add_param, add_params
+from fednlp_bench.registry import Param, declare
+
+#: The command's flags (the tier itself is declared by the suite YAML: fednlp_bench/suite/spec.py).
+SUITE_OPTIONS = declare(
+    Param("runs_dir", str, None, help="where records are written and looked up (default: the suite's runs_dir, "
+          "else leaderboards/records)"),
+    Param("out", str, None, help="leaderboard output folder (default: the suite's out, else leaderboards)"),
+    Param("stage", str, "all", help="tune (grid search on the tuning seed, extensions included), final (chosen "
+          "settings over the final seeds; needs settled tuning), all (default: tune, select, final, tables)",
+          choices=("all", "tune", "final")),
+    Param("task", list, None, help="run only these tasks of the suite (e.g. one task per sitting)"),
+    Param("max_runs", int, None, at_least(1), "stop cleanly after N finished runs; the same command continues later"),
+    Param("dry_run", bool, False, help="validate, list the runs to do, count the final runs and estimate the CPU "
+          "hours left from measured rates; run nothing"),
+    Param("plan_only", bool, False, help="run nothing: select from the records so far and rewrite <out>/plan.json "
+          "(then `fednlp-bench leaderboard --plan` shows the tier as it stands)"),
+    Param("no_leaderboard", bool, False, help="only run; do not build tables"),
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,25 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"Tiers: {tier_help()}.",
     )
     parser.add_argument("suite", help="tier suite YAML, e.g. configs/suite.yaml (smoke) or configs/suite-cpu.yaml")
-    parser.add_argument("--runs-dir", default=None,
-                        help="where records are written and looked up (default: the suite's runs_dir, "
-                        "else leaderboards/records)")
-    parser.add_argument("--out", default=None,
-                        help="leaderboard output folder (default: the suite's out, else leaderboards)")
-    parser.add_argument("--stage", default="all", choices=("all", "tune", "final"),
-                        help="tune (grid search on the tuning seed, extensions included), final (chosen settings "
-                        "over the final seeds; needs settled tuning), all (default: tune, select, final, tables)")
-    parser.add_argument("--task", action="extend", nargs="+", default=None, metavar="NAME",
-                        help="run only these tasks of the suite (e.g. one task per sitting)")
-    parser.add_argument("--max-runs", type=integer, default=None, metavar="N",
-                        help="stop cleanly after N finished runs; the same command continues later")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate, list the runs to do, count the final runs and estimate the CPU hours left "
-                        "from measured rates; run nothing")
-    parser.add_argument("--plan-only", action="store_true",
-                        help="run nothing: select from the records so far and rewrite <out>/plan.json (then "
-                        "`fednlp-bench leaderboard --plan` shows the tier as it stands)")
-    parser.add_argument("--no-leaderboard", action="store_true", help="only run; do not build tables")
+    add_params(parser, [p for name, p in SUITE_OPTIONS.items() if name != "task"], defaults=True)
+    add_param(parser, SUITE_OPTIONS["task"], action="extend", nargs="+", type=str, metavar="NAME")
     parser.set_defaults(func=run)
 
 
