@@ -42,8 +42,8 @@ def build_arm(mode: str, args: argparse.Namespace, cache_dir: Path, attention: s
     from fednlp_bench.compute.precision import Precision
     from fednlp_bench.compute.setup import attach_frozen_cache, build_compute
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine.local_trainer import LocalTrainer
-    from fednlp_bench.engine.prepare import build_task
+    from fednlp_bench.engine.client.trainer import LocalTrainer
+    from fednlp_bench.engine.run.sources import build_task
 
     trainable, params = MODES[mode]
     config = RunConfig.from_dict({

@@ -50,13 +50,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from fednlp_bench.engine.local_trainer import all_finite
+from fednlp_bench.engine.client.model_state import all_finite
 
 
 def build(model: str, max_train: int, max_length: int, num_clients: int, batch_size: int, local_steps: int) -> dict[str, Any]:
     from fednlp_bench.algorithms.registry import create_strategy
-    from fednlp_bench.engine.local_trainer import LocalTrainer
-    from fednlp_bench.engine.simulator import InProcessBackend
+    from fednlp_bench.engine.client.trainer import LocalTrainer
+    from fednlp_bench.engine.server.simulator import InProcessBackend
     from fednlp_bench.partitioners import partition_dataset
     from fednlp_bench.tasks import get_task
 
@@ -69,13 +69,13 @@ def build(model: str, max_train: int, max_length: int, num_clients: int, batch_s
     net = task.build_model()
     trainer = LocalTrainer(task, net, features, batch_size=batch_size, lr=1e-4, optimizer="adamw",
                            local_epochs=None, local_steps=local_steps)
-    backend = InProcessBackend(trainer, lambda cid: trainer.rows_for(part.indices(cid)), progress=False)
+    backend = InProcessBackend(trainer, lambda cid, rnd: trainer.rows_for(part.indices(cid)), progress=False)
     return {"task": task, "part": part, "trainer": trainer, "backend": backend, "strategy": create_strategy("fedavg")}
 
 
 def fedavg_round(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int, k: int) -> dict[str, torch.Tensor]:
     """Exactly what the runner does in a federated round, minus evaluation and checkpoint."""
-    from fednlp_bench.engine.sampling import sample_clients
+    from fednlp_bench.sampling.seeds import sample_clients
 
     strategy, part = env["strategy"], env["part"]
     clients = sample_clients(part.num_clients, k, rnd, 0)
@@ -87,7 +87,7 @@ def fedavg_round(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int
 
 def round_batches(env: dict[str, Any], rnd: int, k: int) -> list[np.ndarray]:
     """The row batches a FedAvg round's clients draw, in the order they train (the engine's own batching)."""
-    from fednlp_bench.engine.sampling import client_seed, sample_clients
+    from fednlp_bench.sampling.seeds import client_seed, sample_clients
 
     trainer, part = env["trainer"], env["part"]
     batches: list[np.ndarray] = []
@@ -137,7 +137,7 @@ def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -
     difference of two long training loops on a shared machine.
     """
     from fednlp_bench.algorithms.base import ClientResult
-    from fednlp_bench.engine.sampling import sample_clients
+    from fednlp_bench.sampling.seeds import sample_clients
 
     trainer, strategy = env["trainer"], env["strategy"]
     t0 = time.perf_counter()
@@ -157,7 +157,7 @@ def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -
 
 
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
-    from fednlp_bench.engine.checkpoint import save_checkpoint
+    from fednlp_bench.engine.run.checkpoint import save_checkpoint
 
     env = build(args.model, args.max_train, args.max_length, args.clients, args.batch_size, args.local_steps)
     trainer = env["trainer"]

@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from fednlp_bench.backends.fedml_backend import FedMLRunStats, run_fedml_experiment
+from fednlp_bench.backends.fedml.launcher import FedMLRunStats, run_fedml_experiment
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import runner
+from fednlp_bench.engine.run import runner
 
 
 def make_config(ns: argparse.Namespace) -> RunConfig:
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.toy:
             from fednlp_bench.testing.toy import ToyTask, toy_partition
 
-            from fednlp_bench.engine import prepare
+            from fednlp_bench.engine.run import sources
 
-            prepare.build_partition = toy_partition
+            sources.build_partition = toy_partition
             kw["task"] = ToyTask(**toy["task_kwargs"])
         t0 = time.perf_counter()
         inproc = runner.run_experiment(config, Path(tmp) / "inprocess", progress=False, **kw)

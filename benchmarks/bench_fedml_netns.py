@@ -38,8 +38,8 @@ import yaml
 
 from fednlp_bench.backends.netns import NetemUnavailable, NetnsLab, netns_unavailable
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine import runner
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.run import runner
 from fednlp_bench.results.record import RunRecord
 
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         arms.append({**summarize("grpc-netns", wall, record), "bit_identical": same_weights(tmp_path / "netns/runs/bench"),
                      "placement": record.hardware.get("fedml")})
         if ns.loopback:
-            from fednlp_bench.backends.fedml_backend import run_fedml_experiment
+            from fednlp_bench.backends.fedml.launcher import run_fedml_experiment
 
             t0 = time.perf_counter()
             record = run_fedml_experiment(config, tmp_path / "loop", run_id="bench", processes=ns.processes,

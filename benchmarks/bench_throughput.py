@@ -124,7 +124,7 @@ def engine_arm(name: str, data: dict[str, Any], device: torch.device, lr: float,
     from fednlp_bench.compute.precision import Precision
     from fednlp_bench.compute.setup import attach_frozen_cache, build_compute
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine.local_trainer import LocalTrainer
+    from fednlp_bench.engine.client.trainer import LocalTrainer
 
     precision_name, trainable, params = ENGINE_ARMS[name]
     if trainable != "full":

@@ -2,6 +2,9 @@
 
 Each command module exposes ``register(subparsers)`` which adds its parser and
 sets ``func``; heavy imports happen inside the command, so ``--help`` is fast.
+Flags derived from a registry's declarations (``commands/flags.py``) are added
+by :meth:`CommandParser.defer` when that command is parsed or its help shown,
+so ``fednlp-bench leaderboard`` never loads the task registry.
 """
 
 from __future__ import annotations
@@ -9,9 +12,34 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 COMMAND_MODULES = ("partition", "run", "compare", "algorithms", "leaderboard", "suite", "datasets")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser whose registry-derived flags are added on first use (parse or help)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, build: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred.append(build)
+
+    def complete(self) -> "CommandParser":
+        while self._deferred:
+            self._deferred.pop(0)(self)
+        return self
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        return super(CommandParser, self.complete()).parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        return super(CommandParser, self.complete()).format_help()
+
+    def format_usage(self) -> str:
+        return super(CommandParser, self.complete()).format_usage()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fednlp-bench",
         description="Federated learning benchmark for NLP: partition data, run FL vs centralized, publish leaderboards.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"fednlp_bench.commands.{name}").register(sub)
     return parser

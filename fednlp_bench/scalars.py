@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -81,3 +82,43 @@ def integral(value: Any) -> Any:
 # argparse names the type in its "invalid <type> value" message.
 number.__name__ = "number"
 integer.__name__ = "integer"
+
+
+def typed_value(kind: type, value: Any) -> tuple[Any, str | None]:
+    """(``value`` as a declared type reads it, the problem phrase or None): a Param's type check.
+
+    ``int`` takes an integral float (2e3 reads as 2000), ``float`` a finite
+    number, ``bool`` true/false (NumPy's too), ``str`` a non-empty string,
+    ``dict`` a mapping, ``list`` names (one string is a one-item list),
+    ``object`` anything.
+    """
+    if kind is int:
+        value = integral(float(value)) if isinstance(value, numbers.Real) and not isinstance(
+            value, (bool, numbers.Integral)) else value
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or type(value).__name__ == "bool_":
+            return value, "must be an integer"
+        value = int(value)
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or type(value).__name__ == "bool_":
+            return value, "must be a number"
+        value = float(value)
+        if not math.isfinite(value):
+            return value, "must be a finite number"
+    elif kind is bool:
+        if not isinstance(value, bool) and type(value).__name__ != "bool_":
+            return value, "must be true or false"
+        value = bool(value)
+    elif kind is str:
+        if not isinstance(value, str) or not value:
+            return value, "must be a non-empty string"
+    elif kind is dict:
+        if not isinstance(value, Mapping):
+            return value, "must be a mapping"
+    elif kind is object:
+        pass  # any value (a plug-in declared before Param: checked by the class itself)
+    elif kind is list:
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
+            return value, "must be a non-empty list of names"
+        value = list(value)
+    return value, None

@@ -7,7 +7,7 @@ a content hash, and statistics/plots describing how skewed it is.
 """
 
 from fednlp_bench.partitioners.api import make_partitioner, partition_dataset, partition_with
-from fednlp_bench.partitioners.base import PARTITIONERS, Param, Partitioner, get_partitioner_class, register_partitioner
+from fednlp_bench.partitioners.base import PARTITIONERS, Partitioner, get_partitioner_class, register_partitioner
 from fednlp_bench.partitioners.data import ColumnData, dataset_fingerprint
 from fednlp_bench.partitioners.errors import (
     MinSizeError,
@@ -34,7 +34,6 @@ __all__ = [
     "MinSizeError",
     "NaturalIdPartitioner",
     "PARTITIONERS",
-    "Param",
     "Partition",
     "PartitionError",
     "PartitionFileError",

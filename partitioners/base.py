@@ -11,75 +11,29 @@ immutable :class:`Partition` with its spec.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
 
 import numpy as np
 
-from fednlp_bench.hints import closest_hint
+from fednlp_bench.checks import at_least
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import MinSizeError, PartitionError
 from fednlp_bench.partitioners.partition import Partition, PartitionSpec
-from fednlp_bench.registry import Registry
+from fednlp_bench.registry import Param, Registry, declare, resolve_params
 
 #: A draw: client sizes (to test ``min_size`` cheaply) and a thunk giving one client id per row.
 Draw = tuple[np.ndarray, Callable[[], np.ndarray]]
 
 
-@dataclass(frozen=True)
-class Param:
-    """One scheme parameter: type, default, and a check returning an error text (or None)."""
-
-    kind: type
-    default: Any
-    help: str
-    check: Callable[[Any], str | None] | None = None
-    choices: tuple[Any, ...] | None = None
-
-    def coerce(self, scheme: str, name: str, value: Any) -> Any:
-        bad = f"{scheme}: {name}={value!r} is invalid"
-        if self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise PartitionError(f"{bad}: expected a number")
-            value = float(value)
-            if not np.isfinite(value):
-                raise PartitionError(f"{bad}: expected a finite number")
-        elif self.kind is int:
-            if isinstance(value, (float, np.floating)) and float(value).is_integer():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise PartitionError(f"{bad}: expected an integer")
-            value = int(value)
-        elif self.kind is bool:
-            if not isinstance(value, (bool, np.bool_)):
-                raise PartitionError(f"{bad}: expected true or false")
-            value = bool(value)
-        elif self.kind is str:
-            if not isinstance(value, str) or not value:
-                raise PartitionError(f"{bad}: expected a non-empty string")
-        if self.choices is not None and value not in self.choices:
-            raise PartitionError(f"{bad}: choose one of {list(self.choices)}")
-        if self.check is not None:
-            problem = self.check(value)
-            if problem:
-                raise PartitionError(f"{bad}: {problem}")
-        return value
-
-
-def positive(what: str) -> Callable[[Any], str | None]:
-    return lambda v: None if v > 0 else f"{what} must be > 0"
-
-
-def at_least(lo: int, what: str) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= lo else f"{what} must be >= {lo}"
-
-
-def _check_count(name: str, value: Any, lo: int, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise PartitionError(f"{name}={value!r} is invalid: expected an integer; {fix}")
-    if value < lo:
-        raise PartitionError(f"{name}={value} is invalid: must be >= {lo}; {fix}")
-    return int(value)
+#: What every scheme takes besides its own parameters (``partition_dataset``, ``fednlp-bench partition``).
+SPLIT_PARAMS = declare(
+    Param("num_clients", int, None, at_least(1, "use at least 1 client"), "number of clients (natural_id: optional, "
+          "= number of groups)", flag="--clients"),
+    Param("seed", int, 0, at_least(0, "use a non-negative integer seed"), "random seed (default: 0)"),
+    Param("min_size", int, 1, at_least(0, "use 0 (allow empty clients) or more"), "minimum rows per client "
+          "(default: 1)"),
+    Param("max_tries", int, 10, at_least(1, "allow at least 1 try"), "draws tried to meet --min-size (default: 10)"),
+)
 
 
 class Partitioner(ABC):
@@ -110,20 +64,12 @@ class Partitioner(ABC):
     ) -> None:
         if num_clients is None and not self.infers_num_clients:
             raise PartitionError(f"{self.name}: num_clients is required (an integer >= 1)")
-        self.num_clients = None if num_clients is None else _check_count("num_clients", num_clients, 1, "use at least 1 client")
-        self.seed = _check_count("seed", seed, 0, "use a non-negative integer seed")
-        self.min_size = _check_count("min_size", min_size, 0, "use 0 (allow empty clients) or more")
-        self.max_tries = _check_count("max_tries", max_tries, 1, "allow at least 1 try")
-        unknown = sorted(set(params) - set(self.param_specs))
-        if unknown:
-            valid = sorted(self.param_specs)
-            raise PartitionError(
-                f"scheme {self.name!r} does not take parameter(s) {unknown}; its parameters are {valid or 'none'}."
-                f"{closest_hint(unknown[0], valid)}"
-            )
-        self.params = {
-            key: spec.coerce(self.name, key, params.get(key, spec.default)) for key, spec in self.param_specs.items()
-        }
+        split = resolve_params(SPLIT_PARAMS, {"num_clients": num_clients, "seed": seed, "min_size": min_size,
+                                              "max_tries": max_tries}, owner="partition", error=PartitionError,
+                               bad="{name}={value!r} is invalid: {problem}")
+        self.num_clients, self.seed, self.min_size, self.max_tries = (split[k] for k in SPLIT_PARAMS)
+        self.params = resolve_params(self.param_specs, params, owner=f"scheme {self.name!r}", prefix=f"{self.name}: ",
+                                     bad="{prefix}{name}={value!r} is invalid: {problem}", error=PartitionError)
         self._check_params(set(params))
 
     # ----- hooks for schemes -----------------------------------------------

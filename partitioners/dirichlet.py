@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fednlp_bench.checks import positive
+from fednlp_bench.registry import Param, declare
 from fednlp_bench.partitioners.base import (
     Draw,
-    Param,
     Partitioner,
     assign_by_table,
-    positive,
     register_partitioner,
 )
 from fednlp_bench.partitioners.data import ColumnData
@@ -62,10 +62,10 @@ class DirichletLabelPartitioner(Partitioner):
     name = "dirichlet_label"
     label = "Dirichlet"
     needs = frozenset({"labels"})
-    param_specs = {
-        "alpha": Param(float, 0.5, "Dirichlet concentration; small = skewed, large = IID", positive("alpha")),
-        "balance": Param(bool, True, "stop filling clients above the average size (FedNLP / flwr-datasets)"),
-    }
+    param_specs = declare(
+        Param("alpha", float, 0.5, positive, "Dirichlet concentration; small = skewed, large = IID"),
+        Param("balance", bool, True, help="stop filling clients above the average size (FedNLP / flwr-datasets)"),
+    )
     fix_hint = "raise alpha, lower num_clients or lower min_size"
 
     def _draw(self, data: ColumnData, rng: np.random.Generator) -> Draw:

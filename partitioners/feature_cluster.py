@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from fednlp_bench.checks import at_least, positive
+from fednlp_bench.registry import Param, declare
 from fednlp_bench.partitioners.base import (
     Draw,
-    Param,
     Partitioner,
     assign_by_table,
-    at_least,
-    positive,
     register_partitioner,
 )
 from fednlp_bench.partitioners.data import ColumnData
@@ -52,13 +51,13 @@ class FeatureClusterPartitioner(Partitioner):
     name = "feature_cluster"
     label = "Feature clusters"
     needs = frozenset({"texts"})
-    param_specs = {
-        "clusters": Param(int, 10, "number of k-means clusters", at_least(2, "clusters")),
-        "alpha": Param(float, 0.5, "Dirichlet concentration over clusters", positive("alpha")),
-        "balance": Param(bool, True, "stop filling clients above the average size"),
-        "model": Param(str, DEFAULT_MODEL, "sentence encoder: 'minilm' (offline) or any HF encoder name/path"),
-        "max_length": Param(int, 128, "tokens embedded per text", at_least(8, "max_length")),
-    }
+    param_specs = declare(
+        Param("clusters", int, 10, at_least(2), "number of k-means clusters"),
+        Param("alpha", float, 0.5, positive, "Dirichlet concentration over clusters"),
+        Param("balance", bool, True, help="stop filling clients above the average size"),
+        Param("model", str, DEFAULT_MODEL, help="sentence encoder: 'minilm' (offline) or any HF encoder name/path"),
+        Param("max_length", int, 128, at_least(8), "tokens embedded per text"),
+    )
     fix_hint = "raise alpha, lower num_clients or lower min_size"
 
     def __init__(self, *args: object, batch_size: int = 64, progress: bool = False, **kwargs: object) -> None:

@@ -23,7 +23,9 @@ import logging
 
 import numpy as np
 
-from fednlp_bench.partitioners.base import Draw, Param, Partitioner, register_partitioner
+from fednlp_bench.registry import Param, declare
+from fednlp_bench.checks import at_least
+from fednlp_bench.partitioners.base import Draw, Partitioner, register_partitioner
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import PartitionError
 
@@ -40,15 +42,15 @@ class NaturalIdPartitioner(Partitioner):
     name = "natural_id"
     label = "Natural"
     needs = frozenset({"groups"})
-    param_specs = {
-        "group_column": Param(str, "author", "column whose distinct values become the clients"),
-        "merge_below": Param(int, 0, "pool the groups with fewer rows than this into one last client (0: off)",
-                             lambda v: None if v >= 0 else "must be >= 0 (0 turns merging off)"),
-        "warn_below": Param(int, 10, "a client with fewer rows than this (or min_size) counts as small for the warning",
-                            lambda v: None if v >= 1 else "must be >= 1"),
-        "warn_share": Param(float, 0.5, "warn when more than this share of the clients is small (1: never)",
-                            lambda v: None if 0 <= v <= 1 else "must be in [0, 1]"),
-    }
+    param_specs = declare(
+        Param("group_column", str, "author", help="column whose distinct values become the clients"),
+        Param("merge_below", int, 0, at_least(0, "0 turns merging off"),
+              "pool the groups with fewer rows than this into one last client (0: off)"),
+        Param("warn_below", int, 10, at_least(1),
+              "a client with fewer rows than this (or min_size) counts as small for the warning"),
+        Param("warn_share", float, 0.5, lambda v: None if 0 <= v <= 1 else "must be in [0, 1]",
+              "warn when more than this share of the clients is small (1: never)"),
+    )
     random_sizes = False
     infers_num_clients = True
 

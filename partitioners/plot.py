@@ -50,9 +50,7 @@ def plot_partition(
     from matplotlib.figure import Figure
 
     path = check_plot_path(path)
-    spec = stats.partition.spec
-    n_all = stats.sizes.size
-    n = min(n_all, max_clients)
+    n = min(stats.sizes.size, max_clients)
     if stats.counts is not None:
         counts = stats.counts[:n].astype(float)
         names = list(stats.label_names) or [str(i) for i in range(counts.shape[1])]
@@ -89,14 +87,7 @@ def plot_partition(
     for ax in (ax_counts, ax_share):
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    params = ", ".join(f"{k}={v}" for k, v in sorted(spec.params.items()))
-    heading = title or f"{spec.scheme}({params})  ·  {n_all} clients  ·  {spec.num_rows} rows  ·  seed {spec.seed}"
-    figures = f"size Gini {stats.gini:.3f}"
-    if stats.mean_js is not None:
-        figures = f"mean JS distance to global {stats.mean_js:.3f}  ·  " + figures
-    if n < n_all:
-        figures += f"  ·  showing clients 0-{n - 1} of {n_all}"
-    fig.suptitle(f"{heading}\n{figures}", fontsize=11)
+    fig.suptitle(_heading(stats, title, n), fontsize=11)
     if len(names) > 1:
         fig.legend(
             handles[::-1], names[::-1], loc="outside right center", title="label", fontsize=8, ncols=legend_cols,
@@ -106,3 +97,16 @@ def plot_partition(
     fig.savefig(buf, format="png")
     atomic_write(path, lambda fh: fh.write(buf.getvalue()))
     return path
+
+
+def _heading(stats: PartitionStats, title: str | None, n: int) -> str:
+    """The title line (scheme, parameters, clients, rows, seed) and the figures line (JS distance, Gini)."""
+    spec, n_all = stats.partition.spec, stats.sizes.size
+    params = ", ".join(f"{k}={v}" for k, v in sorted(spec.params.items()))
+    heading = title or f"{spec.scheme}({params})  ·  {n_all} clients  ·  {spec.num_rows} rows  ·  seed {spec.seed}"
+    figures = f"size Gini {stats.gini:.3f}"
+    if stats.mean_js is not None:
+        figures = f"mean JS distance to global {stats.mean_js:.3f}  ·  " + figures
+    if n < n_all:
+        figures += f"  ·  showing clients 0-{n - 1} of {n_all}"
+    return f"{heading}\n{figures}"

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from fednlp_bench.checks import at_least, positive
+from fednlp_bench.registry import Param, declare
 from fednlp_bench.partitioners.base import (
     Draw,
-    Param,
     Partitioner,
     assign_in_order,
     largest_remainder,
-    positive,
     register_partitioner,
 )
 from fednlp_bench.partitioners.data import ColumnData
@@ -37,12 +37,12 @@ class QuantitySkewPartitioner(Partitioner):
 
     name = "quantity_skew"
     label = "Quantity skew"
-    param_specs = {
-        "distribution": Param(str, "dirichlet", "how sizes are drawn", choices=("dirichlet", "power_law")),
-        "beta": Param(float, 0.5, "Dirichlet concentration of client shares (dirichlet)", positive("beta")),
-        "exponent": Param(float, 1.0, "size of the client at rank r is proportional to r^-exponent (power_law)",
-                          lambda v: None if v >= 0 else "exponent must be >= 0"),
-    }
+    param_specs = declare(
+        Param("distribution", str, "dirichlet", help="how sizes are drawn", choices=("dirichlet", "power_law")),
+        Param("beta", float, 0.5, positive, "Dirichlet concentration of client shares (dirichlet)"),
+        Param("exponent", float, 1.0, at_least(0),
+              "size of the client at rank r is proportional to r^-exponent (power_law)"),
+    )
     random_sizes = False  # min_size is reserved up front, so one draw always suffices
 
     def _check_params(self, given: set[str]) -> None:

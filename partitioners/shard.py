@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fednlp_bench.partitioners.base import Draw, Param, Partitioner, assign_by_table, at_least, register_partitioner
+from fednlp_bench.registry import Param, declare
+from fednlp_bench.checks import at_least
+from fednlp_bench.partitioners.base import Draw, Partitioner, assign_by_table, register_partitioner
 from fednlp_bench.partitioners.data import ColumnData
 from fednlp_bench.partitioners.errors import PartitionError
 
@@ -43,9 +45,7 @@ class ShardPartitioner(Partitioner):
     name = "shard"
     label = "Shards"
     needs = frozenset({"labels"})
-    param_specs = {
-        "classes_per_client": Param(int, 2, "labels per client", at_least(1, "classes_per_client")),
-    }
+    param_specs = declare(Param("classes_per_client", int, 2, at_least(1), "labels per client"))
     fix_hint = "raise classes_per_client, lower num_clients or lower min_size"
 
     def _check_data(self, data: ColumnData) -> None:

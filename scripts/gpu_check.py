@@ -49,7 +49,7 @@ def env_report(_: argparse.Namespace) -> dict[str, Any]:
 
 def _train_loss(config: dict[str, Any], device: str, runs: Path) -> tuple[float, float, dict[str, float]]:
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine.runner import run_experiment
+    from fednlp_bench.engine.run.runner import run_experiment
 
     start = time.perf_counter()
     record = run_experiment(RunConfig.from_dict(config), runs, device=device, keep_checkpoints="none")

@@ -91,7 +91,7 @@ import grpc  # noqa: F401
 import mpi4py.MPI  # noqa: F401
 import torchvision  # noqa: F401
 import datasets  # noqa: F401
-import fednlp_bench.engine.runner  # noqa: F401
+import fednlp_bench.engine.run.runner  # noqa: F401
 print("fedml venv ok: " + ", ".join(
     f"{p} {version(p)}" for p in ("fedml", "torch", "torchvision", "numpy", "protobuf", "mpi4py",
                                   "transformers", "datasets", "pyarrow", "requests", "setuptools")))

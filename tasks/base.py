@@ -23,7 +23,8 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from fednlp_bench.paths import DEFAULT_MODEL
-from fednlp_bench.tasks.sources import TEXT_FORMATS
+from fednlp_bench.registry import Param, declare, resolve_params
+from fednlp_bench.tasks.messages import TEXT_FORMATS
 
 
 class Task(ABC):
@@ -31,14 +32,26 @@ class Task(ABC):
 
     #: Registry name (``--task``).
     name: ClassVar[str]
-    #: Key of the headline metric in :meth:`evaluate`'s result; higher is better.
+    #: Key of the headline metric in :meth:`evaluate`'s result; its metric declares it higher-is-better
+    #: (``tasks/metrics.py``: ``direction(primary_metric)``; tests/test_metrics.py checks every task).
     primary_metric: ClassVar[str]
     #: Hub dataset used when no local source is given and the hub is reachable.
     hub_default: ClassVar[str]
     #: Sub-folder of ``FEDNLP_DATA_DIR`` holding the offline copy.
     local_default: ClassVar[str]
-    #: What a per-client evaluation set's minimum size counts (engine/client_eval.py).
+    #: What a per-client evaluation set's minimum size counts (engine/eval/client_eval.py).
     evaluation_unit: ClassVar[str] = "examples"
+    #: The task's options (``task_params`` in a config, ``--NAME`` flags), declared once; a subclass adds its own
+    #: as ``{**Parent.param_specs, **declare(...)}``. Each becomes an attribute of the task object.
+    param_specs: ClassVar[Mapping[str, Param]] = declare(
+        Param("text_format", str, "auto", help="strip e-mail/netnews headers: auto (only real headers such as "
+              "From:/Subject:), email (always), plain (never)", choices=TEXT_FORMATS),
+        Param("skip_invalid_rows", bool, False, help="skip rows that cannot be used (counted in the record) instead "
+              "of stopping at file:line"),
+        Param("validation_fraction", float, 0.1, lambda v: None if 0 < v <= 0.5 else
+              "must be in (0, 0.5]; 0.1 holds out 10% of train", "share of train held out as validation when the "
+              "data has none (default: 0.1)"),
+    )
 
     def __init__(
         self,
@@ -49,9 +62,7 @@ class Task(ABC):
         max_eval_examples: int | None = None,
         seed: int = 0,
         columns: Mapping[str, str] | None = None,
-        text_format: str = "auto",
-        skip_invalid_rows: bool = False,
-        validation_fraction: float = 0.1,
+        **options: Any,
     ) -> None:
         if max_length < 8:
             raise ValueError(f"max_length={max_length} is too short; use at least 8 tokens")
@@ -64,18 +75,16 @@ class Task(ABC):
         self.max_train_examples = max_train_examples
         self.max_eval_examples = max_eval_examples
         self.seed = seed
-        if text_format not in TEXT_FORMATS:
-            raise ValueError(f"text_format={text_format!r} is not one of {list(TEXT_FORMATS)} (auto strips only real e-mail headers)")
-        if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) or not 0 < validation_fraction <= 0.5:
-            raise ValueError(f"validation_fraction={validation_fraction!r} must be in (0, 0.5]; 0.1 holds out 10% of train")
         #: ``{task field: column name in the user's files}`` (``{text: body, label: topic}``).
         self.columns = dict(columns or {})
-        #: How text fields are read: ``auto`` | ``email`` (strip headers) | ``plain`` (keep whole).
-        self.text_format = text_format
-        #: Skip (and count) rows that cannot be used instead of stopping with ``file:line``.
-        self.skip_invalid_rows = bool(skip_invalid_rows)
-        #: Share of train held out as validation when the data has no validation split.
-        self.validation_fraction = float(validation_fraction)
+        # text_format, skip_invalid_rows, validation_fraction and each task's own options, checked by declaration.
+        for name, value in resolve_params(self.param_specs, options, owner=f"task {self.name!r}",
+                                          prefix="task_params.").items():
+            setattr(self, name, value)
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Checks between options (or of an option against ``max_length``); none by default."""
 
     # ----- data -------------------------------------------------------------
     @abstractmethod

@@ -36,10 +36,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification
 
+from fednlp_bench.registry import Param, declare
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import classification_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, author_id, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
+from fednlp_bench.tasks.messages import author_id, split_message
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +121,12 @@ class ClassificationTask(HFTask):
     def partition_key_names(self) -> list[str] | None:
         return list(self.label_names) or None
 
-    def __init__(self, *args: Any, label_type: str | None = None, **kwargs: Any) -> None:
+    param_specs = {**HFTask.param_specs, **declare(
+        Param("label_type", str, None, help="read every label as str or int (default: as they are, all of one type)",
+              choices=(*LABEL_TYPES, None)))}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        LabelReader(label_type)  # a bad value fails before any data is read
-        #: How labels are read: None (as they are, one type), ``str`` or ``int``.
-        self.label_type = label_type
         #: Sorted label names; ``label`` column holds indices into this list (set by :meth:`load`).
         self.label_names: list[str] = []
 

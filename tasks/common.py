@@ -105,7 +105,7 @@ class HFTask(Task):
         if not self.skip_invalid_rows:
             raise ValueError(
                 f"{where}: {reason}; fix or remove the row, or allow skipping such rows with "
-                f"--skip-invalid-rows (skip_invalid_rows: true; the count goes into the record)"
+                f"--task-skip-invalid-rows (skip_invalid_rows: true; the count goes into the record)"
             )
         self.skipped[split] = self.skipped.get(split, 0) + 1
 

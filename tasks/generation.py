@@ -42,11 +42,14 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderConfig
 from fednlp_bench.partitioners.data import dataset_fingerprint
 from fednlp_bench.paths import TINY_MODEL
 from fednlp_bench.tasks.base import evaluating, model_device
+from fednlp_bench.checks import at_least, positive_or_null
+from fednlp_bench.registry import Param, declare
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import lead_baseline, rouge
 from fednlp_bench.tasks.pointer_generator import PointerGeneratorEncoderDecoder, truncate_decoder
 from fednlp_bench.tasks.models import _source, _unknown, announce_new_weights, quiet_transformers, tiny_bert_config
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet, split_message
+from fednlp_bench.tasks.messages import split_message
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_csv, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 # EncoderDecoderModel warns on every training forward that since v4.12 it computes the loss itself; we pass
@@ -76,26 +79,21 @@ class GenerationTask(HFTask):
     #: Longest lead tried by the lead baseline (words).
     lead_max_k = 15
 
-    def __init__(self, *args: Any, max_target_length: int = 32, num_beams: int = 1, pointer: bool = False,
-                 decoder_layers: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if max_target_length < 2 or num_beams < 1:
-            raise ValueError(f"max_target_length={max_target_length} must be >= 2 and num_beams={num_beams} >= 1")
-        if not isinstance(pointer, bool):
-            raise ValueError(f"task_params.pointer={pointer!r} must be true or false")
-        if decoder_layers is not None and (not isinstance(decoder_layers, int) or isinstance(decoder_layers, bool)
-                                           or decoder_layers < 1):
-            raise ValueError(f"task_params.decoder_layers={decoder_layers!r} must be a positive integer (or null: all)")
-        self.max_target_length = max_target_length
-        self.num_beams = num_beams
-        self.pointer = pointer
-        self.decoder_layers = decoder_layers
+    param_specs = {**HFTask.param_specs, **declare(
+        Param("max_target_length", int, 32, at_least(2), "longest summary generated, in tokens"),
+        Param("num_beams", int, 1, at_least(1), "beam width of decoding (1: greedy)"),
+        Param("pointer", bool, False, help="copy words from the input with a pointer-generator head (bert2bert)"),
+        Param("decoder_layers", int, None, positive_or_null, "decoder depth of the warm-started bert2bert "
+              "(default: all of the encoder's)"),
+    )}
+
+    def check_options(self) -> None:
         self._bert2bert = self._is_bert2bert()
-        if (pointer or decoder_layers is not None) and not self._bert2bert:
+        if (self.pointer or self.decoder_layers is not None) and not self._bert2bert:
             raise ValueError(f"task_params pointer/decoder_layers apply to the warm-started bert2bert only; model "
                              f"{self.model_name!r} is a pretrained encoder-decoder: drop them")
-        if pointer and num_beams != 1:
-            raise ValueError(f"task_params.pointer=true decodes greedily; set num_beams: 1 (got {num_beams})")
+        if self.pointer and self.num_beams != 1:
+            raise ValueError(f"task_params.pointer=true decodes greedily; set num_beams: 1 (got {self.num_beams})")
 
     def _is_bert2bert(self) -> bool:
         if self.model_name == TINY_MODEL:

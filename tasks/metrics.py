@@ -1,5 +1,7 @@
 """The standard metric of each field, as thin wrappers around the reference libraries.
 
+Each metric declares its inputs and which way each score is better
+(tasks/metric_base.py); the base class checks the inputs once.
 All scores are fractions in [0, 1] (the official SQuAD script prints them x100;
 we keep one scale across tasks so leaderboards compare like with like).
 SQuAD EM/F1 follow the official v1.1 evaluation script exactly (the HF
@@ -17,30 +19,43 @@ from typing import Sequence
 
 import numpy as np
 
+from fednlp_bench.tasks.metric_base import HIGHER, LOWER, Input, Metric
+
 
 # ----------------------------------------------------------------------------- classification
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int | None = None) -> dict[str, float]:
+class ClassificationMetrics(Metric):
     """Accuracy and macro-F1 (sklearn; classes absent from both lists are ignored by macro-F1)."""
-    from sklearn.metrics import accuracy_score, f1_score
 
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-    }
+    name = "classification_metrics"
+    inputs = (Input("y_true", int, help="gold label ids"), Input("y_pred", int, help="predicted label ids"))
+    outputs = {"accuracy": HIGHER, "macro_f1": HIGHER}
+
+    def compute(self, y_true: Sequence[int], y_pred: Sequence[int], num_labels: int | None = None) -> dict[str, float]:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        }
 
 
 # ----------------------------------------------------------------------------- tagging
-def span_f1(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+class SpanF1(Metric):
     """Entity-level (exact span and type) precision/recall/F1, seqeval's default CoNLL mode."""
-    from seqeval.metrics import f1_score, precision_score, recall_score
 
-    if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
-        raise ValueError("span_f1: gold and predicted tag sequences must have the same lengths")
-    return {
-        "precision": float(precision_score(gold, pred, zero_division=0)),
-        "recall": float(recall_score(gold, pred, zero_division=0)),
-        "f1": float(f1_score(gold, pred, zero_division=0)),
-    }
+    name = "span_f1"
+    inputs = (Input("gold", list, str, "gold BIO tags per sentence"), Input("pred", list, str, "predicted tags"))
+    outputs = {"precision": HIGHER, "recall": HIGHER, "f1": HIGHER}
+    aligned = ("gold", "pred")
+
+    def compute(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+        from seqeval.metrics import f1_score, precision_score, recall_score
+
+        return {
+            "precision": float(precision_score(gold, pred, zero_division=0)),
+            "recall": float(recall_score(gold, pred, zero_division=0)),
+            "f1": float(f1_score(gold, pred, zero_division=0)),
+        }
 
 
 # ----------------------------------------------------------------------------- SQuAD v1.1
@@ -72,24 +87,27 @@ def squad_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def squad_metrics(predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Mean over questions of the max EM/F1 against any gold answer."""
-    if len(predictions) != len(golds):
-        raise ValueError(f"squad_metrics: {len(predictions)} predictions for {len(golds)} questions")
-    if not predictions:
-        return {"exact_match": 0.0, "f1": 0.0}
-    em = [max(squad_exact(p, g) for g in gs) if gs else 0.0 for p, gs in zip(predictions, golds)]
-    f1 = [max(squad_f1(p, g) for g in gs) if gs else 0.0 for p, gs in zip(predictions, golds)]
-    return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1))}
+class SquadMetrics(Metric):
+    """Mean over questions of the max EM/F1 against any gold answer (a question without gold scores 0)."""
+
+    name = "squad_metrics"
+    inputs = (Input("predictions", str, help="one answer per question"),
+              Input("golds", list, str, "the gold answers of each question"))
+    outputs = {"exact_match": HIGHER, "f1": HIGHER}
+
+    def compute(self, predictions: Sequence[str], golds: Sequence[Sequence[str]]) -> dict[str, float]:
+        if not predictions:
+            return {"exact_match": 0.0, "f1": 0.0}
+        em = [max(squad_exact(p, g) for g in gs) if gs else 0.0 for p, gs in zip(predictions, golds)]
+        f1 = [max(squad_f1(p, g) for g in gs) if gs else 0.0 for p, gs in zip(predictions, golds)]
+        return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1))}
 
 
 # ----------------------------------------------------------------------------- ROUGE
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
-def rouge(
-    predictions: Sequence[str], references: Sequence[str | Sequence[str]], use_stemmer: bool = True
-) -> dict[str, float]:
+class Rouge(Metric):
     """Mean ROUGE-1/2/L F-measure (Google's ``rouge-score``, Porter stemming as in the papers).
 
     A reference may be a list of strings (several human references, as in
@@ -97,21 +115,46 @@ def rouge(
     with the highest F-measure, separately for each ROUGE type
     (``RougeScorer.score_multi``, the usual multi-reference convention).
     """
-    if len(predictions) != len(references):
-        raise ValueError(f"rouge: {len(predictions)} predictions for {len(references)} references")
-    scorer = _rouge_scorer(use_stemmer)
-    totals = {k: 0.0 for k in ROUGE_TYPES}
-    for pred, ref in zip(predictions, references):
-        if isinstance(ref, str):
-            scores = scorer.score(ref, pred)  # (target, prediction)
-        else:
-            if not ref:
-                raise ValueError("rouge: an example has an empty list of references")
-            scores = scorer.score_multi(list(ref), pred)
-        for k in ROUGE_TYPES:
-            totals[k] += scores[k].fmeasure
-    n = max(len(predictions), 1)
-    return {k: totals[k] / n for k in ROUGE_TYPES}
+
+    name = "rouge"
+    inputs = (Input("predictions", str, help="one summary per example"),
+              Input("references", (str, list), str, "the reference, or several references, of each example"))
+    outputs = {k: HIGHER for k in ROUGE_TYPES}
+
+    def compute(self, predictions: Sequence[str], references: Sequence[str | Sequence[str]],
+                use_stemmer: bool = True) -> dict[str, float]:
+        scorer = _rouge_scorer(use_stemmer)
+        totals = {k: 0.0 for k in ROUGE_TYPES}
+        for pred, ref in zip(predictions, references):
+            if isinstance(ref, str):
+                scores = scorer.score(ref, pred)  # (target, prediction)
+            else:
+                if not ref:
+                    raise ValueError("rouge: an example has an empty list of references")
+                scores = scorer.score_multi(list(ref), pred)
+            for k in ROUGE_TYPES:
+                totals[k] += scores[k].fmeasure
+        n = max(len(predictions), 1)
+        return {k: totals[k] / n for k in ROUGE_TYPES}
+
+
+classification_metrics = ClassificationMetrics()
+span_f1 = SpanF1()
+squad_metrics = SquadMetrics()
+rouge = Rouge()
+#: Every metric a built-in task reports with.
+METRICS: tuple[Metric, ...] = (classification_metrics, span_f1, squad_metrics, rouge)
+
+
+def direction(score: str) -> str:
+    """HIGHER or LOWER for a score a built-in metric declares (``loss``: LOWER); an unknown score is an error."""
+    if score == "loss":
+        return LOWER
+    for metric in METRICS:
+        if score in metric.outputs:
+            return metric.outputs[score]
+    known = sorted({"loss", *(k for m in METRICS for k in m.outputs)})
+    raise ValueError(f"no metric declares a score {score!r} (declared: {known})")
 
 
 class _CachedTokenizer:

@@ -29,10 +29,13 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering
 
+from fednlp_bench.checks import at_least
+from fednlp_bench.registry import Param, declare
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import squad_metrics
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet, read_squad_json
+from fednlp_bench.tasks.formats import read_squad_json
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +90,17 @@ class QATask(HFTask):
     def partition_key_names(self) -> list[str] | None:
         return list(WH_TYPES)
 
-    def __init__(
-        self,
-        *args: Any,
-        doc_stride: int | None = None,
-        max_answer_length: int = 30,
-        n_best: int = 20,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        #: Overlap between consecutive windows of a long context (default: a quarter of ``max_length``).
-        self.doc_stride = doc_stride if doc_stride is not None else self.max_length // 4
+    param_specs = {**HFTask.param_specs, **declare(
+        Param("doc_stride", int, None, help="overlap between consecutive windows of a long context (default: a "
+              "quarter of max_length)"),
+        Param("max_answer_length", int, 30, at_least(1), "longest answer span predicted, in tokens"),
+        Param("n_best", int, 20, at_least(1), "start/end candidates scored per window"),
+    )}
+
+    def check_options(self) -> None:
+        self.doc_stride = self.doc_stride if self.doc_stride is not None else self.max_length // 4
         if not 0 <= self.doc_stride < self.max_length // 2:
             raise ValueError(f"doc_stride={self.doc_stride} must be in [0, max_length/2 = {self.max_length // 2})")
-        if max_answer_length < 1 or n_best < 1:
-            raise ValueError("max_answer_length and n_best must be >= 1")
-        self.max_answer_length = max_answer_length
-        self.n_best = n_best
 
     # ----- data -------------------------------------------------------------
     def _read_raw(self) -> RawSplits:

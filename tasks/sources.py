@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -165,7 +164,7 @@ def rename_columns(record: dict[str, Any], columns: Mapping[str, str] | None, wh
     return out
 
 
-def _check_fields(record: dict[str, Any], required: Sequence[str], where: str) -> None:
+def check_fields(record: dict[str, Any], required: Sequence[str], where: str) -> None:
     missing = [f for f in required if f not in record or record[f] is None]
     if missing:
         raise ValueError(
@@ -188,7 +187,7 @@ def read_jsonl(path: Path, required: Sequence[str], columns: Mapping[str, str] |
             if not isinstance(record, dict):
                 raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
             record = rename_columns(record, columns, where)
-            _check_fields(record, required, where)
+            check_fields(record, required, where)
             rows.append((record, where))
     return rows
 
@@ -225,66 +224,13 @@ def read_parquet(path: Path, required: Sequence[str], columns: Mapping[str, str]
     for n, record in enumerate(table.to_pylist(), start=1):
         where = f"{path}:row {n}"
         record = rename_columns(record, columns, where)
-        _check_fields(record, required, where)
+        check_fields(record, required, where)
         rows.append((record, where))
     return rows
 
 
 def _mapping_hint(columns: Mapping[str, str] | None) -> str:
     return f" (after the column mapping {dict(columns)})" if columns else " (map other names with columns: {field: column})"
-
-
-def read_conll(path: Path) -> list[Row]:
-    """CoNLL columns (token first, tag last; tab or space separated), blank line between sentences."""
-    rows: list[Row] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    start = 0
-
-    def flush() -> None:
-        if tokens:
-            rows.append(({"id": f"{path.stem}-{len(rows)}", "tokens": list(tokens), "tags": list(tags)}, f"{path}:{start}"))
-        tokens.clear()
-        tags.clear()
-
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip("\n")
-            if not line.strip() or line.startswith("-DOCSTART-"):
-                flush()
-                continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{lineno}: expected '<token> ... <tag>' columns, got {line!r}")
-            if not tokens:
-                start = lineno
-            tokens.append(parts[0])
-            tags.append(parts[-1].strip())
-    flush()
-    return rows
-
-
-def read_squad_json(path: Path) -> list[Row]:
-    """Official SQuAD layout: ``{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}``."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
-    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise ValueError(f"{path}: expected the SQuAD layout {{'data': [{{'paragraphs': [...]}}]}}")
-    rows: list[Row] = []
-    for a, article in enumerate(doc["data"]):
-        for p, para in enumerate(article.get("paragraphs", [])):
-            where_p = f"{path} (data[{a}].paragraphs[{p}])"
-            _check_fields(para, ("context", "qas"), where_p)
-            for q, qa in enumerate(para["qas"]):
-                where = f"{path} (question id {qa.get('id', f'data[{a}].paragraphs[{p}].qas[{q}]')})"
-                _check_fields(qa, ("id", "question", "answers"), where)
-                answers = {"text": [x.get("text") for x in qa["answers"]], "answer_start": [x.get("answer_start") for x in qa["answers"]]}
-                record = {"id": str(qa["id"]), "title": article.get("title", ""), "context": para["context"],
-                          "question": qa["question"], "answers": answers}
-                rows.append((record, where))
-    return rows
 
 
 def read_local(directory: Path, readers: dict[str, Any]) -> RawSplits:
@@ -312,80 +258,6 @@ def load_raw(
     if kind == "local":
         return read_local(Path(where), readers)
     return load_hub(str(where), looked, columns)
-
-
-# ----------------------------------------------------------------------------- email messages
-_HEADER = re.compile(r"^([A-Za-z][^\s:]*):[ \t]*(.*)$")
-_BLANK = re.compile(r"\n[ \t]*\n")
-_EMAIL = re.compile(r"[\w.+-]+@[\w.-]+")
-#: ``text_format`` values: how a text field is read.
-TEXT_FORMATS = ("auto", "email", "plain")
-#: Standard e-mail (RFC 5322) and netnews (RFC 1036) header names; ``auto`` needs them, not any ``Word:``.
-KNOWN_HEADERS = frozenset({
-    "from", "subject", "organization", "organisation", "lines", "date", "newsgroups", "message-id", "path",
-    "reply-to", "sender", "to", "cc", "bcc", "references", "in-reply-to", "keywords", "summary", "distribution",
-    "followup-to", "expires", "nntp-posting-host", "article-i.d.", "x-newsreader", "x-mailer", "mime-version",
-    "content-type", "content-transfer-encoding", "return-path", "received", "originator", "approved",
-    "supersedes", "xref", "news-software",
-})
-#: ``auto`` needs one of these (every message has a sender or a subject) and two known names in all.
-_ANCHOR_HEADERS = frozenset({"from", "subject", "newsgroups", "message-id"})
-
-
-def _header_block(raw: str) -> tuple[list[str], str] | None:
-    """(header lines, body) when the text opens with a block of ``Name: value`` lines, else None."""
-    parts = _BLANK.split(raw, maxsplit=1)
-    head, body = parts[0], (parts[1] if len(parts) > 1 else "")
-    lines = head.split("\n")
-    # Every line a "Name: value" header or a folded continuation (leading space).
-    if any(_HEADER.match(x) for x in lines) and all(_HEADER.match(x) or x[:1] in (" ", "\t") for x in lines):
-        return lines, body
-    return None
-
-
-def looks_like_email(raw: str) -> bool:
-    """``auto``'s test: a header block with real header names (From/Subject...), not any ``Word:`` opening."""
-    block = _header_block(raw.replace("\r\n", "\n"))
-    if block is None:
-        return False
-    names = {m.group(1).lower() for m in map(_HEADER.match, block[0]) if m}
-    known = names & KNOWN_HEADERS
-    return bool(names & _ANCHOR_HEADERS) and len(known) >= 2
-
-
-def split_message(raw: str, text_format: str = "auto", where: str = "") -> tuple[dict[str, str], str]:
-    """Text -> (lower-cased headers, body), by ``text_format``.
-
-    ``plain``: never strip (the whole text is the body). ``email``: the text
-    must open with a header block (everything up to the first blank line, all
-    ``Name: value`` lines or folded continuations); otherwise a ``ValueError``
-    naming ``where``. ``auto``: strip only when :func:`looks_like_email` -
-    a plain text that merely begins with ``MLB:`` or ``Note:`` is kept whole.
-    """
-    if text_format not in TEXT_FORMATS:
-        raise ValueError(f"text_format={text_format!r} is not one of {list(TEXT_FORMATS)}")
-    raw = raw.replace("\r\n", "\n")
-    if text_format == "plain" or (text_format == "auto" and not looks_like_email(raw)):
-        return {}, raw.strip()
-    block = _header_block(raw)
-    if block is None:
-        raise ValueError(
-            f"{where or 'text'}: text_format=email but the text does not open with a header block "
-            f"('Name: value' lines, then a blank line); use text_format=plain or auto for such texts"
-        )
-    lines, body = block
-    headers: dict[str, str] = {}
-    for line in lines:
-        m = _HEADER.match(line)
-        if m:
-            headers.setdefault(m.group(1).lower(), m.group(2).strip())
-    return headers, body.strip()
-
-
-def author_id(from_header: str) -> str:
-    """The e-mail address in a From: header (lower-cased), else the header itself."""
-    m = _EMAIL.search(from_header)
-    return (m.group(0) if m else from_header).strip().lower()
 
 
 _SKIP_REPORTED: set[str] = set()

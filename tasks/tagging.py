@@ -23,10 +23,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForTokenClassification
 
+from fednlp_bench.registry import Param, declare
 from fednlp_bench.tasks.common import HFTask
 from fednlp_bench.tasks.metrics import span_f1
 from fednlp_bench.tasks.models import build_auto_model
-from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_conll, read_jsonl, read_parquet
+from fednlp_bench.tasks.formats import read_conll
+from fednlp_bench.tasks.sources import RawSplits, load_raw, log_skipped, read_jsonl, read_parquet
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -96,12 +98,11 @@ class TaggingTask(HFTask):
     def partition_key_names(self) -> list[str] | None:
         return [*self.entity_types, "(no entity)"] if self.entity_types else None
 
-    def __init__(self, *args: Any, tag_scheme: str = "bio", **kwargs: Any) -> None:
+    param_specs = {**HFTask.param_specs, **declare(
+        Param("tag_scheme", str, "bio", help="bio (checked) or iob1 (converted to BIO on load)", choices=TAG_SCHEMES))}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if tag_scheme not in TAG_SCHEMES:
-            raise ValueError(f"tag_scheme={tag_scheme!r} is not one of {list(TAG_SCHEMES)}")
-        #: ``bio`` (checked) or ``iob1`` (converted to BIO on load).
-        self.tag_scheme = tag_scheme
         #: ``O`` first, then the B-/I- tags sorted; ``labels`` index into this list.
         self.label_names: list[str] = []
         #: Sorted entity types; ``partition_key`` indexes into this list (``len`` = "O only").

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fednlp_bench.algorithms.base import ClientResult
-from fednlp_bench.engine.aggregation_weights import horvitz_thompson
-from fednlp_bench.engine.sampling_policies import make_policy
+from fednlp_bench.engine.server.aggregation_weights import horvitz_thompson
+from fednlp_bench.sampling.policies import make_policy
 
 SIZES = np.array([1.0, 4.0, 10.0, 25.0])
 DELTAS = [torch.tensor([1.0, -2.0]), torch.tensor([0.5, 3.0]), torch.tensor([-1.0, 0.0]), torch.tensor([2.0, 1.0])]

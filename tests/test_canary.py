@@ -88,7 +88,7 @@ def test_memorised_canaries_are_exposed_and_unseen_ones_are_not(train_steps) -> 
 
 @pytest.mark.slow
 def test_canary_run_records_exposure_and_training_of_the_canary_client(tmp_path: Path) -> None:
-    from fednlp_bench.engine.runner import run_experiment
+    from fednlp_bench.engine.run.runner import run_experiment
 
     cfg = RunConfig(task="classification", model="tiny", data="20news", max_length=48, max_train_examples=120,
                     max_eval_examples=20, partition={"scheme": "iid", "num_clients": 6, "seed": 0, "min_size": 2},

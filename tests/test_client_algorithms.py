@@ -17,11 +17,11 @@ import torch
 
 from fednlp_bench.algorithms import ClientResult, create_strategy
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import prepare
-from fednlp_bench.engine.checkpoint import load_checkpoint
-from fednlp_bench.engine.client_state import ClientStateStore
-from fednlp_bench.engine.local_trainer import LocalTrainer
-from fednlp_bench.engine.runner import run_experiment
+from fednlp_bench.engine.run import sources
+from fednlp_bench.engine.run.checkpoint import load_checkpoint
+from fednlp_bench.engine.client.state import ClientStateStore
+from fednlp_bench.engine.client.trainer import LocalTrainer
+from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
 LR, STEPS = 0.1, 3
@@ -29,7 +29,7 @@ LR, STEPS = 0.1, 3
 
 @pytest.fixture(autouse=True)
 def toy_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
 
 
 def toy_client() -> tuple[LocalTrainer, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:

@@ -53,7 +53,7 @@ def test_partial_partition_fills_defaults() -> None:
         ({"backend": "fedmll"}, r"backend='fedmll' is not supported. Did you mean 'fedml'\?.*\['inprocess', 'fedml'\]"),
         ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
         ({"lr": -0.1}, "lr=-0.1 must be a positive finite number"),
-        ({"lr": float("nan")}, "must be a positive finite number"),
+        ({"lr": float("nan")}, "lr=nan must be a finite number"),
         ({"batch_size": 0}, "batch_size=0 must be >= 1"),
         ({"rounds": 2.5}, "rounds=2.5 must be an integer"),
         ({"eval_every": 0}, "eval_every=0 must be >= 1"),

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from fednlp_bench import cli
-from fednlp_bench.engine import prepare
-from fednlp_bench.engine.client_state import ClientStateStore
-from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.run import sources
+from fednlp_bench.engine.client.state import ClientStateStore
+from fednlp_bench.engine.client.trainer import LocalTrainer
 from fednlp_bench.results.record import RunRecord
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
@@ -32,8 +32,8 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (pkg / "__init__.py").write_text("")
     (pkg / "client_momentum.py").write_text(block)
     monkeypatch.syspath_prepend(str(tmp_path / "user_code"))
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
-    monkeypatch.setattr(prepare, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
     return tmp_path
 
 

@@ -13,12 +13,13 @@ import pytest
 
 from fednlp_bench import cli
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import prepare, runner
+from fednlp_bench.engine.run import runner, sources
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord
 from fednlp_bench.tasks import get_task
 from fednlp_bench.tasks.metrics import lead_baseline, lead_words, rouge
-from fednlp_bench.tasks.sources import looks_like_email, parse_hub_name, split_message
+from fednlp_bench.tasks.messages import looks_like_email, split_message
+from fednlp_bench.tasks.sources import parse_hub_name
 from fednlp_bench.tasks.tagging import bio_error, iob1_to_bio
 
 pytestmark = pytest.mark.usefixtures("offline_task_env")
@@ -248,7 +249,7 @@ class CountingToy(ToyTask):
 
 @pytest.mark.parametrize("best", [False, True])
 def test_rounds_read_validation_and_test_is_evaluated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, best: bool) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
     task = CountingToy(seed=0)
     config = RunConfig(task="toy", model="toy", partition={"scheme": "iid", "num_clients": 4, "min_size": 1},
                        rounds=4, clients_per_round=2, lr=0.5, optimizer="sgd", batch_size=8, test_best_round=best)
@@ -271,8 +272,8 @@ def test_rounds_read_validation_and_test_is_evaluated_once(tmp_path: Path, monke
 
 def test_task_params_are_checked_before_data(tmp_path: Path) -> None:
     config = RunConfig(task="tagging", model="tiny", task_params={"tag_schema": "iob1"})
-    with pytest.raises(ValueError, match=r"task_params \['tag_schema'\] are not options of task 'tagging'.*tag_scheme"):
-        prepare.build_task(config)
-    task = prepare.build_task(RunConfig(task="tagging", model="tiny", columns={"tokens": "words"},
+    with pytest.raises(ValueError, match=r"task 'tagging' has no parameter 'tag_schema'\. Did you mean 'tag_scheme'"):
+        sources.build_task(config)
+    task = sources.build_task(RunConfig(task="tagging", model="tiny", columns={"tokens": "words"},
                                        task_params={"tag_scheme": "iob1", "validation_fraction": 0.2}))
     assert task.tag_scheme == "iob1" and task.columns == {"tokens": "words"} and task.validation_fraction == 0.2

@@ -40,6 +40,7 @@ def _command_lines(text: str, prefix: str = "") -> list[str]:
         if not line.startswith("fednlp-bench "):
             continue
         line = re.sub(r"\s#\s.*$", "", line)
+        line = re.split(r"\s[|>]\s", line)[0]  # the command itself, not its pipe or redirection
         line = re.sub(r"\[([^\]]*)\]", r"\1", line)
         out.append(" ".join(PLACEHOLDERS.get(w, w) for w in line.split()))
     return out

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from fednlp_bench import cli
-from fednlp_bench.engine import prepare
+from fednlp_bench.engine.run import sources
 
 
 @pytest.fixture
@@ -15,16 +15,16 @@ def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_a: object, **_k: object) -> None:
         raise AssertionError("data was loaded before the arguments were validated")
 
-    monkeypatch.setattr(prepare, "build_task", fail)
+    monkeypatch.setattr(sources, "build_task", fail)
 
 
 @pytest.mark.parametrize(
     ("command", "extra", "message"),
     [
-        ("run", ["--alpha", "0"], "alpha=0.0 is invalid: alpha must be > 0"),
-        ("compare", ["--alpha", "0"], "alpha=0.0 is invalid: alpha must be > 0"),
-        ("run", ["--partition-param", "alpah=0.5"], "does not take parameter(s) ['alpah']"),
-        ("run", ["--partition-param", "classes_per_client=2"], "does not take parameter(s) ['classes_per_client']"),
+        ("run", ["--partition-alpha", "0"], "alpha=0.0 is invalid: must be > 0"),
+        ("compare", ["--partition-alpha", "0"], "alpha=0.0 is invalid: must be > 0"),
+        ("run", ["--partition-param", "alpah=0.5"], "has no parameter 'alpah'"),
+        ("run", ["--partition-param", "classes_per_client=2"], "has no parameter 'classes_per_client'"),
     ],
 )
 def test_bad_scheme_parameter_fails_fast(no_data: None, capsys: pytest.CaptureFixture[str], tmp_path,

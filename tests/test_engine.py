@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.engine.run import checkpoint as ckpt
 from fednlp_bench.algorithms.fedprox import ProximalTerm
-from fednlp_bench.engine import prepare
-from fednlp_bench.engine.local_trainer import ClientUpdateRejected, LocalTrainer
-from fednlp_bench.engine.prepare import centralized_steps_per_round
-from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
-from fednlp_bench.engine.sampling import apply_dropout, sample_clients
+from fednlp_bench.engine.run import sources
+from fednlp_bench.engine.client.trainer import LocalTrainer
+from fednlp_bench.engine.client.model_state import ClientUpdateRejected
+from fednlp_bench.engine.run.prepare import centralized_steps_per_round
+from fednlp_bench.engine.run.runner import NonFiniteModelError, run_experiment
+from fednlp_bench.sampling.seeds import apply_dropout, sample_clients
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord, validate_record_dict
 
@@ -27,7 +28,7 @@ from fednlp_bench.results.record import RunRecord, validate_record_dict
 @pytest.fixture(autouse=True)
 def toy_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     """The toy task gets contiguous-block partitions (no dependency on the partitioners)."""
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
 
 
 def toy_config(**changes: object) -> RunConfig:
@@ -292,9 +293,9 @@ _MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys, tempfile
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine import prepare, runner
+    from fednlp_bench.engine.run import runner, sources
     from fednlp_bench.testing.toy import ToyTask, toy_partition
-    prepare.build_partition = toy_partition
+    sources.build_partition = toy_partition
     n_clients = int(sys.argv[1])
     cfg = RunConfig(task="toy", model="toy", rounds=1, clients_per_round=4, lr=0.01, optimizer="sgd",
                     batch_size=4, local_epochs=1,
@@ -319,7 +320,7 @@ def test_memory_does_not_grow_with_the_number_of_clients(tmp_path: Path) -> None
 
 
 def test_all_finite_is_exact() -> None:
-    from fednlp_bench.engine.local_trainer import all_finite
+    from fednlp_bench.engine.client.model_state import all_finite
 
     ts = [torch.ones(3), torch.zeros(2, 2)]
     assert all_finite(ts) and all_finite([])

@@ -11,16 +11,16 @@ import pytest
 
 from fednlp_bench import cli
 from fednlp_bench.commands import run as run_cmd
-from fednlp_bench.commands.compare import gap_table
-from fednlp_bench.engine import prepare, runner
+from fednlp_bench.commands.compare_tables import gap_table
+from fednlp_bench.engine.run import runner, sources
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord
 
 
 @pytest.fixture(autouse=True)
 def toy_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
-    monkeypatch.setattr(prepare, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
 
 
 TOY = ["--task", "toy", "--model", "toy", "--scheme", "iid", "--clients", "4", "--clients-per-round", "2",
@@ -58,14 +58,14 @@ def test_flags_override_yaml_and_reset_foreign_params(tmp_path: Path) -> None:
     )
     assert data["algorithm"] == "fedadam" and data["algorithm_params"] == {"server_lr": 0.01}
     assert data["partition"] == {"scheme": "iid", "num_clients": 8, "params": {}}
-    data, _ = run_cmd.config_dict_from_args(parse(["run", "--config", str(cfg), "--alpha", "2", "--partition-param", "balance=false"]))
+    data, _ = run_cmd.config_dict_from_args(parse(["run", "--config", str(cfg), "--partition-alpha", "2", "--partition-param", "balance=false"]))
     assert data["partition"]["params"] == {"alpha": 2.0, "balance": False}
 
 
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--partition", "p.json", "--alpha", "0.1"], "--partition FILE already fixes the partition; drop --scheme, --alpha, --clients"),
+        (["--partition", "p.json", "--partition-alpha", "0.1"], "--partition FILE already fixes the partition; drop --scheme, --clients, --partition-alpha"),
         (["--clients-per-round", "9"], "clients_per_round=9 is larger than the number of clients (4)"),
         (["--algorithm", "fedprox", "--mu", "-1"], "mu=-1 must be >= 0"),
         (["--algorithm", "fedprox", "--muu", "0.1"], "unknown option --muu: not an option of this command and not a "
@@ -160,4 +160,5 @@ def test_help_lists_come_from_the_registries(capsys: pytest.CaptureFixture[str])
     for registry in (ALGORITHMS, PARTITIONERS, TASKS):
         assert " | ".join(registry.names()) in text
     takes_alpha = ", ".join(n for n in PARTITIONERS.names() if "alpha" in PARTITIONERS[n].param_specs)
-    assert f"--alpha ALPHA Dirichlet concentration ({takes_alpha})" in text
+    help_text = PARTITIONERS["dirichlet_label"].param_specs["alpha"].help
+    assert f"--partition-alpha ALPHA {help_text} (schemes: {takes_alpha})" in text

@@ -14,8 +14,8 @@ import pytest
 
 from fednlp_bench import cli
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine.prepare import partition_spec_for_config
-from fednlp_bench.engine.runner import run_experiment
+from fednlp_bench.engine.run.sources import partition_spec_for_config
+from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.results.record import RunRecord, validate_record_dict
 
 pytestmark = pytest.mark.slow

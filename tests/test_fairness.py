@@ -69,7 +69,7 @@ def test_counterfactual_set_keeps_only_changed_rows(offline_task_env: object) ->
 
 @pytest.mark.slow
 def test_run_reports_counterfactual_flips_overall_and_per_client(tmp_path: Path, offline_task_env: object) -> None:
-    from fednlp_bench.engine.runner import run_experiment
+    from fednlp_bench.engine.run.runner import run_experiment
 
     cfg = RunConfig(task="classification", model="tiny", data="20news", max_length=48, max_train_examples=150,
                     max_eval_examples=60, partition={"scheme": "iid", "num_clients": 5, "seed": 0, "min_size": 2},

@@ -19,13 +19,15 @@ import pytest
 import torch
 
 from fednlp_bench import cli
-from fednlp_bench.backends import fedml_backend
-from fednlp_bench.backends.fedml_backend import FedMLUnavailable, check_fedml_environment, run_fedml_experiment
+from fednlp_bench.backends.fedml import environment as fedml_env
+from fednlp_bench.backends import launch
+from fednlp_bench.backends.fedml import launcher as fedml_backend
+from fednlp_bench.backends.fedml.launcher import FedMLUnavailable, check_fedml_environment, run_fedml_experiment
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine import prepare, runner
-from fednlp_bench.engine.sampling import central_seed, client_seed
-from fednlp_bench.engine.simulator import InProcessBackend
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.run import runner, sources
+from fednlp_bench.sampling.seeds import central_seed, client_seed
+from fednlp_bench.engine.server.simulator import InProcessBackend
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
 TASK_KWARGS = {"n_train": 60, "n_test": 40, "hidden": 8}
@@ -60,16 +62,16 @@ def toy_config(**changes: object) -> RunConfig:
 
 
 def run_inprocess(cfg: RunConfig, runs_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
     record = runner.run_experiment(cfg, runs_dir, task=ToyTask(**TASK_KWARGS), progress=False)
     return record, ckpt.load_checkpoint(runs_dir / record.run_id).weights
 
 
 def run_fedml(cfg: RunConfig, runs_dir: Path, resume: bool = False, **kw: object):
-    """Through the engine's entry point, as `fednlp-bench run --backend fedml` does."""
+    """Through the launcher, as `fednlp-bench run --backend fedml` does."""
     options = dict(task_factory="fednlp_bench.testing.toy:ToyTask", task_kwargs=TASK_KWARGS,
                    partition_factory="fednlp_bench.testing.toy:toy_partition", round_timeout_s=120, **kw)
-    record = runner.run_experiment(cfg.replace(backend="fedml"), runs_dir, resume=resume, backend_options=options)
+    record = launch.run_config(cfg.replace(backend="fedml"), runs_dir, resume=resume, backend_options=options)
     return record, ckpt.load_checkpoint(runs_dir / record.run_id).weights
 
 
@@ -108,6 +110,57 @@ def test_fedml_mpi_matches_inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (tmp_path / "fedml" / fed[0].run_id / "fedml.log").is_file()
 
 
+#: Settings that change which rows a client trains on: the client_eval hold-out and the continual periods.
+ROW_SETTINGS = {
+    "client_eval": dict(client_eval=True, partition={"scheme": "quantity_skew", "num_clients": 6, "seed": 0,
+                                                     "min_size": 2}),
+    "continual": dict(rounds=4, continual={"periods": 2, "retention": 1, "rounds_per_period": 2}),
+}
+
+
+@needs_fedml
+@pytest.mark.parametrize("setting", sorted(ROW_SETTINGS))
+def test_fedml_client_eval_and_continual_match_inprocess(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         setting: str) -> None:
+    """client_eval and continual on FedML: same weights, same per-client results, same periods as in-process."""
+    cfg = toy_config(algorithm="fedadam", algorithm_params={"server_lr": 0.05}, **ROW_SETTINGS[setting])
+    inproc = run_inprocess(cfg, tmp_path / "inprocess", monkeypatch)
+    fed = run_fedml(cfg, tmp_path / "fedml", processes=2)
+    assert_same_run(inproc, fed)
+    section_a, section_b = getattr(inproc[0], setting), getattr(fed[0], setting)
+    assert section_a is not None and json.dumps(section_a, sort_keys=True) == json.dumps(section_b, sort_keys=True)
+
+
+def _rank_spec(cfg: RunConfig, run_dir: Path) -> dict:
+    """What the launcher writes for a client rank (the parts prepare_rank_client reads)."""
+    return {"config": cfg.replace(backend="fedml").to_dict(), "task_factory": "fednlp_bench.testing.toy:ToyTask",
+            "task_kwargs": TASK_KWARGS, "partition_factory": "fednlp_bench.testing.toy:toy_partition",
+            "run_dir": str(run_dir), "device": None, "frozen_cache_dir": None}
+
+
+@pytest.mark.parametrize("setting", sorted(ROW_SETTINGS))
+def test_client_process_trains_on_the_inprocess_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     setting: str) -> None:
+    """A FedML client rank's setup (prepare_client, no FedML needed) holds the simulator's rows in every round."""
+    from fednlp_bench.backends.fedml.client import prepare_rank_client
+    from fednlp_bench.engine.run.prepare import prepare_run
+
+    monkeypatch.setattr(sources, "build_partition", toy_partition)  # restored after the test (load_seams sets it)
+    cfg = toy_config(**ROW_SETTINGS[setting])
+    inproc = prepare_run(cfg, "x", tmp_path / "a", None, task=ToyTask(**TASK_KWARGS))
+    rank = prepare_rank_client(_rank_spec(cfg, tmp_path / "b"), rank=1)
+    full = toy_partition(ToyTask(**TASK_KWARGS).load()["train"], cfg.partition)
+    assert len(rank.trainer.features) == len(inproc.trainer.features)
+    changed = 0
+    for rnd in range(1, cfg.rounds + 1):
+        for cid in range(full.num_clients):
+            ours, theirs = rank.rows(cid, rnd), inproc.client.rows(cid, rnd)
+            assert ours.tolist() == theirs.tolist(), (setting, rnd, cid)
+            changed += len(ours) != len(full.indices(cid))
+    assert changed > 0, "the setting should change the rows a client trains on"
+    assert rank.runner.procedure.__class__ is inproc.client.runner.procedure.__class__
+
+
 def _grpc_reason() -> str | None:
     if FEDML_MISSING is not None:
         return FEDML_MISSING
@@ -128,8 +181,8 @@ def test_fedml_grpc_loopback_matches_inprocess(tmp_path: Path, monkeypatch: pyte
 @needs_fedml
 def test_dead_client_process_stops_the_run_and_resume_finishes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A client process dying in round 2 ends the run (no hang) with round 1 checkpointed; --resume completes it."""
-    from fednlp_bench.backends.fedml_adapter import FAULT_ENV
-    from fednlp_bench.backends.fedml_backend import FedMLRunError
+    from fednlp_bench.backends.fedml.messages import FAULT_ENV
+    from fednlp_bench.backends.fedml.launcher import FedMLRunError
 
     cfg = toy_config(algorithm="fedadam", algorithm_params={"server_lr": 0.05})
     monkeypatch.setenv(FAULT_ENV, "2:2")
@@ -143,15 +196,15 @@ def test_dead_client_process_stops_the_run_and_resume_finishes_it(tmp_path: Path
 
 # ------------------------------------------------------------------ bad input (no FedML needed)
 def test_missing_fedml_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fedml_backend, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
-    monkeypatch.delenv(fedml_backend.FEDML_PYTHON_ENV, raising=False)
+    monkeypatch.setattr(fedml_env, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
+    monkeypatch.delenv(fedml_env.FEDML_PYTHON_ENV, raising=False)
     with pytest.raises(FedMLUnavailable, match="scripts/setup_fedml_env.sh"):
         run_fedml_experiment(toy_config(), tmp_path / "runs")
 
 
 def test_named_fedml_python_that_does_not_exist_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """$FEDNLP_FEDML_PYTHON set wrong must not fall back to <repo>/.fedml-venv (CI would test another env)."""
-    monkeypatch.setenv(fedml_backend.FEDML_PYTHON_ENV, str(tmp_path / "nope" / "python"))
+    monkeypatch.setenv(fedml_env.FEDML_PYTHON_ENV, str(tmp_path / "nope" / "python"))
     with pytest.raises(FedMLUnavailable, match=r"\$FEDNLP_FEDML_PYTHON=.*nope/python does not exist"):
         check_fedml_environment()
 
@@ -159,7 +212,7 @@ def test_named_fedml_python_that_does_not_exist_is_an_error(tmp_path: Path, monk
 def test_missing_mpirun_names_apt_and_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "python"
     fake.write_text("")
-    monkeypatch.setattr(fedml_backend.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fedml_env.shutil, "which", lambda name: None)
     with pytest.raises(FedMLUnavailable, match=r"apt-get install -y openmpi-bin libopenmpi-dev[\s\S]*pip install mpi4py"):
         check_fedml_environment(python=fake)
 
@@ -193,11 +246,11 @@ def test_client_seed_is_exact_integer_arithmetic() -> None:
 @needs_fedml
 def test_fedml_venv_numpy1_gives_the_same_seeds() -> None:
     """Under FedML's NumPy 1.x the engine's seeds equal the core (NumPy 2) ones, so clients shuffle alike."""
-    py = fedml_backend.find_fedml_python()
-    code = ("import json, numpy; from fednlp_bench.engine.sampling import client_seed, central_seed; "
+    py = fedml_env.find_fedml_python()
+    code = ("import json, numpy; from fednlp_bench.sampling.seeds import client_seed, central_seed; "
             f"print(json.dumps([numpy.__version__, [client_seed(*x) for x in {SEED_CASES!r}], "
             "[central_seed(s, r) for s, r in [(0, 1), (7, 1), (7, 50)]]]))")
-    env = {**os.environ, "PYTHONPATH": str(fedml_backend.REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(fedml_env.REPO_ROOT)}
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True)
     version, clients, central = json.loads(out.stdout)
     assert version.startswith("1."), f"the FedML venv should carry FedML's numpy<2 pin, has {version}"
@@ -208,7 +261,7 @@ def test_fedml_venv_numpy1_gives_the_same_seeds() -> None:
 # ------------------------------------------------------------------ the engine hook and the CLI (no FedML needed)
 def test_backend_factory_runs_the_rounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A given backend factory replaces InProcessBackend; backend "fedml" with a factory is not relaunched."""
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
     calls: list[int] = []
 
     class Counting(InProcessBackend):
@@ -229,20 +282,20 @@ def test_backend_factory_runs_the_rounds(tmp_path: Path, monkeypatch: pytest.Mon
     ("backend", "kw", "match"),
     [
         ("inprocess", {"backend_options": {"processes": 2}}, r"backend options \['processes'\] apply only to backend 'fedml'"),
-        ("fedml", {"backend_options": {"proceses": 2}}, "unknown fedml backend option 'proceses'. Did you mean 'processes'"),
+        ("fedml", {"backend_options": {"proceses": 2}}, "backend 'fedml' has no parameter 'proceses'. Did you mean 'processes'"),
         ("fedml", {"task": ToyTask(**TASK_KWARGS)}, "takes no task object"),
     ],
 )
-def test_engine_rejects_misplaced_backend_arguments(tmp_path: Path, backend: str, kw: dict, match: str) -> None:
+def test_launcher_rejects_misplaced_backend_arguments(tmp_path: Path, backend: str, kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        runner.run_experiment(toy_config(backend=backend), tmp_path, **kw)
+        launch.run_config(toy_config(backend=backend), tmp_path, **kw)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def test_cli_backend_fedml_without_the_env_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(fedml_backend, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
-    monkeypatch.delenv(fedml_backend.FEDML_PYTHON_ENV, raising=False)
+    monkeypatch.setattr(fedml_env, "DEFAULT_FEDML_VENV", tmp_path / "nowhere")
+    monkeypatch.delenv(fedml_env.FEDML_PYTHON_ENV, raising=False)
     argv = ["run", "--task", "toy", "--model", "toy", "--scheme", "iid", "--clients", "4", "--clients-per-round", "2",
             "--rounds", "1", "--runs-dir", str(tmp_path / "runs"), "--backend", "fedml", "--processes", "2"]
     assert cli.main(argv) == 2

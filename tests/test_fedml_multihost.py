@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fednlp_bench.backends import fedml_backend
-from fednlp_bench.backends.fedml_backend import FedMLUnavailable, check_fedml_environment
+from fednlp_bench.backends.fedml import launcher as fedml_backend
+from fednlp_bench.backends.fedml.launcher import FedMLUnavailable, check_fedml_environment
 from fednlp_bench.backends.netns import NetemUnavailable, NetnsLab, netns_unavailable
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
+from fednlp_bench.engine.run import checkpoint as ckpt
 from fednlp_bench.results.record import RunRecord
 
 #: One worker runs these one after another under pytest-xdist: each starts several processes (MPI or gRPC on
@@ -127,7 +127,7 @@ def run_three_hosts(lab: NetnsLab, tmp: Path, cfg: RunConfig, client_env: dict[i
 
 def inprocess_weights(cfg: RunConfig, tmp: Path) -> tuple[RunRecord, dict[str, torch.Tensor]]:
     """The in-process backend on the same config, here in the core environment (bit-identical to the FedML venv's)."""
-    from fednlp_bench.engine import runner
+    from fednlp_bench.engine.run import runner
 
     torch.set_num_threads(1)
     record = runner.run_experiment(cfg.replace(backend="inprocess"), tmp / "inproc", run_id="inproc", progress=False)
@@ -167,7 +167,7 @@ def test_three_namespaces_fedadam_matches_inprocess_bit_for_bit(lab: NetnsLab, t
 def test_killed_client_stops_the_run_resumably_and_resume_matches(lab: NetnsLab, tmp_path: Path) -> None:
     """Client rank 2's process is SIGKILLed in round 2: the server names it and stops (round 1 checkpointed), rank 1
     stops by itself, nobody hangs; the same three commands with --resume finish bit-identical to in-process."""
-    from fednlp_bench.backends.fedml_adapter import FAULT_ENV
+    from fednlp_bench.backends.fedml.messages import FAULT_ENV
 
     cfg = tiny_config(rounds=3)
     t0 = time.monotonic()
@@ -231,14 +231,14 @@ def test_delayed_client_link_finishes_with_longer_rounds(lab: NetnsLab, tmp_path
     ],
 )
 def test_bad_host_lists_are_refused(hosts: str, match: str) -> None:
-    from fednlp_bench.backends.fedml_hosts import parse_hosts
+    from fednlp_bench.backends.fedml.hosts import parse_hosts
 
     with pytest.raises(ValueError, match=match):
         parse_hosts(hosts)
 
 
 def test_fedml_ipconfig_csv_round_trips(tmp_path: Path) -> None:
-    from fednlp_bench.backends.fedml_hosts import parse_hosts
+    from fednlp_bench.backends.fedml.hosts import parse_hosts
 
     hosts = parse_hosts("198.18.0.1,198.18.0.2:19001,silo-b.example")
     path = hosts.write_ipconfig(tmp_path / "grpc_ipconfig.csv")
@@ -266,7 +266,7 @@ def test_fedml_ipconfig_csv_round_trips(tmp_path: Path) -> None:
     ],
 )
 def test_local_ranks(kw: dict, expected: list[int]) -> None:
-    from fednlp_bench.backends.fedml_hosts import local_ranks
+    from fednlp_bench.backends.fedml.hosts import local_ranks
 
     assert local_ranks(3, **kw) == expected
 
@@ -283,7 +283,7 @@ def test_local_ranks(kw: dict, expected: list[int]) -> None:
     ],
 )
 def test_bad_rank_selection_is_refused(kw: dict, match: str) -> None:
-    from fednlp_bench.backends.fedml_hosts import local_ranks
+    from fednlp_bench.backends.fedml.hosts import local_ranks
 
     with pytest.raises(ValueError, match=match):
         local_ranks(3, **kw)

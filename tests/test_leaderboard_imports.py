@@ -38,6 +38,6 @@ def test_leaderboard_imports_nothing_from_the_engine_or_the_suite() -> None:
 
 def test_the_check_sees_function_level_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from fednlp_bench.engine.runner import run_experiment\n    import torch\n")
-    assert imported_modules(module) == ["fednlp_bench.engine.runner", "fednlp_bench.engine.runner.run_experiment",
+    module.write_text("def f():\n    from fednlp_bench.engine.run.runner import run_experiment\n    import torch\n")
+    assert imported_modules(module) == ["fednlp_bench.engine.run.runner", "fednlp_bench.engine.run.runner.run_experiment",
                                         "torch"]

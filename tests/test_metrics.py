@@ -74,3 +74,46 @@ def test_rouge_hand_values() -> None:
     assert m["rougeL"] == pytest.approx(5 / 6)
     # mean over examples: second pair shares nothing
     assert rouge([pred, "dogs"], [ref, "cats"])["rouge1"] == pytest.approx(5 / 12)
+
+
+# ------------------------------------------------------------------ declarations: inputs and direction
+from fednlp_bench.tasks.metric_base import HIGHER, LOWER  # noqa: E402
+from fednlp_bench.tasks.metrics import METRICS, direction  # noqa: E402
+
+
+def test_every_metric_declares_its_inputs_and_which_way_is_better() -> None:
+    for metric in METRICS:
+        assert metric.inputs and metric.outputs, metric.name
+        assert set(metric.outputs.values()) <= {HIGHER, LOWER}
+    assert direction("accuracy") == HIGHER and direction("rougeL") == HIGHER and direction("loss") == LOWER
+    assert span_f1.better("f1", 0.5, 0.4) and not span_f1.better("f1", 0.4, 0.4)
+    with pytest.raises(ValueError, match=r"no metric declares a score 'acuracy' \(declared: \['accuracy'"):
+        direction("acuracy")
+
+
+def test_registered_tasks_headline_metrics_are_declared_higher_is_better() -> None:
+    """The leaderboard picks the max of a primary metric: every task's must be declared HIGHER by its metric."""
+    from fednlp_bench.tasks.registry import TASKS
+
+    names = TASKS.names()
+    assert {"classification", "tagging", "qa", "generation"} <= set(names)
+    for name in names:
+        assert direction(TASKS.lookup(name).primary_metric) == HIGHER, name
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: classification_metrics([0, 1], [0]), r"classification_metrics: 2 y_true but 1 y_pred"),
+        (lambda: classification_metrics([0, "1"], [0, 1]), r"y_true\[1\] is str '1', expected int"),
+        (lambda: classification_metrics([0, True], [0, 1]), r"y_true\[1\] is bool"),
+        (lambda: squad_metrics(["a"], ["a"]), r"golds\[0\] is str 'a', expected a list"),
+        (lambda: squad_metrics(["a"], [[1]]), r"golds\[0\] holds int 1, expected str entries"),
+        (lambda: rouge("abc", ["abc"]), r"predictions must be a sequence with one item per example, got str"),
+        (lambda: rouge(["a"], [None]), r"references\[0\] is NoneType None, expected str or a list"),
+        (lambda: span_f1([["O"], ["O", "O"]], [["O"], ["O"]]), r"example 1 has 2 and 1"),
+    ],
+)
+def test_inputs_are_checked_once_by_the_declaration(call, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()

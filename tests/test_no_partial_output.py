@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from fednlp_bench import cli
 from fednlp_bench.commands import partition as partition_cmd
-from fednlp_bench.engine import prepare
+from fednlp_bench.engine.run import sources
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
 TOY = ["--task", "toy", "--model", "toy", "--scheme", "iid", "--clients", "4", "--clients-per-round", "2",
@@ -27,8 +27,8 @@ def files(folder: Path) -> list[str]:
 
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
-    monkeypatch.setattr(prepare, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_task", lambda config: ToyTask(n_train=60, seed=config.partition["seed"]))
 
 
 def raw_data(tmp_path: Path) -> Path:

@@ -115,7 +115,7 @@ def test_natural_id_by_column(tmp_path, capsys):
 
 
 BAD = [
-    ({"--alpha": "-1"}, "alpha=-1.0 is invalid: alpha must be > 0"),
+    ({"--alpha": "-1"}, "alpha=-1.0 is invalid: must be > 0"),
     ({"--alpha": "0"}, "alpha=0.0 is invalid"),
     ({"--clients": "0"}, "num_clients=0 is invalid: must be >= 1"),
     ({"--clients": "20000"}, "num_clients=20000 exceeds the 11314 rows"),
@@ -186,3 +186,24 @@ def test_task_partition_table_shows_label_names(tmp_path, capsys):
     assert "into 4 clients" in table
     rows = [line.split() for line in table.splitlines() if line.strip()[:1].isdigit() and len(line.split()) == 6]
     assert rows and all(row[3] in labels for row in rows), table
+
+
+def test_natural_id_merge_below_from_the_command_line(tmp_path, capsys):
+    """`partition --scheme natural_id --merge-below 5`: the scheme's declared parameter is a flag of its own."""
+    sizes = {"ann": 10, "bob": 8, "cy": 3, "dee": 2, "eve": 1}
+    data = tmp_path / "users.jsonl"
+    with open(data, "w") as fh:
+        i = 0
+        for user, n in sizes.items():
+            for _ in range(n):
+                fh.write(json.dumps({"id": f"r{i}", "text": f"row {i}", "label": i % 2, "user": user}) + "\n")
+                i += 1
+    out = tmp_path / "users.json"
+    argv = ["partition", "--data", str(data), "--scheme", "natural_id", "--group-column", "user", "--out", str(out)]
+    assert _dispatch([*argv, "--merge-below", "5"]) == 0
+    part = Partition.load(out)
+    assert part.spec.params["merge_below"] == 5
+    assert sorted(len(part.indices(c)) for c in range(part.num_clients)) == [6, 8, 10]  # cy+dee+eve pooled
+    capsys.readouterr()
+    assert _dispatch([*argv, "--merge-below", "-1", "--out", str(tmp_path / "bad.json")]) == 2
+    assert "merge_below=-1" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()

@@ -245,7 +245,7 @@ def test_unknown_scheme_suggests_closest():
 
 
 def test_unknown_parameter_suggests_closest(news):
-    with pytest.raises(PartitionError, match=r"does not take parameter\(s\) \['alpah'\].*Did you mean 'alpha'"):
+    with pytest.raises(PartitionError, match=r"scheme 'dirichlet_label' has no parameter 'alpah'\. Did you mean 'alpha'"):
         partition_dataset(news, "dirichlet_label", 10, label_column="label", alpah=0.5)
     with pytest.raises(PartitionError, match=r"exponent is only used with distribution='power_law'"):
         partition_dataset(news, "quantity_skew", 10, label_column="label", exponent=2.0)

@@ -15,8 +15,8 @@ from fednlp_bench.algorithms.client import FitContext
 from fednlp_bench.compute.precision import Precision
 from fednlp_bench.compute.setup import attach_frozen_cache, build_compute
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine.local_trainer import LocalTrainer
-from fednlp_bench.engine.runner import run_experiment
+from fednlp_bench.engine.client.trainer import LocalTrainer
+from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.privacy.dpsgd import ExampleDP
 from fednlp_bench.privacy.example_accountant import ExampleLevelAccountant, frontier, local_schedule
 from fednlp_bench.privacy.per_example import PerExampleGradients, clipped_sum
@@ -36,7 +36,7 @@ def env(offline_task_env: Path) -> Path:
 
 
 def prepared(tmp_path: Path, **changes: Any) -> tuple[Any, Any, Any]:
-    from fednlp_bench.engine.prepare import build_task
+    from fednlp_bench.engine.run.sources import build_task
 
     config = RunConfig.from_dict({**SLICE, **changes})
     task = build_task(config)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine import prepare
-from fednlp_bench.engine.runner import run_experiment
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.run import sources
+from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.privacy import ClientLevelAccountant
 from fednlp_bench.privacy.accountant import client_noise_for_target
 from fednlp_bench.privacy.records import NONPRIVATE_FILENAME
@@ -33,7 +33,7 @@ NONPRIVATE_ROUND_KEYS = ("clipped_fraction", "clients_aggregated", "nonprivate")
 
 @pytest.fixture(autouse=True)
 def toy_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
 
 
 def toy_config(**changes: object) -> RunConfig:
@@ -173,7 +173,7 @@ def test_heavy_noise_hurts_and_plain_run_is_unchanged_by_the_feature_code(tmp_pa
 
 # ------------------------------------------------------------------ example level
 def test_dp_sgd_run_reports_the_worst_clients_epsilon(tmp_path: Path) -> None:
-    from fednlp_bench.engine.populations import select_clients
+    from fednlp_bench.sampling.policies import select_clients
 
     cfg = toy_config(privacy=DPSGD, sampling="uniform", rounds=3)
     rec = run(cfg, tmp_path)

@@ -11,13 +11,13 @@ import pytest
 
 from fednlp_bench import progress
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import prepare
-from fednlp_bench.engine.runner import run_experiment
+from fednlp_bench.engine.run import sources
+from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
 
 def test_run_log_has_phase_and_round_lines_without_ansi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
     config = RunConfig.from_dict(dict(
         task="toy", model="toy", rounds=3, clients_per_round=2, lr=0.1, optimizer="sgd", batch_size=8,
         partition={"scheme": "iid", "num_clients": 4, "seed": 0, "min_size": 1, "params": {}}))

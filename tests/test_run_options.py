@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import checkpoint as ckpt
-from fednlp_bench.engine import prepare
-from fednlp_bench.engine.runner import run_experiment
+from fednlp_bench.engine.run import checkpoint as ckpt
+from fednlp_bench.engine.run import sources
+from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.results.record import RunRecord
 from fednlp_bench.testing.toy import ToyTask, toy_partition
 
 
 @pytest.fixture(autouse=True)
 def toy_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
 
 
 def config(**changes: object) -> RunConfig:

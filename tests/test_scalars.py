@@ -46,9 +46,9 @@ def test_yaml_config_with_exponent_numbers_validates(tmp_path: Path) -> None:
 
 def test_command_line_numbers_in_every_kind_of_flag() -> None:
     args = cli.parse_args(["run", "--task", "toy", "--algorithm", "fedadam", "--server-lr", "1e-3", "--lr", "5E-5",
-                           "--algo-param", "tau=1.0e-3", "--scheme", "dirichlet_label", "--alpha", "5e-1",
+                           "--algo-param", "tau=1.0e-3", "--scheme", "dirichlet_label", "--partition-alpha", "5e-1",
                            "--partition-param", "balance=false", "--max-train-examples", "2e3",
-                           "--validation-fraction", "1e-1"])
+                           "--task-validation-fraction", "1e-1"])
     config = RunConfig.from_dict(config_dict_from_args(args)[0])
     assert config.algorithm_params == {"server_lr": 1e-3, "tau": 1e-3} and config.lr == 5e-5
     assert config.partition["params"] == {"alpha": 0.5, "balance": False} and config.max_train_examples == 2000

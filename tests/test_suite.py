@@ -88,8 +88,8 @@ def load_suite_dict() -> dict[str, Any]:
 
 def test_default_runner_resumes_a_killed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine import runner as engine
-    from fednlp_bench.engine.run_id import default_run_id
+    from fednlp_bench.engine.run import runner as engine
+    from fednlp_bench.engine.run.run_id import default_run_id
 
     calls: list[tuple[str, bool]] = []
     monkeypatch.setattr(engine, "run_experiment", lambda cfg, runs_dir, resume=False: calls.append(("exp", resume)))
@@ -106,9 +106,9 @@ def test_default_runner_resumes_a_killed_run(tmp_path: Path, monkeypatch: pytest
 
 def test_drop_weights_leaves_only_the_record(tmp_path: Path) -> None:
     """Suites publish run folders: every weight file a run leaves (incl. test_best_round's) must go."""
-    from fednlp_bench.engine.checkpoint import checkpoint_dir, drop_weights
-    from fednlp_bench.engine.client_state import DIRNAME
-    from fednlp_bench.engine.test_eval import BEST_WEIGHTS_FILE
+    from fednlp_bench.engine.run.checkpoint import checkpoint_dir, drop_weights
+    from fednlp_bench.engine.client.state import DIRNAME
+    from fednlp_bench.engine.eval.test_split import BEST_WEIGHTS_FILE
 
     run = tmp_path / "run"
     checkpoint_dir(run).mkdir(parents=True)

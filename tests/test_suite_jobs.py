@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.locks import exclusive
 from fednlp_bench.suite.execution import Execution, parse_gpus, using
 from fednlp_bench.suite.memory import GiB, check_jobs_fit, estimate_run

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.suite.execution import Execution, using
 from fednlp_bench.suite.spec import parse_suite
 from fednlp_bench.suite.stages import run_two_stage

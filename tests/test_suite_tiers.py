@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
 from fednlp_bench.suite import spec as suite_mod
 from fednlp_bench.suite import plan_checks
@@ -194,7 +194,7 @@ def test_unknown_keys_get_did_you_mean() -> None:
         build_tier_plan(parse_suite(tier(tuning={"partitions": [2]})))
     no_central = tier(algorithms=[{"algorithm": "fedavg", "grid": {"lr": LRS}}],
                       final={"seeds": [0, 1], "centralized_converged": {"rounds": 4}})
-    with pytest.raises(ValueError, match="centralized_converged is set but no 'centralized'"):
+    with pytest.raises(ValueError, match="centralized_converged is set but the centralized baseline is not listed"):
         build_tier_plan(parse_suite(no_central))
 
 

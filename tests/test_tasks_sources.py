@@ -13,7 +13,8 @@ from fednlp_bench.tasks import get_task, task_names
 from fednlp_bench.tasks.common import subset_indices
 from fednlp_bench.tasks.generation import clean_subject
 from fednlp_bench.tasks.qa import question_type
-from fednlp_bench.tasks.sources import author_id, read_conll, read_squad_json, split_message
+from fednlp_bench.tasks.messages import author_id, split_message
+from fednlp_bench.tasks.formats import read_conll, read_squad_json
 
 DATA = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -104,7 +105,7 @@ def test_headers_stripped_empty_bodies_kept_and_empty_texts_refused(tmp_path: Pa
     assert task.label_names == ["g1", "g2"]
     assert train["partition_key"] == [0, 1, 1, 0]
     write_jsonl(d / "test.jsonl", [rows[0], {"id": "5", "text": "  ", "label": "g1"}])
-    with pytest.raises(ValueError, match=r"test\.jsonl:2: empty 'text'.*--skip-invalid-rows"):
+    with pytest.raises(ValueError, match=r"test\.jsonl:2: empty 'text'.*--task-skip-invalid-rows"):
         get_task("classification", model="tiny", data=str(d)).load()
     task = get_task("classification", model="tiny", data=str(d), skip_invalid_rows=True)
     assert len(task.load()["test"]) == 1 and task.skipped == {"train": 0, "validation": 0, "test": 1}

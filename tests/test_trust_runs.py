@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine import prepare
-from fednlp_bench.engine.runner import run_experiment
-from fednlp_bench.engine.local_trainer import LocalTrainer
+from fednlp_bench.engine.run import sources
+from fednlp_bench.engine.run.runner import run_experiment
+from fednlp_bench.engine.client.trainer import LocalTrainer
 from fednlp_bench.testing.toy import ToyPartition, ToyTask, toy_partition
 from fednlp_bench.results.record import RunRecord
 
@@ -20,7 +20,7 @@ DP = {"mechanism": "dp_adaptive_clip", "noise_multiplier": 0.8, "clip_norm": 0.5
 
 @pytest.fixture(autouse=True)
 def toy_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare, "build_partition", toy_partition)
+    monkeypatch.setattr(sources, "build_partition", toy_partition)
 
 
 def toy_config(**changes: object) -> RunConfig:
@@ -79,7 +79,7 @@ def test_client_eval_reports_per_client_metrics_on_held_out_rows(tmp_path: Path,
 
 def test_client_eval_too_small_clients_fail_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A partition (e.g. a saved file) whose clients hold one row each, despite the config's min_size.
-    monkeypatch.setattr(prepare, "build_partition", lambda train, spec: ToyPartition(len(train), {**spec, "min_size": 1}))
+    monkeypatch.setattr(sources, "build_partition", lambda train, spec: ToyPartition(len(train), {**spec, "min_size": 1}))
     cfg = toy_config(client_eval=True, partition={"scheme": "iid", "num_clients": 6, "seed": 0, "min_size": 2, "params": {}})
     with pytest.raises(ValueError, match="at least 2 rows"):
         run_experiment(cfg, tmp_path, task=ToyTask(n_train=6), progress=False)

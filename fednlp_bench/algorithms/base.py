@@ -17,7 +17,6 @@ job; a strategy never sees a model object, only named tensors.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
@@ -25,7 +24,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 
 from fednlp_bench.algorithms.client import ClientProcedure
-from fednlp_bench.hints import closest_hint
+from fednlp_bench.registry import Param, declare, resolve_params
 
 #: Named float tensors: the global model or a client delta.
 Weights = dict[str, torch.Tensor]
@@ -55,9 +54,11 @@ class ClientResult:
 class Strategy(ABC):
     """Base class of every FL algorithm (and of the centralized baseline).
 
-    Subclasses set :attr:`name` and :attr:`defaults` (hyperparameter -> default)
-    and implement :meth:`aggregate`. Parameters arrive as keyword arguments from
-    ``config.algorithm_params``; unknown names are rejected with a suggestion.
+    Subclasses set :attr:`name` and :attr:`param_specs` (their hyperparameters
+    as :class:`~fednlp_bench.registry.Param`) and implement :meth:`aggregate`.
+    Parameters arrive as keyword arguments from ``config.algorithm_params``;
+    every one is checked against its declaration, and unknown names are
+    rejected with a suggestion.
     """
 
     #: Registry name (``--algorithm``).
@@ -66,7 +67,9 @@ class Strategy(ABC):
     label: ClassVar[str | None] = None
     #: Group that competes for one "best of family" mark in tables (e.g. ``"fedopt"``).
     family: ClassVar[str | None] = None
-    #: Hyperparameters with their defaults; ``self.params`` holds the merged values.
+    #: The hyperparameters, declared once (checks, ``--NAME`` flags, ``fednlp-bench algorithms``, docs).
+    param_specs: ClassVar[Mapping[str, Param]] = {}
+    #: Hyperparameter -> default, derived from :attr:`param_specs`; ``self.params`` holds the merged values.
     defaults: ClassVar[dict[str, Any]] = {}
     #: True only for the centralized baseline: the runner trains one virtual
     #: client on the union of all client data with the same per-round budget.
@@ -81,24 +84,22 @@ class Strategy(ABC):
     #: algorithm's optimum must be reachable, e.g. FedProx's mu, FedOpt's server lr).
     search_params: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "param_specs" not in vars(cls) and "defaults" in vars(cls):
+            # A plug-in written with a plain ``defaults`` dict: numbers must be finite numbers, the rest is its own.
+            cls.param_specs = declare(*(Param(k, _declared_type(v), v) for k, v in cls.defaults.items()))
+        cls.defaults = {name: p.default for name, p in cls.param_specs.items()}
+
     def __init__(self, **params: Any) -> None:
-        for key in params:
-            if key not in self.defaults:
-                valid = sorted(self.defaults)
-                raise ValueError(
-                    f"algorithm {self.name!r} has no parameter {key!r}.{closest_hint(key, valid)} "
-                    f"Its parameters: {valid if valid else 'none'}"
-                )
-        self.params: dict[str, Any] = {**self.defaults, **params}
-        for key, value in self.params.items():
-            if isinstance(self.defaults[key], (int, float)) and not isinstance(self.defaults[key], bool):
-                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                    raise ValueError(f"{self.name} parameter {key}={value!r} must be a finite number")
+        # Values stay as given (an int 1 stays 1): the config stores them so, and the strategy computes with them.
+        self.params: dict[str, Any] = resolve_params(self.param_specs, params, owner=f"algorithm {self.name!r}",
+                                                     prefix=f"{self.name} ", normalize=False)
         self.validate_params()
 
     # --------------------------------------------------------------- hooks
     def validate_params(self) -> None:
-        """Raise ``ValueError`` for out-of-range hyperparameters (e.g. ``mu < 0``)."""
+        """Cross-parameter checks the single declarations cannot express (none by default)."""
 
     def setup(self, num_clients: int, global_weights: Weights, trainable: Sequence[str]) -> None:
         """Called once before the first round (and before ``load_state_dict`` on resume).
@@ -155,6 +156,12 @@ class Strategy(ABC):
 
 
 # ---------------------------------------------------------------- helpers
+def _declared_type(default: Any) -> type:
+    if isinstance(default, bool):
+        return bool
+    return float if isinstance(default, (int, float)) else object
+
+
 def weighted_mean_delta(results: Sequence[ClientResult], weights: Sequence[float] | None = None) -> Weights:
     """Sum_i w_i * delta_i / Sum_i w_i (w_i = num_examples unless given): FedAvg's average."""
     if not results:

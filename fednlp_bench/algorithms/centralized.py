@@ -16,7 +16,6 @@ from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights, add_sc
 class Centralized(Strategy):
     name = "centralized"
     label = "Centralized"
-    defaults: dict = {}
     centralized = True
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:

@@ -12,7 +12,6 @@ class FedAvg(Strategy):
 
     name = "fedavg"
     label = "FedAvg"
-    defaults: dict = {}
     dp_compatible = True
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:

@@ -16,6 +16,8 @@ import torch
 
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights
 from fednlp_bench.algorithms.client import ClientProcedure, FitContext, zeros_like_params
+from fednlp_bench.checks import positive
+from fednlp_bench.registry import Param, declare
 
 
 class FedDynClient(ClientProcedure):
@@ -43,17 +45,13 @@ class FedDynClient(ClientProcedure):
 class FedDyn(Strategy):
     name = "feddyn"
     label = "FedDyn"
-    defaults = {"alpha": 0.01}
+    param_specs = declare(Param("alpha", float, 0.01, positive, "weight of the dynamic regulariser"))
     client = FedDynClient
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.h: Weights | None = None
         self.num_clients = 0
-
-    def validate_params(self) -> None:
-        if self.params["alpha"] <= 0:
-            raise ValueError(f"feddyn alpha={self.params['alpha']} must be > 0")
 
     def setup(self, num_clients: int, global_weights: Weights, trainable: Sequence[str]) -> None:
         self.num_clients = num_clients

@@ -17,7 +17,6 @@ class FedMedian(Strategy):
     name = "fedmedian"
     label = "FedMedian"
     family = "robust"
-    defaults: dict = {}
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
         k = len(results)

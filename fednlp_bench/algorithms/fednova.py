@@ -17,6 +17,8 @@ from typing import Any, Sequence
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights
 from fednlp_bench.algorithms.client import FitContext
 from fednlp_bench.algorithms.fedprox import ProximalTerm
+from fednlp_bench.checks import at_least
+from fednlp_bench.registry import Param, declare
 
 
 class FedNovaClient(ProximalTerm):
@@ -37,12 +39,8 @@ class FedNovaClient(ProximalTerm):
 class FedNova(Strategy):
     name = "fednova"
     label = "FedNova"
-    defaults = {"mu": 0.0}
+    param_specs = declare(Param("mu", float, 0.0, at_least(0), "proximal weight of the local objective (0: none)"))
     client = FedNovaClient
-
-    def validate_params(self) -> None:
-        if self.params["mu"] < 0:
-            raise ValueError(f"fednova mu={self.params['mu']} must be >= 0")
 
     def client_config(self, rnd: int) -> dict[str, Any]:
         return {"mu": float(self.params["mu"])}

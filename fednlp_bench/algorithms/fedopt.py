@@ -38,14 +38,14 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights, weighted_mean_delta
+from fednlp_bench.checks import in_range, positive
+from fednlp_bench.registry import Param, declare
 
-
-def _check_range(algo: str, params: Mapping[str, Any], name: str, low: float, high: float | None, closed_high: bool = False) -> None:
-    value = params[name]
-    ok = value >= low if high is None else (low <= value <= high if closed_high else low <= value < high)
-    if not ok:
-        bound = f">= {low}" if high is None else f"in [{low}, {high}{']' if closed_high else ')'}"
-        raise ValueError(f"{algo} {name}={value} must be {bound}")
+SERVER_LR = "server step size on the averaged delta"
+BETA1 = Param("beta1", float, 0.9, in_range(0.0, 1.0), "first-moment decay")
+TAU = Param("tau", float, 1e-3, lambda v: None if v > 0 else "must be > 0 (it bounds the adaptive step)",
+            "adaptivity: bounds the step where the second moment is small")
+BIAS = Param("bias_correction", bool, False, help="Adam's bias-corrected moments (off: the paper's form)")
 
 
 def _moments_state(prefix: str, moments: Weights | None) -> dict[str, Any]:
@@ -61,7 +61,8 @@ class FedOpt(Strategy):
     """Shared body of FedAdam / FedYogi / FedAdagrad; subclasses define the second moment."""
 
     family = "fedopt"
-    defaults = {"server_lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3, "bias_correction": False}
+    param_specs = declare(Param("server_lr", float, 1e-3, positive, SERVER_LR), BETA1,
+                          Param("beta2", float, 0.99, in_range(0.0, 1.0), "second-moment decay"), TAU, BIAS)
     dp_compatible = True
     search_params = ("server_lr",)
 
@@ -70,18 +71,6 @@ class FedOpt(Strategy):
         self.m: Weights | None = None
         self.v: Weights | None = None
         self.steps = 0
-
-    def validate_params(self) -> None:
-        _check_range(self.name, self.params, "server_lr", 0.0, None)
-        if self.params["server_lr"] == 0:
-            raise ValueError(f"{self.name} server_lr must be > 0")
-        _check_range(self.name, self.params, "beta1", 0.0, 1.0)
-        if "beta2" in self.params:
-            _check_range(self.name, self.params, "beta2", 0.0, 1.0)
-        if self.params["tau"] <= 0:
-            raise ValueError(f"{self.name} tau={self.params['tau']} must be > 0 (it bounds the adaptive step)")
-        if not isinstance(self.params["bias_correction"], bool):
-            raise ValueError(f"{self.name} bias_correction={self.params['bias_correction']!r} must be true or false")
 
     @abstractmethod
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
@@ -138,7 +127,7 @@ class FedYogi(FedOpt):
 class FedAdagrad(FedOpt):
     name = "fedadagrad"
     label = "FedAdagrad"
-    defaults = {"server_lr": 1e-2, "beta1": 0.9, "tau": 1e-3, "bias_correction": False}
+    param_specs = declare(Param("server_lr", float, 1e-2, positive, SERVER_LR), BETA1, TAU, BIAS)
 
     def second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
         return v + delta_sq
@@ -150,18 +139,14 @@ class FedAvgM(Strategy):
     name = "fedavgm"
     label = "FedAvgM"
     family = "fedopt"
-    defaults = {"server_lr": 1.0, "momentum": 0.9}
+    param_specs = declare(Param("server_lr", float, 1.0, positive, SERVER_LR),
+                          Param("momentum", float, 0.9, in_range(0.0, 1.0), "server momentum"))
     dp_compatible = True
     search_params = ("server_lr",)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.velocity: Weights | None = None
-
-    def validate_params(self) -> None:
-        if self.params["server_lr"] <= 0:
-            raise ValueError(f"fedavgm server_lr={self.params['server_lr']} must be > 0")
-        _check_range(self.name, self.params, "momentum", 0.0, 1.0)
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
         delta = weighted_mean_delta(results)

@@ -12,6 +12,8 @@ from typing import Any
 
 from fednlp_bench.algorithms.client import ClientProcedure, FitContext
 from fednlp_bench.algorithms.fedavg import FedAvg
+from fednlp_bench.checks import at_least
+from fednlp_bench.registry import Param, declare
 
 
 class ProximalTerm(ClientProcedure):
@@ -33,13 +35,10 @@ class ProximalTerm(ClientProcedure):
 class FedProx(FedAvg):
     name = "fedprox"
     label = "FedProx"
-    defaults = {"mu": 0.01}
+    param_specs = declare(Param("mu", float, 0.01, at_least(0, "0 turns FedProx into FedAvg"),
+                                "proximal weight: mu/2 * ||w - w_global||^2 added to the client loss"))
     client = ProximalTerm
     search_params = ("mu",)
-
-    def validate_params(self) -> None:
-        if self.params["mu"] < 0:
-            raise ValueError(f"fedprox mu={self.params['mu']} must be >= 0 (0 turns FedProx into FedAvg)")
 
     def client_config(self, rnd: int) -> dict[str, Any]:
         return {"mu": float(self.params["mu"])}

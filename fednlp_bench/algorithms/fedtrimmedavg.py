@@ -12,17 +12,16 @@ from typing import Sequence
 
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights
 from fednlp_bench.algorithms.robust import stacked
+from fednlp_bench.checks import in_range
+from fednlp_bench.registry import Param, declare
 
 
 class FedTrimmedAvg(Strategy):
     name = "fedtrimmedavg"
     label = "FedTrimmedAvg"
     family = "robust"
-    defaults = {"beta": 0.2}
-
-    def validate_params(self) -> None:
-        if not 0 <= self.params["beta"] < 0.5:
-            raise ValueError(f"fedtrimmedavg beta={self.params['beta']} must be in [0, 0.5): the fraction cut per side")
+    param_specs = declare(Param("beta", float, 0.2, in_range(0, 0.5, note="the fraction cut per side"),
+                                "fraction of the client updates cut on each side, per coordinate"))
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
         k = len(results)

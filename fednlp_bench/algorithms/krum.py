@@ -15,6 +15,8 @@ from typing import Sequence
 import torch
 
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights
+from fednlp_bench.checks import at_least
+from fednlp_bench.registry import Param, declare
 
 log = logging.getLogger("fednlp_bench.engine")
 
@@ -23,13 +25,10 @@ class Krum(Strategy):
     name = "krum"
     label = "Krum"
     family = "robust"
-    defaults = {"num_malicious_clients": 0, "num_clients_to_keep": 0}
-
-    def validate_params(self) -> None:
-        for key in self.defaults:
-            value = self.params[key]
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"krum {key}={value!r} must be an integer >= 0")
+    param_specs = declare(
+        Param("num_malicious_clients", int, 0, at_least(0), "f: clients assumed malicious (scores sum K - f - 2 distances)"),
+        Param("num_clients_to_keep", int, 0, at_least(0), "m: average the m best-scored updates (0: the single best)"),
+    )
 
     def scores(self, results: Sequence[ClientResult]) -> list[float]:
         flat = torch.stack([torch.cat([r.delta[n].reshape(-1).double() for n in sorted(r.delta)]) for r in results])

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights
 from fednlp_bench.algorithms.client import ClientProcedure, FitContext
+from fednlp_bench.checks import at_least, positive
+from fednlp_bench.registry import Param, declare
 
 _EPS = 1e-10  # keeps F^(q-1) finite at a zero loss (as Flower)
 
@@ -34,14 +36,11 @@ class QFedAvg(Strategy):
     name = "qfedavg"
     label = "q-FedAvg"
     family = "fair"
-    defaults = {"q_param": 0.2, "qffl_learning_rate": 0.1}
+    param_specs = declare(
+        Param("q_param", float, 0.2, at_least(0), "fairness exponent q (0: FedAvg-like)"),
+        Param("qffl_learning_rate", float, 0.1, positive, "the q-FFL step size (its Lipschitz constant is 1/lr)"),
+    )
     client = LossAtStart
-
-    def validate_params(self) -> None:
-        if self.params["q_param"] < 0:
-            raise ValueError(f"qfedavg q_param={self.params['q_param']} must be >= 0")
-        if self.params["qffl_learning_rate"] <= 0:
-            raise ValueError(f"qfedavg qffl_learning_rate={self.params['qffl_learning_rate']} must be > 0")
 
     def aggregate(self, rnd: int, global_weights: Weights, results: Sequence[ClientResult]) -> Weights:
         q, big_l = float(self.params["q_param"]), 1.0 / float(self.params["qffl_learning_rate"])

@@ -57,5 +57,19 @@ def get_algorithm_class(name: str) -> type[Strategy]:
     return ALGORITHMS.lookup(name)
 
 
+def is_centralized(name: str) -> bool:
+    """Whether ``name`` is the centralized baseline, by its strategy's declaration (``Strategy.centralized``).
+
+    Unknown names (a record of a plug-in not installed here) are not the baseline.
+    """
+    cls = ALGORITHMS.find(name)
+    return bool(cls is not None and cls.centralized)
+
+
+def centralized_baseline() -> str:
+    """The registry name of the centralized baseline (the entry that declares ``centralized = True``)."""
+    return next(name for name in ALGORITHMS.names() if ALGORITHMS[name].centralized)
+
+
 def create_strategy(name: str, params: dict | None = None) -> Strategy:
     return get_algorithm_class(name)(**(params or {}))

@@ -22,6 +22,8 @@ import torch
 
 from fednlp_bench.algorithms.base import ClientResult, Strategy, Weights
 from fednlp_bench.algorithms.client import ClientProcedure, FitContext, zeros_like_params
+from fednlp_bench.checks import positive
+from fednlp_bench.registry import Param, declare
 
 
 class ScaffoldClient(ClientProcedure):
@@ -54,17 +56,13 @@ class ScaffoldClient(ClientProcedure):
 class Scaffold(Strategy):
     name = "scaffold"
     label = "SCAFFOLD"
-    defaults = {"server_lr": 1.0}
+    param_specs = declare(Param("server_lr", float, 1.0, positive, "global step size on the averaged delta"))
     client = ScaffoldClient
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.c: Weights | None = None
         self.num_clients = 0
-
-    def validate_params(self) -> None:
-        if self.params["server_lr"] <= 0:
-            raise ValueError(f"scaffold server_lr={self.params['server_lr']} must be > 0")
 
     def setup(self, num_clients: int, global_weights: Weights, trainable: Sequence[str]) -> None:
         self.num_clients = num_clients

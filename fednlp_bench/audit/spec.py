@@ -117,8 +117,11 @@ def check_audit_features(audit: Mapping[str, Any] | None, canary: Mapping[str, A
                 "set client_eval: true, which holds out 20% of every client"
             )
         if spec.holdout_clients:
-            if algorithm == "centralized":
-                raise ValueError("membership_audit.holdout_clients: centralized trains on every client's rows; set it to 0")
+            from fednlp_bench.algorithms.registry import is_centralized
+
+            if is_centralized(algorithm):
+                raise ValueError(f"membership_audit.holdout_clients: {algorithm!r} (the centralized baseline) trains on "
+                                 f"every client's rows; set it to 0")
             if num_clients is not None and spec.holdout_clients > num_clients - clients_per_round:
                 raise ValueError(
                     f"membership_audit.holdout_clients={spec.holdout_clients} leaves fewer than clients_per_round="

@@ -18,7 +18,7 @@ picks one. Finished runs keep their record and drop their weights unless
 Example:
   fednlp-bench compare --config configs/quickstart.yaml              # four tasks, 16 runs
   fednlp-bench compare --config configs/quickstart.yaml --task qa    # one of them
-  fednlp-bench compare --task classification --scheme dirichlet_label --alpha 0.5 --clients 10 \\
+  fednlp-bench compare --task classification --scheme dirichlet_label --partition-alpha 0.5 --clients 10 \\
       --algorithms centralized,fedavg,fedprox,fedadam --rounds 5 --clients-per-round 5
 """
 
@@ -26,23 +26,37 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from fednlp_bench.commands.registry_help import algorithm_flags, check_flag_params
+from fednlp_bench.commands.flags import add_params, taken_flags
+from fednlp_bench.commands.algorithm_flags import algorithm_flags, check_flag_params
+from fednlp_bench.commands.compare_tables import gap_table, summary_table
 from fednlp_bench.commands.run import (
     add_experiment_arguments, apply_threads, compute_options, config_dict_from_args, parse_key_values, progress_flag,
 )
-from fednlp_bench.leaderboard.convergence import DEFAULT, Criterion, records_status
 from fednlp_bench.progress import format_seconds
+from fednlp_bench.registry import Param, declare
 
-DEFAULT_ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
-#: compare has no tier: it marks each cell with the protocol's default convergence criterion.
-CRITERION = Criterion.from_dict(DEFAULT)
+#: The federated algorithms compared by default; the centralized baseline (the registry entry that declares
+#: ``centralized = True``) comes first.
+DEFAULT_FEDERATED = ("fedavg", "fedprox", "fedadam")
+
+
+COMPARE_OPTIONS = declare(
+    Param("algorithms", str, None, help=f"comma-separated (default: the centralized baseline,{','.join(DEFAULT_FEDERATED)})"),
+    Param("seeds", str, None, help="comma-separated run seeds; the table shows mean ± std (default: --seed)"),
+    Param("out", str, None, help="also write the table as Markdown to this file"),
+)
+
+
+def default_algorithms() -> list[str]:
+    from fednlp_bench.algorithms.registry import centralized_baseline
+
+    return [centralized_baseline(), *DEFAULT_FEDERATED]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,11 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_experiment_arguments(p)
-    p.add_argument("--algorithms", help=f"comma-separated (default: {','.join(DEFAULT_ALGORITHMS)})")
-    p.add_argument("--seeds", help="comma-separated run seeds; the table shows mean ± std (default: --seed)")
-    p.add_argument("--out", help="also write the table as Markdown to this file")
-    p.set_defaults(func=main, algo_param=[], algorithm_flags=algorithm_flags, flag_params={},
-                   parser_flags=[s for a in p._actions for s in a.option_strings])
+    add_params(p, COMPARE_OPTIONS.values())
+    p.set_defaults(func=main, algorithm_flags=algorithm_flags, flag_params={}, parser=p)
 
 
 def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any], dict[str, dict[str, Any]]]:
@@ -65,16 +76,16 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
     from fednlp_bench.algorithms.registry import get_algorithm_class
     from fednlp_bench.config import RunConfig
 
-    generic = {k: v for k, v in parse_key_values(args.algo_param, "--algo-param").items() if "." not in k}
-    targeted = {k: v for k, v in parse_key_values(args.algo_param, "--algo-param").items() if "." in k}
-    args.algo_param = []  # handled here, not by the shared merge
+    generic = {k: v for k, v in parse_key_values(args.algorithm_params, "--algo-param").items() if "." not in k}
+    targeted = {k: v for k, v in parse_key_values(args.algorithm_params, "--algo-param").items() if "." in k}
+    args.algorithm_params = []  # handled here, not by the shared merge
     data, section = config_dict_from_args(args)
     data.pop("algorithm", None)
     base_params = data.pop("algorithm_params", {}) or {}
     if args.algorithms:
         algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     else:
-        algorithms = list(section.get("algorithms") or DEFAULT_ALGORITHMS)
+        algorithms = list(section.get("algorithms") or default_algorithms())
     unknown_section = sorted(set(section) - {"algorithms", "params"})
     if unknown_section:
         raise ValueError(f"{args.config}: unknown key(s) {unknown_section} in 'compare' (use algorithms, params)")
@@ -85,7 +96,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[int], dict[str, Any]
     except ValueError as err:
         raise ValueError(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from err
     classes = {algo: get_algorithm_class(algo) for algo in algorithms}  # unknown names fail first
-    check_flag_params(args.flag_params, classes, args.parser_flags)
+    check_flag_params(args.flag_params, classes, sorted(taken_flags(args.parser)))
     generic = {**args.flag_params, **generic}
     section_params = section.get("params") or {}
     if not isinstance(section_params, dict):
@@ -133,7 +144,7 @@ def plan_tasks(args: argparse.Namespace) -> list[TaskPlan]:
     plans = []
     for name in names:
         task_args = copy.copy(args)
-        task_args.algo_param = list(args.algo_param)  # plan() consumes it
+        task_args.algorithm_params = list(args.algorithm_params)  # plan() consumes it
         if name is not None:
             task_args.task = name
         plans.append(TaskPlan(*plan(task_args)))
@@ -217,11 +228,12 @@ class RunCounter:
 def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter) -> tuple[dict[str, list[Any]], dict[str, str]]:
     """Run (or reuse) every algorithm and seed of one task; return records per algorithm and divergences."""
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine.checkpoint import has_checkpoint
-    from fednlp_bench.engine.run_id import default_run_id
-    from fednlp_bench.engine.runner import NonFiniteModelError, run_experiment
+    from fednlp_bench.engine.run.checkpoint import has_checkpoint
+    from fednlp_bench.engine.run.run_id import default_run_id
+    from fednlp_bench.backends.launch import run_config
+    from fednlp_bench.engine.run.runner import NonFiniteModelError
 
-    from fednlp_bench.engine.prepare import build_task
+    from fednlp_bench.engine.run.sources import build_task
 
     runs_dir = Path(args.runs_dir)
     data, params = task_plan.data, task_plan.params
@@ -236,7 +248,7 @@ def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter)
             run_id = None
             if args.partition_file:
                 # The run id must reflect the file's spec, which run_experiment copies into the config.
-                from fednlp_bench.engine.prepare import load_partition_file, partition_spec_for_config
+                from fednlp_bench.engine.run.sources import load_partition_file, partition_spec_for_config
 
                 run_id = default_run_id(config.replace(partition=partition_spec_for_config(load_partition_file(args.partition_file))))
             run_id = run_id or default_run_id(config)
@@ -250,7 +262,7 @@ def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter)
             if shared_task is None and not finished:
                 shared_task = build_task(config)
             try:
-                record = run_experiment(
+                record = run_config(
                     config, runs_dir, run_id=run_id, resume=resume, partition_file=args.partition_file,
                     task=shared_task, progress=progress_flag(args), **compute_options(args),
                     keep_checkpoints=args.keep_checkpoints or "none",
@@ -267,114 +279,3 @@ def run_plan(args: argparse.Namespace, task_plan: TaskPlan, counter: RunCounter)
                 counter.trained_s += time.perf_counter() - t0
             records[algo].append(record)
     return records, failed
-
-
-def summary_table(results: list[tuple[TaskPlan, dict[str, list[Any]], dict[str, str]]]) -> str:
-    """One row per task: centralized's primary metric and each FL algorithm's gap to it."""
-    algorithms: list[str] = []
-    for task_plan, _, _ in results:
-        algorithms += [a for a in task_plan.algorithms if a != "centralized" and a not in algorithms]
-    rows = ["Gap to centralized per task (final primary metric; FL minus centralized, higher is better)", "",
-            "| task | metric | centralized | " + " | ".join(algorithms) + " |",
-            "|---|---|---:|" + "---:|" * len(algorithms)]
-    for task_plan, records, failed in results:
-        done = [rs for rs in records.values() if rs]
-        if not done:
-            rows.append(f"| {task_plan.task} | - | no run finished |" + " |" * len(algorithms))
-            continue
-        metric = done[0][0].primary_metric
-        central = records.get("centralized") or []
-        central_mean = statistics.fmean(r.final_metrics[metric] for r in central) if central else None
-        cells = []
-        for algo in algorithms:
-            rs = records.get(algo) or []
-            if algo in failed:
-                cells.append("diverged")
-            elif not rs:
-                cells.append("-")
-            else:
-                mean = statistics.fmean(r.final_metrics[metric] for r in rs)
-                cells.append(f"{mean:.4f}" if central_mean is None else f"{mean:.4f} ({mean - central_mean:+.4f})")
-        central_text = "-" if central_mean is None else f"{central_mean:.4f}"
-        rows.append(f"| {task_plan.task} | {metric} | {central_text} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    if len(values) == 1:
-        return values[0], None
-    return statistics.fmean(values), statistics.stdev(values)
-
-
-def _fmt(mean: float, std: float | None, signed: bool = False) -> str:
-    text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
-    return text if std is None else f"{text} ± {std:.4f}"
-
-
-def gap_table(records: dict[str, list[Any]], failed: dict[str, str] | None = None) -> str:
-    """Markdown table: primary metric per algorithm and its difference to centralized."""
-    failed = failed or {}
-    done = {a: rs for a, rs in records.items() if rs}
-    if not done:
-        return "no run finished"
-    first = next(iter(done.values()))[0]
-    metric = first.primary_metric
-    cfg = first.config
-    part = first.partition
-    params = ",".join(f"{k}={v}" for k, v in sorted((part.get("params") or {}).items()))
-    budget = (f"{cfg['local_epochs']} local epoch(s)" if cfg["local_epochs"] is not None
-              else f"{cfg['local_steps']} local step(s)")
-    seeds = sorted({r.seed for rs in done.values() for r in rs})
-    header = (
-        f"Gap table: {cfg['task']} ({cfg['data'] or 'default data'}, model {cfg['model']}, "
-        f"{cfg['max_train_examples'] or 'all'} train examples), partition {part['scheme']}"
-        f"{'(' + params + ')' if params else ''} over {part['num_clients']} clients, "
-        f"{cfg['clients_per_round']} clients/round, {cfg['rounds']} rounds, {budget}, "
-        f"{cfg['optimizer']} lr={cfg['lr']}, seed(s) {seeds}; metric: test {metric} of the final model "
-        f"(higher is better; rounds were evaluated on validation)"
-    )
-    central = done.get("centralized")
-    central_mean = _mean_std([r.final_metrics[metric] for r in central])[0] if central else None
-    rows = [f"| algorithm | {metric} | gap vs centralized | relative gap | final train loss | MiB up | wall s | "
-            "convergence |", "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for algo, rs in records.items():
-        if not rs:
-            rows.append(f"| {algo} | diverged | | | | | | |")
-            continue
-        values = [r.final_metrics[metric] for r in rs]
-        mean, std = _mean_std(values)
-        if central_mean is None:
-            gap = rel = "n/a"
-        else:
-            gaps = [v - central_mean for v in values]
-            gap = _fmt(*_mean_std(gaps), signed=True)
-            rel = f"{100 * statistics.fmean(gaps) / central_mean:+.1f}%" if central_mean else "n/a"
-        losses = [r.rounds[-1].train_loss for r in rs if r.rounds[-1].train_loss is not None]
-        loss = f"{statistics.fmean(losses):.4f}" if losses else "-"
-        up = statistics.fmean(r.bytes_up for r in rs) / 2**20
-        wall = statistics.fmean(r.wall_time_s for r in rs)
-        rows.append(f"| {algo} | {_fmt(mean, std)} | {gap} | {rel} | {loss} | {up:.1f} | {wall:.1f} | "
-                    f"{convergence_text(rs)} |")
-    notes = [f"diverged: {a}: {msg}" for a, msg in failed.items()]
-    notes.append(f"convergence: {CRITERION.text()} (docs/protocol.md; the tiers declare their own)")
-    notes = baseline_lines(first, metric) + notes
-    return "\n".join([header, "", *rows, *([""] + notes if notes else [])])
-
-
-def convergence_text(records: Sequence[Any]) -> str:
-    """Converged / still rising (+x per round) over the seeds, by the protocol's default criterion."""
-    return records_status(records, CRITERION).text()
-
-
-def baseline_lines(record: Any, metric: str) -> list[str]:
-    """Reference baselines stored in the record (generation: lead-k), so a score can be read against them."""
-    lines = []
-    for name, base in sorted((getattr(record, "baselines", None) or {}).items()):
-        if name == "lead":
-            lines.append(
-                f"lead baseline (first {base['k']} words of the input, k chosen on validation): "
-                f"test {metric} {base['test'][metric]:.4f} (validation {base['validation'][metric]:.4f})"
-            )
-        else:
-            lines.append(f"{name} baseline: test {metric} {base['test'][metric]:.4f}")
-    return lines

@@ -16,12 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.commands.registry_help import add_named, add_scheme_option, schemes
-from fednlp_bench.partition_command import SCHEME_OPTIONS as ALL_SCHEME_OPTIONS
-from fednlp_bench.scalars import integer, number
+from fednlp_bench.commands.flags import SCHEMES, add_param, add_params, family_values
+from fednlp_bench.partition_command import DATA_OPTIONS, OUTPUT_OPTIONS, scheme_flag
 
-#: Scheme parameter -> option, for those set by their own flag (--group-column is a data option, below).
-SCHEME_OPTIONS = {k: v for k, v in ALL_SCHEME_OPTIONS.items() if k != "group_column"}
 RAW_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -32,53 +29,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_argument_group("data")
-    src.add_argument("--data", help="local folder/file or hub dataset name (default: $FEDNLP_DATA_DIR/20news)")
-    src.add_argument("--task", help="load through a registered task and partition by its partition_key column")
-    src.add_argument("--split", default="train", help="split to partition (default: train)")
-    src.add_argument("--max-train-examples", type=integer,
-                     help="with --task: the seeded subset (by --seed) that `run --max-train-examples N` trains on, "
-                     "so `run --partition FILE` accepts the file")
-    src.add_argument("--label-column", help="label column (default: 'label'; with --task: 'partition_key')")
-    src.add_argument("--text-column", default="text", help="text column for feature_cluster (default: text)")
-    src.add_argument("--group-column", help="column whose values are the clients (natural_id)")
-
+    add_params(p.add_argument_group("data"), DATA_OPTIONS.values(), defaults=True)
     sch = p.add_argument_group("scheme")
-    add_named(sch, "--scheme", schemes, "%(names)s", required=True)
-    sch.add_argument("--clients", type=integer, help="number of clients (natural_id: optional, = number of groups)")
-    sch.add_argument("--seed", type=integer, default=0, help="random seed (default: 0)")
-    sch.add_argument("--min-size", type=integer, default=1, help="minimum rows per client (default: 1)")
-    sch.add_argument("--max-tries", type=integer, default=10, help="draws tried to meet --min-size (default: 10)")
-    add_scheme_option(sch, "--alpha", "alpha", "Dirichlet concentration", type=number)
-    add_scheme_option(sch, "--no-balance", "balance", "do not stop filling clients above the average size",
-                      dest="balance", action="store_const", const=False)
-    add_scheme_option(sch, "--distribution", "distribution", "client sizes", choices=("dirichlet", "power_law"))
-    add_scheme_option(sch, "--beta", "beta", "Dirichlet concentration of client sizes", type=number)
-    add_scheme_option(sch, "--exponent", "exponent", "power-law exponent of client sizes", type=number)
-    add_scheme_option(sch, "--clusters", "clusters", "k-means clusters", type=integer)
-    add_scheme_option(sch, "--classes-per-client", "classes_per_client", "labels per client", type=integer)
-    add_scheme_option(sch, "--model", "model", "sentence encoder: minilm (default) or HF name/path")
-    add_scheme_option(sch, "--max-length", "max_length", "tokens embedded per text", type=integer)
-    add_scheme_option(sch, "--merge-below", "merge_below", "pool the groups with fewer rows into one last client",
-                      type=integer)
-    add_scheme_option(sch, "--warn-below", "warn_below", "a client with fewer rows counts as small (default 10)",
-                      type=integer)
-    add_scheme_option(sch, "--warn-share", "warn_share", "warn when more than this share of clients is small "
-                      "(default 0.5)", type=number)
-
     out = p.add_argument_group("output")
-    out.add_argument("--out", required=True, help="partition file, .json or .npz (npz for large data)")
-    out.add_argument("--plot", help="also write a PNG of the label mix per client")
-    out.add_argument("--show-clients", type=integer, default=20, help="clients listed in the table (default: 20)")
+    add_params(out, OUTPUT_OPTIONS.values(), defaults=True)
+    out._group_actions[0].required = True  # --out
     p.set_defaults(func=run)
+
+    def schemes(parser: argparse.ArgumentParser) -> None:
+        # The partitioners' declarations: the split's own (clients, seed, ...) and every scheme parameter.
+        from fednlp_bench.config_fields import PARTITION_FIELDS
+        from fednlp_bench.partitioners.base import SPLIT_PARAMS
+
+        add_param(sch, PARTITION_FIELDS["scheme"], required=True)
+        add_params(sch, SPLIT_PARAMS.values(), defaults=True)
+        for name, entries in SCHEMES.load().all_params().items():
+            param = entries[0][1]
+            action = add_param(sch, param, flag=scheme_flag(param), dest=f"{SCHEMES.key}.{name}")
+            action.help += f" ({', '.join(e for e, _ in entries)})"
+
+    p.defer(schemes)  # type: ignore[attr-defined]
 
 
 def scheme_params(args: argparse.Namespace, accepted: set[str], scheme: str) -> dict[str, Any]:
     """The scheme options the user gave; an option the scheme does not use is an error, not a silent no-op."""
-    given = {k: getattr(args, k) for k in SCHEME_OPTIONS if getattr(args, k, None) is not None}
-    unused = sorted(SCHEME_OPTIONS[k] for k in given if k not in accepted)
+    from fednlp_bench.partitioners import PARTITIONERS
+
+    given = family_values(args, SCHEMES)
+    flag = {name: scheme_flag(entries[0][1]) for name, entries in PARTITIONERS.all_params().items()}
+    unused = sorted(flag[k] for k in given if k not in accepted)
     if unused:
-        valid = sorted(SCHEME_OPTIONS[k] for k in accepted if k in SCHEME_OPTIONS)
+        valid = sorted(flag[k] for k in accepted)
         raise ValueError(f"{', '.join(unused)} not used by scheme {scheme!r}; its options are {valid or 'none'}")
     return given
 
@@ -187,14 +168,12 @@ def check_request(args: argparse.Namespace) -> tuple[Path, Path | None, Any]:
             raise ValueError(f"--max-train-examples subsets the train split, not --split {args.split}")
     cls = get_partitioner_class(args.scheme)
     params = scheme_params(args, set(cls.param_specs), args.scheme)
-    if args.group_column is not None and "group_column" not in cls.param_specs:
-        raise ValueError(f"--group-column is only used by scheme 'natural_id', not {args.scheme!r}")
     extra: dict[str, Any] = {}
     if args.scheme == "feature_cluster":
         extra["progress"] = True
     partitioner = make_partitioner(
-        args.scheme, args.clients, seed=args.seed, min_size=args.min_size, group_column=args.group_column,
-        max_tries=args.max_tries, **params, **extra,
+        args.scheme, args.num_clients, seed=args.seed, min_size=args.min_size, max_tries=args.max_tries,
+        **params, **extra,
     )
     return out, plot, partitioner
 

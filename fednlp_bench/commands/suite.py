@@ -13,7 +13,45 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
-from fednlp_bench.scalars import integer
+from fednlp_bench.checks import at_least, positive
+from fednlp_bench.commands.flags import add_param, add_params
+from fednlp_bench.registry import Param, declare
+
+#: The command's flags (the tier itself is declared by the suite YAML: fednlp_bench/suite/spec.py).
+SUITE_OPTIONS = declare(
+    Param("runs_dir", str, None, help="where records are written and looked up (default: the suite's runs_dir, "
+          "else leaderboards/records)"),
+    Param("out", str, None, help="leaderboard output folder (default: the suite's out, else leaderboards)"),
+    Param("stage", str, "all", help="tune (grid search on the tuning seed, extensions included), final (chosen "
+          "settings over the final seeds; needs settled tuning), all (default: tune, select, final, tables)",
+          choices=("all", "tune", "final")),
+    Param("task", list, None, help="run only these tasks of the suite (e.g. one task per sitting)"),
+    Param("max_runs", int, None, at_least(1), "stop cleanly after N finished runs; the same command continues later"),
+    Param("dry_run", bool, False, help="validate, list the runs to do, count the final runs and estimate the CPU "
+          "hours left from measured rates; run nothing"),
+    Param("plan_only", bool, False, help="run nothing: select from the records so far and rewrite <out>/plan.json "
+          "(then `fednlp-bench leaderboard --plan` shows the tier as it stands)"),
+    Param("no_leaderboard", bool, False, help="only run; do not build tables"),
+)
+
+#: How a stage's runs are executed (fednlp_bench/suite/execution.py); records do not depend on them.
+EXECUTION_OPTIONS = declare(
+    Param("jobs", int, 1, at_least(1), "N runs at once in worker processes (default 1: one at a time in this "
+          "process); refused when N runs would not fit in memory"),
+    Param("threads", int, None, at_least(1), "torch CPU threads per run (default: the cores / --jobs with "
+          "--jobs > 1, else torch's choice)"),
+    Param("gpus", str, None, help="spread the workers over these GPUs (worker i on GPU i mod count); default: the "
+          "runs pick their device (cuda:0 when there is one), so all workers share it"),
+    Param("budget_minutes", float, None, positive, "start no run that would end after M minutes (mean of the "
+          "finished runs) and stop the runs still going at M minutes; they resume from their checkpoints on the "
+          "next call"),
+    Param("list_runs", bool, False, help="print the current stage's pending runs, one self-contained "
+          "`fednlp-bench run` command per line (for Slurm, xargs -P, ...); run nothing. The next suite call picks "
+          "up their records"),
+    Param("device_tflops", float, None, positive, "with --dry-run: estimate device minutes at R TFLOP/s (default "
+          "for the gpu tier: a declared rate, see fednlp_bench/suite/compute_estimate.py)"),
+)
+EXECUTION_METAVARS = {"jobs": "N", "threads": "T", "gpus": "0,1", "budget_minutes": "M", "device_tflops": "R"}
 
 if TYPE_CHECKING:
     from fednlp_bench.suite.execution import Execution
@@ -34,43 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"Tiers: {tier_help()}.",
     )
     parser.add_argument("suite", help="tier suite YAML, e.g. configs/suite.yaml (smoke) or configs/suite-cpu.yaml")
-    parser.add_argument("--runs-dir", default=None,
-                        help="where records are written and looked up (default: the suite's runs_dir, "
-                        "else leaderboards/records)")
-    parser.add_argument("--out", default=None,
-                        help="leaderboard output folder (default: the suite's out, else leaderboards)")
-    parser.add_argument("--stage", default="all", choices=("all", "tune", "final"),
-                        help="tune (grid search on the tuning seed, extensions included), final (chosen settings "
-                        "over the final seeds; needs settled tuning), all (default: tune, select, final, tables)")
-    parser.add_argument("--task", action="extend", nargs="+", default=None, metavar="NAME",
-                        help="run only these tasks of the suite (e.g. one task per sitting)")
-    parser.add_argument("--max-runs", type=integer, default=None, metavar="N",
-                        help="stop cleanly after N finished runs; the same command continues later")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="validate, list the runs to do, count the final runs and estimate the CPU hours left "
-                        "from measured rates; run nothing")
-    parser.add_argument("--plan-only", action="store_true",
-                        help="run nothing: select from the records so far and rewrite <out>/plan.json (then "
-                        "`fednlp-bench leaderboard --plan` shows the tier as it stands)")
+    add_params(parser, [p for name, p in SUITE_OPTIONS.items() if name != "task"], defaults=True)
+    add_param(parser, SUITE_OPTIONS["task"], action="extend", nargs="+", type=str, metavar="NAME")
     x = parser.add_argument_group("execution (how the runs of a stage are executed; records do not depend on it)")
-    x.add_argument("--jobs", type=integer, default=1, metavar="N",
-                   help="N runs at once in worker processes (default 1: one at a time in this process); refused "
-                   "when N runs would not fit in memory")
-    x.add_argument("--threads", type=integer, default=None, metavar="T",
-                   help="torch CPU threads per run (default: the cores / --jobs with --jobs > 1, else torch's choice)")
-    x.add_argument("--gpus", default=None, metavar="0,1",
-                   help="spread the workers over these GPUs (worker i on GPU i mod count); default: the runs pick "
-                   "their device (cuda:0 when there is one), so all workers share it")
-    x.add_argument("--budget-minutes", type=float, default=None, metavar="M",
-                   help="start no run that would end after M minutes (mean of the finished runs) and stop the "
-                   "runs still going at M minutes; they resume from their checkpoints on the next call")
-    x.add_argument("--list-runs", action="store_true",
-                   help="print the current stage's pending runs, one self-contained `fednlp-bench run` command per "
-                   "line (for Slurm, xargs -P, ...); run nothing. The next suite call picks up their records")
-    x.add_argument("--device-tflops", type=float, default=None, metavar="R",
-                   help="with --dry-run: estimate device minutes at R TFLOP/s (default for the gpu tier: a declared "
-                   "rate, see fednlp_bench/suite/compute_estimate.py)")
-    parser.add_argument("--no-leaderboard", action="store_true", help="only run; do not build tables")
+    for param in EXECUTION_OPTIONS.values():
+        extra = {"metavar": EXECUTION_METAVARS[param.name]} if param.name in EXECUTION_METAVARS else {}
+        add_param(x, param, default=param.default, **extra)
     parser.set_defaults(func=run)
 
 

@@ -79,7 +79,7 @@ def attach_frozen_cache(
 ) -> FrozenBottomCache | None:
     """With ``top_layers`` + ``cache: true``: load or build the cache of ``features`` and patch the model."""
     setup = compute.trainable
-    if setup.mode != "top_layers" or not setup.params.get("cache"):
+    if not setup.wants_cache:
         return None
     pad_id = getattr(task.tokenizer, "pad_token_id", None) or 0
     cache = FrozenBottomCache.build(

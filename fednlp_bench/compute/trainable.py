@@ -9,8 +9,9 @@ checkpoints) sees only tensors with ``requires_grad``. Frozen tensors are
 never touched and stay bit-identical to the pretrained ones.
 
 ``MODES`` (a :class:`~fednlp_bench.registry.Registry` of mode classes) is the
-one list of mode names and their parameters; config validation, CLI help and
-errors derive from it.
+one list of mode names, and each mode declares its parameters as
+:class:`~fednlp_bench.registry.Param`; config validation, CLI flags and help,
+the docs' table and errors derive from them.
 """
 
 from __future__ import annotations
@@ -20,26 +21,26 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
-from fednlp_bench.hints import closest_hint
-from fednlp_bench.registry import Registry
-
-REQUIRED = object()
+from fednlp_bench.checks import at_least, in_range, positive
+from fednlp_bench.registry import REQUIRED, Param, Registry, declare
+from fednlp_bench.registry import resolve_params as check_declared
 
 
 class TrainableMode:
-    """One trainable mode: ``name``, its ``params`` with defaults (``REQUIRED``: must be given), ``help``.
+    """One trainable mode: ``name``, its ``param_specs`` (``REQUIRED`` default: must be given), ``help``.
 
-    Subclasses check their parameters (:meth:`check`, no model needed) and
-    freeze a model (:meth:`apply`, which raises for what this model lacks).
+    Subclasses freeze a model (:meth:`apply`, which raises for what this model
+    lacks) and say whether they want the frozen-bottom cache (:meth:`wants_cache`).
     """
 
     name: ClassVar[str]
     help: ClassVar[str]
-    params: ClassVar[Mapping[str, Any]] = {}
+    param_specs: ClassVar[Mapping[str, Param]] = {}
 
     @classmethod
-    def check(cls, params: dict[str, Any]) -> None:
-        """Types and ranges of the (defaults-filled) parameters; ``ValueError`` naming the bad one."""
+    def wants_cache(cls, params: Mapping[str, Any]) -> bool:
+        """Whether the frozen bottom is computed once and cached (compute/frozen_cache.py); only top_layers can."""
+        return False
 
     @classmethod
     def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> "TrainableSetup":
@@ -54,9 +55,10 @@ def mode_help() -> str:
     """One line per mode for ``--help``."""
     out = []
     for name, mode in MODES.items():
-        params = ", ".join(f"{k}" + ("" if v is REQUIRED else f"={v}") for k, v in mode.params.items())
+        params = ", ".join(f"{p.name}" + ("" if p.required else f"={p.default}") for p in mode.param_specs.values())
         out.append(f"{name}" + (f" {{{params}}}" if params else "") + f": {mode.help}")
     return "; ".join(out)
+
 
 
 def resolve_params(mode: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -66,29 +68,7 @@ def resolve_params(mode: str, params: Mapping[str, Any] | None) -> dict[str, Any
     model-dependent checks (depth, module names) are in :func:`apply_trainable`.
     """
     spec = MODES.lookup(mode)  # unknown mode -> ValueError with the closest name
-    given = dict(params or {})
-    for key in given:
-        if key not in spec.params:
-            valid = ", ".join(spec.params) or "none"
-            raise ValueError(
-                f"trainable_params: {key!r} is not a parameter of trainable mode {mode!r}."
-                f"{closest_hint(key, list(spec.params))} Valid: {valid}"
-            )
-    missing = [k for k, v in spec.params.items() if v is REQUIRED and k not in given]
-    if missing:
-        raise ValueError(f"trainable mode {mode!r} needs trainable_params {missing}, e.g. {{layers: 2}}")
-    out = {k: given.get(k, v) for k, v in spec.params.items()}
-    spec.check(out)
-    return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"trainable_params.{name}={value!r} must be an integer >= {minimum}")
+    return check_declared(spec.param_specs, params, owner=f"trainable mode {mode!r}", prefix="trainable_params.")
 
 
 # ------------------------------------------------------------------ model structure
@@ -161,6 +141,11 @@ class TrainableSetup:
     frozen_layers: int = 0
 
     @property
+    def wants_cache(self) -> bool:
+        """Whether this mode computes the frozen bottom once (``top_layers`` with ``cache: true``)."""
+        return MODES.lookup(self.mode).wants_cache(self.params)
+
+    @property
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
@@ -199,13 +184,14 @@ class TopLayers(TrainableMode):
     help = ("embeddings (an encoder-decoder's decoder embeddings too) and all but the top `layers` encoder "
             "layers frozen (run in eval mode: no dropout); `cache: true` computes the frozen bottom once and "
             "trains only the top")
-    params = {"layers": REQUIRED, "cache": False}
+    param_specs = declare(
+        Param("layers", int, REQUIRED, at_least(0), "encoder layers that train, counted from the top"),
+        Param("cache", bool, False, help="compute the frozen bottom once and train only the top"),
+    )
 
     @classmethod
-    def check(cls, params: dict[str, Any]) -> None:
-        _check_int("layers", params["layers"], 0)
-        if not isinstance(params["cache"], bool):
-            raise ValueError(f"trainable_params.cache={params['cache']!r} must be true or false")
+    def wants_cache(cls, params: Mapping[str, Any]) -> bool:
+        return bool(params.get("cache"))
 
     @classmethod
     def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:
@@ -258,21 +244,12 @@ def _force_eval(module: torch.nn.Module, args: Any) -> None:
 class Lora(TrainableMode):
     name = "lora"
     help = "LoRA adapters (peft) on `target_modules` plus the task head; the rest frozen"
-    params = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "value"]}
-
-    @classmethod
-    def check(cls, params: dict[str, Any]) -> None:
-        _check_int("r", params["r"], 1)
-        if not _is_number(params["alpha"]) or params["alpha"] <= 0:
-            raise ValueError(f"trainable_params.alpha={params['alpha']!r} must be a positive number (LoRA scale alpha/r)")
-        if not _is_number(params["dropout"]) or not 0.0 <= params["dropout"] < 1.0:
-            raise ValueError(f"trainable_params.dropout={params['dropout']!r} must be in [0, 1)")
-        targets = params["target_modules"]
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, (list, tuple)) or not targets or not all(isinstance(t, str) and t for t in targets):
-            raise ValueError(f"trainable_params.target_modules={targets!r} must be a non-empty list of module names")
-        params["target_modules"] = list(targets)
+    param_specs = declare(
+        Param("r", int, 8, at_least(1), "adapter rank"),
+        Param("alpha", float, 16, positive, "LoRA scale alpha/r"),
+        Param("dropout", float, 0.0, in_range(0.0, 1.0), "dropout on the adapter input"),
+        Param("target_modules", list, ["query", "value"], help="module names the adapters wrap"),
+    )
 
     @classmethod
     def apply(cls, model: torch.nn.Module, params: dict[str, Any]) -> TrainableSetup:

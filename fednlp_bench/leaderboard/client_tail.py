@@ -4,7 +4,7 @@ A client's metric on a handful of examples is noise (WNUT-17 clients with 13
 sentences, some with 1, gave a worst-10% span F1 of exactly 0 in most
 cells), so the engine marks which clients' local sets meet the declared
 minimum (``client_eval_params.min_units``: examples, or gold entities for
-tagging; engine/client_eval.py) and only those count here. The cell
+tagging; engine/eval/client_eval.py) and only those count here. The cell
 reports, over its seeds, the mean of each seed's worst-10% value with a
 bootstrap interval that resamples clients within each seed
 (results/client_stats.py), and how many clients qualified. Records without

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-CENTRALIZED = "centralized"
 #: Family whose members compete for one best mark (Reddi et al.'s adaptive server optimizers).
 FEDOPT_FAMILY = "fedopt"
 _GREEK = {"alpha": "α", "beta": "β"}
@@ -30,6 +29,20 @@ def _schemes() -> Any:
     from fednlp_bench.partitioners import PARTITIONERS
 
     return PARTITIONERS
+
+
+def is_centralized(name: str) -> bool:
+    """The centralized baseline, recognised by its strategy's declaration (an uninstalled plug-in never is)."""
+    from fednlp_bench.algorithms.registry import is_centralized as declared
+
+    return declared(name)
+
+
+def centralized_baseline() -> str:
+    """The registry name of the centralized baseline."""
+    from fednlp_bench.algorithms.registry import centralized_baseline as name
+
+    return name()
 
 
 def is_fedopt(name: str) -> bool:

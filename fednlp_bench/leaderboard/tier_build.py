@@ -12,7 +12,7 @@ import math
 import statistics
 from pathlib import Path
 
-from fednlp_bench.leaderboard.labels import algorithm_rank
+from fednlp_bench.leaderboard.labels import algorithm_rank, is_centralized
 from fednlp_bench.leaderboard.convergence import Criterion, window_validation
 from fednlp_bench.leaderboard.plan import Plan, PlanCell, PlanTuning
 from fednlp_bench.leaderboard.records import LoadedRecord, load_record
@@ -133,7 +133,7 @@ def _build_task(plan: Plan, task: str, store: RecordStore) -> TierTask:
     for entry in tuning:
         partitions.setdefault(entry.partition.index, entry.partition)
     algorithms = {c.plan.algorithm for c in cells.values() if c.plan.is_federated}
-    algorithms |= {t.algorithm for t in tuning if t.algorithm != "centralized"}
+    algorithms |= {t.algorithm for t in tuning if not is_centralized(t.algorithm)}
     data = next((e.data for e in (*[c.plan for c in cells.values()], *tuning) if e.data is not None), None)
     tier_task = TierTask(task, data, metric, [partitions[k] for k in sorted(partitions)],
                          sorted(algorithms, key=algorithm_rank), cells, tuning)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.leaderboard.labels import algorithm_label
+from fednlp_bench.leaderboard.labels import algorithm_label, centralized_baseline
 from fednlp_bench.leaderboard.markdown import link
 from fednlp_bench.leaderboard.plan import Plan, PlanPartition
 from fednlp_bench.leaderboard.summary import CONFIDENCE, difference_text
@@ -29,7 +29,7 @@ HEADLINE_HEADER = ("| Task | Data | Metric | Centralized (converged) | Centraliz
 def _central(task: TierTask, role: str) -> str:
     cell = task.centralized(role)
     if cell is None:
-        return "tuning pending" if pending(task, None, "centralized") else "not run"
+        return "tuning pending" if pending(task, None, centralized_baseline()) else "not run"
     if cell.summary is None:
         return f"{cell.n_done}/{cell.n_planned} runs done"
     return f"{cell.summary.text()}; {status_text(cell)}"

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 
-from fednlp_bench.leaderboard.labels import algorithm_label, partition_label
+from fednlp_bench.leaderboard.labels import algorithm_label, centralized_baseline, partition_label
 from fednlp_bench.leaderboard.markdown import budget_sentence
 from fednlp_bench.leaderboard.plan import Plan, PlanPartition, PlanTuning
 from fednlp_bench.leaderboard.summary import CONFIDENCE, difference_text
@@ -156,7 +156,7 @@ def task_markdown(plan: Plan, task: TierTask) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for p in task.partitions:
         best = task.best_federated(p.index)
-        central_pending = pending(task, None, "centralized")
+        central_pending = pending(task, None, centralized_baseline())
         row = [plabel(p)] + [cell_text(c, central_pending) if c is not None or central_pending else "not run"
                              for c in central]
         row += [cell_text(task.cell(p.index, a), pending(task, p.index, a), best is not None and

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fednlp_bench.algorithms.client import FitContext
-from fednlp_bench.engine.local_trainer import ClientUpdateRejected
+from fednlp_bench.engine.client.model_state import ClientUpdateRejected
 from fednlp_bench.privacy.example_accountant import local_schedule
 from fednlp_bench.privacy.per_example import PerExampleGradients, clipped_sum
 from fednlp_bench.privacy.secret import DPSGD_STREAM, PrivateSeed

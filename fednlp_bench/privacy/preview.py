@@ -17,8 +17,9 @@ from fednlp_bench.privacy.experiment import Experiment
 
 def preview(exp: Experiment, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """One row per DP cell and seed: mechanism, target, calibrated z, epsilon RDP and PLD after the last round."""
-    from fednlp_bench.engine.prepare import build_partition, build_task
-    from fednlp_bench.engine.run_features import RunFeatures
+    from fednlp_bench.engine.client.data import ClientData
+    from fednlp_bench.engine.run.features import RunFeatures
+    from fednlp_bench.engine.run.sources import build_partition, build_task
 
     runs = exp.all_runs()  # every config validated before anything is loaded
     log(f"{len(runs)} configs valid; {exp.run_count()} runs to do ({len(exp.cells())} cells x "
@@ -35,7 +36,8 @@ def preview(exp: Experiment, log: Callable[[str], None] = print) -> list[dict[st
             continue
         for seed in exp.seeds:
             config = exp.config(cell, point, seed)
-            section = RunFeatures(config, part, train).privacy.record_section(config.rounds)  # type: ignore[union-attr]
+            features = RunFeatures(config, ClientData(config, part, train), train)
+            section = features.privacy.record_section(config.rounds)  # type: ignore[union-attr]
             rows.append({"cell": cell.name, "seed": seed, "mechanism": cell.mechanism,
                          "target_epsilon": cell.target_epsilon, "noise_multiplier": section["noise_multiplier"],
                          "epsilon_rdp": section["epsilon_rdp"], "epsilon_pld": section["epsilon_pld"]})

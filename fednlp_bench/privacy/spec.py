@@ -8,29 +8,72 @@ its epsilon would be a wrong number printed next to a real accuracy.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from fednlp_bench.hints import closest_hint
-from fednlp_bench.privacy.calibrate import check_target_epsilon
+from fednlp_bench.registry import REQUIRED, Param, Registry, declare, resolve_params
 
-#: mechanism -> (unit of privacy, one-line description); help text and errors derive from this.
-PRIVACY_MECHANISMS: dict[str, tuple[str, str]] = {
-    "dp_fixed_clip": ("client", "clip each client delta to clip_norm, sum, add N(0, (z*C)^2), divide by expected clients"),
-    "dp_adaptive_clip": ("client", "as dp_fixed_clip, with C tracking the target_quantile of update norms "
-                                   "(Andrew et al. 2021)"),
-    "dp_sgd": ("example", "DP-SGD on every client: Poisson batches, each example's gradient clipped to clip_norm, "
-                          "N(0, (z*C)^2) per local step (Abadi et al. 2016)"),
-}
 #: Adaptive clipping releases the sum of centred bits b_i - 1/2 (b_i = 1 when client i was not clipped), as
 #: TF-Privacy's quantile estimator does: adding or removing one client moves that sum by exactly 1/2.
 COUNT_SENSITIVITY = 0.5
-_KEYS = (
-    "mechanism", "noise_multiplier", "target_epsilon", "clip_norm", "delta",
-    "target_quantile", "clip_learning_rate", "clipped_count_stddev",
+
+
+def _positive(note: str) -> Any:
+    return lambda v: None if v > 0 else f"must be > 0 ({note})"
+
+
+def _target(value: Any) -> str | None:
+    return None if value > 0 else "must be a finite number > 0, e.g. 8, 4 or 1"
+
+
+#: What every mechanism takes.
+_COMMON = declare(
+    Param("noise_multiplier", float, None, _positive("z = noise std / clip norm; 0 gives no privacy"),
+          "z, the total noise multiplier the accountant uses (or give target_epsilon)"),
+    Param("target_epsilon", float, None, _target, "the run finds the smallest z whose epsilon meets it"),
+    Param("clip_norm", float, REQUIRED, _positive("the L2 bound on each client's delta or example's gradient"),
+          "C: the clip norm (the initial C for adaptive clipping; the per-example bound for DP-SGD)"),
+    Param("delta", float, REQUIRED, lambda v: None if 0 < v < 1 else "must lie in (0, 1); typically below "
+          "1/number of clients, e.g. 1e-5", "delta of (epsilon, delta)-DP"),
 )
-_ADAPTIVE_ONLY = ("target_quantile", "clip_learning_rate", "clipped_count_stddev")
+
+
+class PrivacyMechanism:
+    """One DP mechanism: its unit of privacy (client or example), what it does, and its parameters."""
+
+    name: ClassVar[str]
+    level: ClassVar[str]
+    help: ClassVar[str]
+    param_specs: ClassVar[Mapping[str, Param]] = _COMMON
+
+
+class DpFixedClip(PrivacyMechanism):
+    name, level = "dp_fixed_clip", "client"
+    help = "clip each client delta to clip_norm, sum, add N(0, (z*C)^2), divide by expected clients"
+
+
+class DpAdaptiveClip(PrivacyMechanism):
+    name, level = "dp_adaptive_clip", "client"
+    help = "as dp_fixed_clip, with C tracking the target_quantile of update norms (Andrew et al. 2021)"
+    param_specs = {**_COMMON, **declare(
+        Param("target_quantile", float, 0.5, lambda v: None if 0 < v < 1 else "must lie in (0, 1), e.g. 0.5 (the "
+              "median update norm)", "the update-norm quantile C tracks"),
+        Param("clip_learning_rate", float, 0.2, _positive("Andrew et al. use 0.2"), "step of C's geometric update"),
+        Param("clipped_count_stddev", float, None, _positive("the noise of the released count"),
+              "sigma_b, the noise std of the released count (default: expected clients / 20)"),
+    )}
+
+
+class DpSgd(PrivacyMechanism):
+    name, level = "dp_sgd", "example"
+    help = ("DP-SGD on every client: Poisson batches, each example's gradient clipped to clip_norm, "
+            "N(0, (z*C)^2) per local step (Abadi et al. 2016)")
+
+
+#: The one list of DP mechanisms (``privacy.mechanism``); help text, errors and the docs' table derive from it.
+PRIVACY_MECHANISMS: Registry[type[PrivacyMechanism]] = Registry(
+    "privacy mechanism", PrivacyMechanism, builtins=lambda: (DpFixedClip, DpAdaptiveClip, DpSgd))
 
 
 @dataclass(frozen=True)
@@ -62,7 +105,7 @@ class PrivacySpec:
     @property
     def level(self) -> str:
         """``client`` (DP-FedAvg: the unit of privacy is a client) or ``example`` (DP-SGD: one training example)."""
-        return PRIVACY_MECHANISMS[self.mechanism][0]
+        return PRIVACY_MECHANISMS[self.mechanism].level
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PrivacySpec":
@@ -71,42 +114,18 @@ class PrivacySpec:
                 f"privacy must be a mapping such as {{mechanism: dp_fixed_clip, noise_multiplier: 1.0, "
                 f"clip_norm: 0.5, delta: 1e-5}}, got {data!r}"
             )
-        for key in data:
-            if key not in _KEYS:
-                raise ValueError(f"unknown privacy key {key!r}.{closest_hint(key, _KEYS)} Valid keys: {', '.join(_KEYS)}")
         mech = data.get("mechanism")
         if mech not in PRIVACY_MECHANISMS:
-            raise ValueError(
-                f"privacy.mechanism={mech!r} is not supported.{closest_hint(str(mech), list(PRIVACY_MECHANISMS))} "
-                f"Choose one of {list(PRIVACY_MECHANISMS)}"
-            )
-        z, target = _noise_or_target(data)
-        for key in ("clip_norm", "delta"):
-            if key not in data:
-                raise ValueError(f"privacy.{key} is required for {mech} (e.g. clip_norm: 0.5, delta: 1e-5)")
-        clip = _number("clip_norm", data["clip_norm"])
-        if clip <= 0:
-            raise ValueError(f"privacy.clip_norm={clip} must be > 0 (the L2 bound on each client's delta or example's gradient)")
-        delta = _number("delta", data["delta"])
-        if not 0.0 < delta < 1.0:
-            raise ValueError(f"privacy.delta={delta} must lie in (0, 1); typically below 1/number of clients, e.g. 1e-5")
-        if mech != "dp_adaptive_clip":
-            given = [k for k in _ADAPTIVE_ONLY if data.get(k) is not None]
-            if given:
-                raise ValueError(f"privacy keys {given} apply only to dp_adaptive_clip; drop them or switch mechanism")
-            return cls(mech, z, clip, delta, target)
-        quantile = _number("target_quantile", data.get("target_quantile", 0.5))
-        if not 0.0 < quantile < 1.0:
-            raise ValueError(f"privacy.target_quantile={quantile} must lie in (0, 1), e.g. 0.5 (the median update norm)")
-        eta = _number("clip_learning_rate", data.get("clip_learning_rate", 0.2))
-        if eta <= 0:
-            raise ValueError(f"privacy.clip_learning_rate={eta} must be > 0 (Andrew et al. use 0.2)")
-        sigma_b = data.get("clipped_count_stddev")
-        if sigma_b is not None:
-            sigma_b = _number("clipped_count_stddev", sigma_b)
-            if sigma_b <= 0:
-                raise ValueError(f"privacy.clipped_count_stddev={sigma_b} must be > 0")
-        return cls(mech, z, clip, delta, target, quantile, eta, sigma_b)
+            names = PRIVACY_MECHANISMS.names()
+            raise ValueError(f"privacy.mechanism={mech!r} is not supported.{closest_hint(str(mech), names)} "
+                             f"Choose one of {names}")
+        specs = PRIVACY_MECHANISMS[mech].param_specs
+        # Another mechanism's key set to null means "not used" (configs written for several mechanisms at once).
+        others = set(PRIVACY_MECHANISMS.all_params()) - set(specs)
+        given = {k: v for k, v in data.items() if k != "mechanism" and not (k in others and v is None)}
+        values = resolve_params(specs, given, owner=f"privacy mechanism {mech!r}", prefix="privacy.")
+        _noise_or_target(values)
+        return cls(mechanism=mech, **values)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -146,23 +165,11 @@ class PrivacySpec:
         return rest ** -0.5
 
 
-def _noise_or_target(data: Mapping[str, Any]) -> tuple[float | None, float | None]:
+def _noise_or_target(values: Mapping[str, Any]) -> None:
     """Exactly one of noise_multiplier (z) and target_epsilon (z calibrated by the run)."""
-    has_z, has_target = data.get("noise_multiplier") is not None, data.get("target_epsilon") is not None
+    has_z, has_target = values.get("noise_multiplier") is not None, values.get("target_epsilon") is not None
     if has_z == has_target:
         raise ValueError(
             "privacy needs exactly one of noise_multiplier (e.g. 1.0) and target_epsilon (e.g. 4: the run then "
             f"finds the smallest noise multiplier that meets it); got {'both' if has_z else 'neither'}"
         )
-    if has_target:
-        return None, check_target_epsilon(data["target_epsilon"])
-    z = _number("noise_multiplier", data["noise_multiplier"])
-    if z <= 0:
-        raise ValueError(f"privacy.noise_multiplier={z} must be > 0 (z = noise std / clip norm; 0 gives no privacy)")
-    return z, None
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"privacy.{name}={value!r} must be a finite number")
-    return float(value)

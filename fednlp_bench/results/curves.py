@@ -57,6 +57,8 @@ def write_learning_curves(records: Mapping[str, Sequence[RunRecord]], path: str 
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    from fednlp_bench.algorithms.registry import is_centralized
+
     markers = ("o", "s", "^", "D", "v", "P", "X", "*")
     drawn = 0
     for index, (algo, rs) in enumerate(done.items()):
@@ -64,7 +66,7 @@ def write_learning_curves(records: Mapping[str, Sequence[RunRecord]], path: str 
         if not rounds:
             continue
         # Later lines thinner with hollow markers, so identical curves stay visible on top of each other.
-        (line,) = ax.plot(rounds, mean, linestyle="--" if algo == "centralized" else "-",
+        (line,) = ax.plot(rounds, mean, linestyle="--" if is_centralized(algo) else "-",
                           marker=markers[index % len(markers)], markerfacecolor="none",
                           markersize=max(3.0, 8.0 - 1.2 * drawn), linewidth=max(1.0, 2.4 - 0.35 * drawn),
                           label=f"{algo} (n={len(rs)})" if len(rs) > 1 else algo)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fednlp_bench.atomic import atomic_write_text
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.suite.run_one import housekeeping_dir
 
 
@@ -50,7 +50,7 @@ class RunLister:
     def command(self, config: dict[str, Any], runs_dir: str | Path, keep_checkpoints: str) -> str:
         import yaml
 
-        from fednlp_bench.engine.checkpoint import has_checkpoint
+        from fednlp_bench.engine.run.checkpoint import has_checkpoint
 
         runs_dir = Path(runs_dir).resolve()
         run_id = run_id_of(config)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from fednlp_bench.engine.eval_schedule import evaluates_round
+from fednlp_bench.algorithms.registry import centralized_baseline, is_centralized
+from fednlp_bench.engine.eval.schedule import evaluates_round
 from fednlp_bench.leaderboard.convergence import points_in_window, window_start
 from fednlp_bench.suite.grid import check_equal_sizes, check_grid_keys, check_required_axes, point_label, step_value
 
 from fednlp_bench.suite.spec import Suite
 
-CENTRALIZED = "centralized"
 #: A ``tier_plan.TierPlan`` (not imported: tier_plan imports this module to run the checks).
 TierPlan = Any
 
@@ -32,9 +32,9 @@ def check_grids(suite: Suite) -> list[str]:
         check_grid_keys(suite.grid_for(a), name, suite.source)
     check_equal_sizes(names, [suite.grid_for(a) for a in range(len(names))], suite.source)
     converged = any(suite.converged_for(t) is not None for t in range(len(suite.tasks)))
-    if converged and CENTRALIZED not in names:
-        raise ValueError(f"{suite.source}: final.centralized_converged is set but no 'centralized' algorithm is "
-                         "listed; add centralized to 'algorithms' or remove the overrides")
+    if converged and not any(is_centralized(n) for n in names):
+        raise ValueError(f"{suite.source}: final.centralized_converged is set but the centralized baseline is not "
+                         f"listed; add {centralized_baseline()} to 'algorithms' or remove the overrides")
     return names
 
 

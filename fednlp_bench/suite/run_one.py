@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.locks import LockBusy, exclusive
 from fednlp_bench.results.record import RECORD_FILENAME, RunRecord
 
@@ -39,8 +39,8 @@ def lock_path(runs_dir: str | Path, config: dict[str, Any]) -> Path:
 def engine_run(config: dict[str, Any], runs_dir: Path) -> RunRecord:
     """Run one config with the engine; a run folder left by a killed suite (checkpoint, no record) is resumed."""
     from fednlp_bench.config import RunConfig
-    from fednlp_bench.engine.checkpoint import has_checkpoint
-    from fednlp_bench.engine.runner import run_experiment, run_from_config_dict
+    from fednlp_bench.engine.run.checkpoint import has_checkpoint
+    from fednlp_bench.engine.run.runner import run_experiment, run_from_config_dict
 
     run_dir = Path(runs_dir) / run_id_of(config)
     if has_checkpoint(run_dir):
@@ -75,7 +75,7 @@ def run_locked(runner: Runner, config: dict[str, Any], runs_dir: str | Path, kee
             done = runs_dir / run_id_of(config) / RECORD_FILENAME
             record = RunRecord.load(done.parent) if done.is_file() else runner(config, runs_dir)
             if keep_checkpoints == "none":
-                from fednlp_bench.engine.checkpoint import drop_weights
+                from fednlp_bench.engine.run.checkpoint import drop_weights
 
                 drop_weights(runs_dir / record.run_id)
             return record

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fednlp_bench.atomic import atomic_write_text
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.leaderboard.convergence import Criterion, window_validation
 from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
 from fednlp_bench.suite.extension import UnitState, resolve

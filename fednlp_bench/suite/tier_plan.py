@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from fednlp_bench.suite.grid import apply_point, grid_points, point_label
+from fednlp_bench.algorithms.registry import is_centralized
 from fednlp_bench.suite.plan_checks import (
-    CENTRALIZED,
     check_eval_schedule,
     check_extremes,
     check_final_shapes,
@@ -204,7 +204,7 @@ def build_tier_plan(suite: Suite) -> TierPlan:
         for a, name in enumerate(names):
             if not suite.runs_algorithm(t, a):
                 continue
-            for p in tuned[:1] if name == CENTRALIZED else tuned:
+            for p in tuned[:1] if is_centralized(name) else tuned:
                 unit = TuningUnit(t, refs[p], a, name, dict(suite.grid_for(a)), [])
                 for point in unit.points:
                     try:
@@ -217,7 +217,7 @@ def build_tier_plan(suite: Suite) -> TierPlan:
             for a, name in enumerate(names):
                 if not suite.runs_algorithm(t, a):
                     continue
-                if name == CENTRALIZED:
+                if is_centralized(name):
                     if ref.index == 0:
                         unit = units[(tuned[0], a)]
                         plan.cells.append(Cell(t, ref, a, name, "centralized_equal", unit))

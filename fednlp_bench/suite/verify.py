@@ -1,7 +1,7 @@
 """Re-run one published record from its stored config and check it reproduces.
 
 A table is only trustworthy if its records can be regenerated. ``verify``
-feeds the record's exact ``config`` to the engine (``run_from_config_dict``,
+feeds the record's exact ``config`` to its backend (``backends.launch.run_config_dict``,
 imported lazily so tables build without torch) in a throw-away runs folder
 and compares every final metric and the primary metric at every evaluated
 round.
@@ -91,10 +91,10 @@ class VerifyResult:
 
 def _load_runner() -> Runner:
     try:
-        from fednlp_bench.engine.runner import run_from_config_dict
+        from fednlp_bench.backends.launch import run_config_dict
     except ImportError as err:  # pragma: no cover - depends on the engine being installed
-        raise ValueError(f"--verify needs the FL engine (fednlp_bench.engine.runner): {err}") from err
-    return run_from_config_dict
+        raise ValueError(f"--verify needs the FL engine (fednlp_bench.backends.launch): {err}") from err
+    return run_config_dict
 
 
 def compare_records(original: RunRecord, rerun: RunRecord, tolerance: float) -> tuple[list[Comparison], list[str]]:

@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.progress import HEARTBEAT_S, Reporter, format_seconds
 from fednlp_bench.suite.execution import Execution, Slot
 from fednlp_bench.suite.run_one import RunBusy, Runner, engine_run, housekeeping_dir, run_locked

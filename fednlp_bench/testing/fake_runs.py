@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fednlp_bench.engine.run_id import run_id_of
+from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
 
 CALLS_FILENAME = "calls.jsonl"

@@ -1,0 +1,1 @@
+"""One run from a validated config to its record: resolve the run folder, prepare, run the rounds, finish."""
