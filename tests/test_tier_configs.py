@@ -93,4 +93,4 @@ def test_gpu_script_refuses_a_machine_without_cuda() -> None:
                             text=True, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
                             timeout=120)
     assert result.returncode != 0
-    assert "sees no CUDA GPU" in result.stderr and "suite configs/suite-gpu.yaml --dry-run" in result.stderr
+    assert "sees no CUDA GPU" in result.stderr and "run_gpu_tier.sh --dry-run" in result.stderr
