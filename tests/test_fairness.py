@@ -24,7 +24,7 @@ def test_word_list_is_package_data_and_a_function() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "fednlp_bench.fairness" in data["packages"]
-    assert "wordlists/*.tsv" in data["package-data"]["fednlp_bench.fairness"]  # so the wheel ships the list
+    assert "*.tsv" in data["package-data"]["fednlp_bench.fairness.word_lists"]  # so the wheel ships the list
 
 
 def test_swap_keeps_case_and_whole_words() -> None:

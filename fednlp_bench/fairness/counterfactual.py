@@ -4,7 +4,7 @@ Garg et al. (2019, "Counterfactual Fairness in Text Classification through
 Robustness") measure how a classifier's output moves when identity words in an
 input are replaced by their counterparts. Here the final global model scores
 each evaluation row that contains at least one word of a declared list
-(``fairness/wordlists/``) twice, as written and with every listed word swapped
+(``fairness/word_lists/``) twice, as written and with every listed word swapped
 (she <-> he, ...), and the record keeps the share of those rows whose predicted
 class flips and the mean change of the true class's probability; per client
 too when ``client_eval`` gives each client its own local test rows (the

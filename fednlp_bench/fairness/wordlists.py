@@ -1,4 +1,4 @@
-"""Declared word lists for counterfactual swaps, shipped as package data (``fairness/wordlists/*.tsv``).
+"""Declared word lists for counterfactual swaps, shipped as package data (``fairness/word_lists/*.tsv``).
 
 A counterfactual test is only as good as its list, so the list is a file in
 the repository (its header documents its rules and sources) rather than
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-#: ``fairness.counterfactual`` name -> file under fednlp_bench/fairness/wordlists/.
+#: ``fairness.counterfactual`` name -> file under fednlp_bench/fairness/word_lists/.
 WORD_LISTS = {"gender": "gender.tsv"}
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -55,7 +55,7 @@ def _same_case(original: str, partner: str) -> str:
 def load_word_list(name: str) -> SwapList:
     if name not in WORD_LISTS:
         raise ValueError(f"unknown word list {name!r}; choose one of {sorted(WORD_LISTS)}")
-    raw = resources.files("fednlp_bench.fairness").joinpath("wordlists", WORD_LISTS[name]).read_bytes()
+    raw = resources.files("fednlp_bench.fairness.word_lists").joinpath(WORD_LISTS[name]).read_bytes()
     mapping: dict[str, str] = {}
     pairs = 0
     for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
