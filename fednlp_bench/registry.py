@@ -85,7 +85,9 @@ class Param:
             return value, problem
         options = self.options()
         if options is not None and value not in options:
-            return value, f"is not supported.{closest_hint(str(value), [str(o) for o in options])} Choose one of {list(options)}"
+            shown = [o for o in options if o is not None]
+            unset = " (or leave it unset)" if None in options else ""
+            return value, f"is not supported.{closest_hint(str(value), [str(o) for o in shown])} Choose one of {shown}{unset}"
         if self.check is not None:
             found = self.check(value)
             if found:

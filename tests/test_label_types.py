@@ -75,7 +75,7 @@ def test_one_type_throughout_is_read_as_before(tmp_path: Path) -> None:
 
 
 def test_bad_label_type_fails_before_reading(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"label_type='float' is not supported. Choose one of \['str', 'int'"):
+    with pytest.raises(ValueError, match=r"label_type='float' is not supported. Choose one of \['str', 'int'\] \(or leave it unset\)"):
         get_task("classification", model="tiny", data=str(tmp_path / "absent"), label_type="float")
 
 
