@@ -6,7 +6,7 @@ the tuning partition, no grid extensions): 8 runs of the tier's shape (MiniLM,
 one trained layer over the frozen-bottom cache, 100 clients, 10 per round,
 client_eval on local sets drawn from test). To take minutes rather than hours
 it subsamples the data (``--max-train``, ``--max-eval``), shortens the runs
-(``--rounds 12 --eval-every 4``: the tier's rounds are placeholders) and the
+(``--rounds 12 --eval-every 4``; the tier runs 100 rounds, validated every 4th) and the
 per-client sets (``--client-eval-rows 20``); both arms run the identical 8
 configs. Each arm is one ``fednlp-bench suite --stage tune`` process launch
 timed from start to exit (planning, worker start-up, data loading: all a user
@@ -114,8 +114,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-train", type=int, default=2000, help="train rows of 20News (the tier uses all ~10k)")
     p.add_argument("--max-eval", type=int, default=400, help="validation and test rows (the tier: all)")
-    p.add_argument("--rounds", type=int, default=12, help="rounds per run (the tier's are placeholders, 100)")
-    p.add_argument("--eval-every", type=int, default=4, help="validation every N rounds (the tier: 5)")
+    p.add_argument("--rounds", type=int, default=12, help="rounds per run (the tier: 100)")
+    p.add_argument("--eval-every", type=int, default=4, help="validation every N rounds (the tier: 4)")
     p.add_argument("--client-eval-rows", type=int, default=20, help="rows of each client's local test set (tier: 100)")
     p.add_argument("--runs", type=int, default=RUNS, help=f"time the first N of the slice's {RUNS} runs (smoke tests)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
