@@ -203,3 +203,9 @@ def config_tasks(data: Mapping[str, Any], source: str = "config") -> list[str]:
 def select_task(data: Mapping[str, Any], task: str | None, source: str = "config") -> dict[str, Any]:
     """The run fields of one task of a multi-task config (the entry over the shared fields)."""
     return config_files.select_task(data, task, RunConfig.field_names(), source)
+
+
+def task_compare_section(data: Mapping[str, Any], task: str | None, compare: Mapping[str, Any],
+                         source: str = "config") -> dict[str, Any]:
+    """The ``compare:`` section for one task of a multi-task config (the entry's own over the top-level one)."""
+    return config_files.task_compare_section(data, task, compare, RunConfig.field_names(), source)

@@ -54,10 +54,13 @@ def config_tasks(data: Mapping[str, Any], field_names: Sequence[str], source: st
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping) or not isinstance(entry.get("task"), str):
             raise ValueError(f"{source}: {TASKS_SECTION}[{i}] must be a mapping with a 'task' name, got {entry!r}")
-        unknown = sorted(set(entry) - set(field_names))
+        unknown = sorted(set(entry) - set(field_names) - {COMPARE_SECTION})
         if unknown:
             raise ValueError(f"{source}: {TASKS_SECTION}[{i}] has unknown field(s) {unknown}."
-                             f"{closest_hint(unknown[0], field_names)}")
+                             f"{closest_hint(unknown[0], [*field_names, COMPARE_SECTION])}")
+        if not isinstance(entry.get(COMPARE_SECTION, {}), Mapping):
+            raise ValueError(f"{source}: {TASKS_SECTION}[{i}].{COMPARE_SECTION} must be a mapping (algorithms, params), "
+                             f"got {entry[COMPARE_SECTION]!r}")
         names.append(entry["task"])
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: '{TASKS_SECTION}' lists a task twice ({names}); one entry per task")
@@ -89,6 +92,7 @@ def select_task(data: Mapping[str, Any], task: str | None, field_names: Sequence
     if task not in names:
         raise ValueError(f"{source} has no entry for task {task!r}.{closest_hint(task, names)} It lists {names}")
     entry = dict(next(e for e in data[TASKS_SECTION] if e["task"] == task))
+    entry.pop(COMPARE_SECTION, None)  # read by compare (task_compare_section), never a run field
     merged = {k: copy.deepcopy(v) for k, v in data.items() if k != TASKS_SECTION}
     part_entry = entry.pop("partition", None)
     merged.update(copy.deepcopy(entry))
@@ -100,4 +104,35 @@ def select_task(data: Mapping[str, Any], task: str | None, field_names: Sequence
             part["params"] = {}
         part.update(copy.deepcopy(dict(part_entry)))
         merged["partition"] = part
+    return merged
+
+
+def task_compare_section(data: Mapping[str, Any], task: str | None, compare: Mapping[str, Any],
+                         field_names: Sequence[str], source: str = "config") -> dict[str, Any]:
+    """The ``compare:`` section for one task: the top-level one, updated by the task entry's own ``compare:``.
+
+    Why: an algorithm's server-side settings may need to differ per task (FedAdam's server learning rate
+    suits a 20-class head and a token tagger differently), and ``algorithm_params`` in a task entry would
+    also reach ``run`` with an algorithm that lacks them. An entry's ``params`` update the top-level
+    params algorithm by algorithm, key by key; its ``algorithms`` replace the list.
+    """
+    names = config_tasks(data, field_names, source)
+    merged = copy.deepcopy(dict(compare))
+    if not names:
+        return merged
+    chosen = names[0] if task is None else task
+    entry = next((e for e in data[TASKS_SECTION] if e["task"] == chosen), None)
+    own = dict((entry or {}).get(COMPARE_SECTION) or {})
+    if "params" in own:
+        params, top = own.pop("params"), merged.get("params") or {}
+        if not isinstance(params, Mapping) or not isinstance(top, Mapping):
+            raise ValueError(f"{source}: compare.params of task {chosen!r} must map algorithm -> parameters, "
+                             f"got {params!r}")
+        merged["params"] = {**copy.deepcopy(dict(top))}
+        for algo, values in params.items():
+            if not isinstance(values, Mapping):
+                raise ValueError(f"{source}: compare.params.{algo} of task {chosen!r} must be a mapping of "
+                                 f"parameter -> value, got {values!r}")
+            merged["params"][algo] = {**dict(merged["params"].get(algo) or {}), **copy.deepcopy(dict(values))}
+    merged.update(copy.deepcopy(own))
     return merged

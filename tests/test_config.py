@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fednlp_bench.config import RunConfig, config_tasks, load_yaml_config, select_task
+from fednlp_bench.config import RunConfig, config_tasks, load_yaml_config, select_task, task_compare_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,8 +97,9 @@ def test_shipped_configs_are_valid(name: str) -> None:
     run_dict, compare = load_yaml_config(ROOT / "configs" / name)
     for task in config_tasks(run_dict) or [None]:
         cfg = RunConfig.from_dict(select_task(run_dict, task))
-        for algorithm in compare.get("algorithms", []):
-            cfg.replace(algorithm=algorithm, algorithm_params=(compare.get("params") or {}).get(algorithm, {}))
+        section = task_compare_section(run_dict, task, compare)
+        for algorithm in section.get("algorithms", []):
+            cfg.replace(algorithm=algorithm, algorithm_params=(section.get("params") or {}).get(algorithm, {}))
 
 
 def test_quickstart_covers_the_four_tasks() -> None:
@@ -122,6 +123,37 @@ def test_multi_task_entries_override_the_shared_fields() -> None:
         config_tasks({"tasks": [{"task": "qa"}, {"task": "qa"}]})
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['lrr'\]"):
         config_tasks({"tasks": [{"task": "qa", "lrr": 1}]})
+
+
+def test_a_task_entry_may_update_the_compare_section_for_its_task_only() -> None:
+    data = {"tasks": [{"task": "classification"},
+                      {"task": "tagging", "lr": 0.03, "compare": {"params": {"fedadam": {"server_lr": 0.05, "beta1": 0.0}}}}]}
+    top = {"algorithms": ["centralized", "fedadam"], "params": {"fedadam": {"server_lr": 0.01, "tau": 0.001}}}
+    assert task_compare_section(data, "classification", top) == top
+    assert task_compare_section(data, None, top) == top  # the first entry, as select_task
+    tagging = task_compare_section(data, "tagging", top)
+    assert tagging == {"algorithms": ["centralized", "fedadam"],
+                       "params": {"fedadam": {"server_lr": 0.05, "tau": 0.001, "beta1": 0.0}}}
+    assert top["params"]["fedadam"] == {"server_lr": 0.01, "tau": 0.001}  # the shared section is not edited
+    assert "compare" not in select_task(data, "tagging")  # `run` never sees it as a field
+    RunConfig.from_dict(select_task(data, "tagging"))
+    with pytest.raises(ValueError, match=r"tasks\[0\].compare must be a mapping"):
+        config_tasks({"tasks": [{"task": "qa", "compare": [1]}]})
+    with pytest.raises(ValueError, match="compare.params.fedadam of task 'qa' must be a mapping"):
+        task_compare_section({"tasks": [{"task": "qa", "compare": {"params": {"fedadam": 3}}}]}, "qa", {})
+
+
+def test_compare_plans_the_quickstart_fedadam_per_task() -> None:
+    """The quickstart's tagging entry sets FedAdam's server step; the other tasks keep the shared one."""
+    from fednlp_bench import cli
+    from fednlp_bench.commands.compare import plan_tasks
+
+    args = cli.build_parser().parse_args(["compare", "--config", str(ROOT / "configs" / "quickstart.yaml")])
+    plans = {p.task: p for p in plan_tasks(args)}
+    assert plans["tagging"].params["fedadam"]["server_lr"] == 0.05 and plans["tagging"].params["fedadam"]["beta1"] == 0.0
+    assert plans["classification"].params["fedadam"]["server_lr"] == 0.01
+    assert plans["classification"].params["fedadam"]["beta1"] == 0.9
+    assert plans["tagging"].params["fedprox"] == {"mu": 0.01}
 
 
 def test_default_scheme_params_do_not_leak_into_other_schemes() -> None:

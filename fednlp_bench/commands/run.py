@@ -29,7 +29,7 @@ from fednlp_bench.commands.flags import (
 )
 from fednlp_bench.commands.algorithm_flags import algorithm_flags, check_flag_params
 from fednlp_bench.commands.run_summary import summarize_record
-from fednlp_bench.config import RunConfig, load_yaml_config, select_task
+from fednlp_bench.config import RunConfig, load_yaml_config, select_task, task_compare_section
 from fednlp_bench.config_fields import FIELDS, PARTITION_FIELDS
 from fednlp_bench.execution import FedML
 from fednlp_bench.run_options import RUN_OPTIONS
@@ -133,6 +133,7 @@ def config_dict_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dic
     compare: dict[str, Any] = {}
     if args.config:
         data, compare = load_yaml_config(args.config)
+        compare = task_compare_section(data, args.task, compare, args.config)
         data = select_task(data, args.task, args.config)  # a multi-task config: the entry of --task
     data.update({k: v for k, v in given(args, FIELDS.values()).items() if k not in _MERGED_BY_HAND})
     _merge_budget(args, data)
