@@ -17,13 +17,6 @@ PACKAGES = {"fednlp_bench": ROOT / "fednlp_bench", "fednlp_bench.partitioners": 
             "fednlp_bench.tasks": ROOT / "tasks"}
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60
-#: The leaderboard and suite packages are reshaped by the protocol-v2 issue, which leaves them to it; these
-#: are the offenders it inherits, each at its size today (a new offender, or one grown, fails here).
-LEFT_TO_PROTOCOL_V2 = {
-    "fednlp_bench/leaderboard/plan.py": 308,
-    "fednlp_bench/leaderboard/records.py:collect_records": 62,
-    "fednlp_bench/suite/spec.py": 338,
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -113,11 +106,8 @@ def _offenders() -> dict[str, int]:
 
 def test_no_module_over_300_lines_and_no_function_over_60() -> None:
     found = _offenders()
-    new = {k: v for k, v in found.items() if v > LEFT_TO_PROTOCOL_V2.get(k, 0)}
-    assert not new, (f"over {MAX_MODULE_LINES} lines (module) or {MAX_FUNCTION_LINES} (function); split by what "
-                     f"each part holds: {new}")
-    fixed = sorted(set(LEFT_TO_PROTOCOL_V2) - set(found))
-    assert not fixed, f"{fixed} are within the limits now: drop them from LEFT_TO_PROTOCOL_V2"
+    assert not found, (f"over {MAX_MODULE_LINES} lines (module) or {MAX_FUNCTION_LINES} (function); split by what "
+                       f"each part holds: {found}")
 
 
 @pytest.mark.parametrize("name", ["fednlp_bench.config", "fednlp_bench.engine.run.runner"])

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
-from fednlp_bench.suite import spec as suite_mod
-from fednlp_bench.suite.spec import PlannedRun, execute_runs, load_suite, parse_suite
+from fednlp_bench.suite import dispatch as suite_mod
+from fednlp_bench.suite.dispatch import execute_runs
+from fednlp_bench.suite.spec import PlannedRun, load_suite, parse_suite
 from fednlp_bench.suite.tier_plan import build_tier_plan
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,8 @@ from fednlp_bench.locks import exclusive
 from fednlp_bench.suite.execution import Execution, parse_gpus, using
 from fednlp_bench.suite.memory import GiB, check_jobs_fit, estimate_run
 from fednlp_bench.suite.run_one import lock_path
-from fednlp_bench.suite.spec import execute_runs, parse_suite
+from fednlp_bench.suite.dispatch import execute_runs
+from fednlp_bench.suite.spec import parse_suite
 from fednlp_bench.suite.stages import run_two_stage
 from fednlp_bench.suite.tier_plan import build_tier_plan
 from fednlp_bench.testing.fake_runs import FakeEngine, calls

@@ -15,7 +15,7 @@ import yaml
 
 from fednlp_bench.engine.run.run_id import run_id_of
 from fednlp_bench.results.record import RoundResult, RunRecord, config_hash
-from fednlp_bench.suite import spec as suite_mod
+from fednlp_bench.suite import dispatch as suite_mod
 from fednlp_bench.suite import plan_checks
 from fednlp_bench.suite.spec import parse_suite
 from fednlp_bench.suite.stages import run_two_stage

@@ -88,6 +88,13 @@ def collect_records(
     both files unless ``skip_duplicates``, which warns and keeps the first.
     Two records with the same ``run_id`` are always refused: footnotes cite ids.
     """
+    loaded = _load_all(runs_dir, skip_invalid)
+    loaded.sort(key=lambda item: (item.record.created, str(item.path)))
+    return _without_duplicates(loaded, skip_duplicates)
+
+
+def _load_all(runs_dir: str | Path, skip_invalid: bool) -> list[LoadedRecord]:
+    """Every readable record; the unreadable ones all named in one error (or warned about and left out)."""
     loaded: list[LoadedRecord] = []
     problems: list[str] = []
     for path in find_record_files(runs_dir):
@@ -97,16 +104,18 @@ def collect_records(
             problems.append(str(err))
         except (OSError, UnicodeDecodeError, TypeError) as err:
             problems.append(f"{path}: cannot be read as a record ({err})")
-    if problems:
-        if not skip_invalid:
-            listing = "\n  ".join(problems)
-            raise RecordError(
-                f"{len(problems)} invalid record(s) refused (fix or remove them, or pass --skip-invalid):\n  {listing}"
-            )
-        for problem in problems:
-            warnings.warn(f"skipping invalid record: {problem}", stacklevel=2)
+    if problems and not skip_invalid:
+        listing = "\n  ".join(problems)
+        raise RecordError(
+            f"{len(problems)} invalid record(s) refused (fix or remove them, or pass --skip-invalid):\n  {listing}"
+        )
+    for problem in problems:
+        warnings.warn(f"skipping invalid record: {problem}", stacklevel=3)
+    return loaded
 
-    loaded.sort(key=lambda item: (item.record.created, str(item.path)))
+
+def _without_duplicates(loaded: list[LoadedRecord], skip_duplicates: bool) -> list[LoadedRecord]:
+    """The first record of each (config hash, seed); a run id used twice is always refused (footnotes cite ids)."""
     kept: list[LoadedRecord] = []
     by_key: dict[tuple[str, int], LoadedRecord] = {}
     by_id: dict[str, LoadedRecord] = {}
@@ -124,7 +133,7 @@ def collect_records(
                 raise DuplicateRecordError(
                     f"{message}. Delete one of them, or pass --skip-duplicates to keep the first ({first.path})"
                 )
-            warnings.warn(f"{message}; keeping {first.path}", stacklevel=2)
+            warnings.warn(f"{message}; keeping {first.path}", stacklevel=3)
             continue
         other = by_id.get(item.record.run_id)
         if other is not None:

@@ -1,7 +1,7 @@
 """How a suite executes its runs: how many at once, threads and GPU per worker, time budget, or list only.
 
 The stage logic (``suite/stages.py``) decides *which* runs are due and in
-what order; it hands each batch to ``spec.execute_runs``. How that batch is
+what order; it hands each batch to ``dispatch.execute_runs``. How that batch is
 executed is this object, set once by ``fednlp-bench suite`` for the whole
 call (:func:`using`) so that every ``execute_runs`` call of any stage sees it
 without the stage code passing it along. The default (one run at a time in

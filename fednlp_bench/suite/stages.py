@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Iterable, TextIO
 
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.suite.dispatch import execute_runs
 from fednlp_bench.suite.dry_run import print_dry_run
 from fednlp_bench.suite.selection import Records, cell_runs, load_records, select_all, write_plan
-from fednlp_bench.suite.spec import PlannedRun, Runner, Suite, execute_runs
+from fednlp_bench.suite.spec import PlannedRun, Runner, Suite
 from fednlp_bench.suite.tier_plan import TierPlan, build_tier_plan, pending_final_runs, unique_runs
 
 STAGES = ("all", "tune", "final")
