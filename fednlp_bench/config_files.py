@@ -91,7 +91,7 @@ def select_task(data: Mapping[str, Any], task: str | None, field_names: Sequence
                 source, len(names), ", ".join(names), task)
     if task not in names:
         raise ValueError(f"{source} has no entry for task {task!r}.{closest_hint(task, names)} It lists {names}")
-    entry = dict(next(e for e in data[TASKS_SECTION] if e["task"] == task))
+    entry = _task_entry(data, task)
     entry.pop(COMPARE_SECTION, None)  # read by compare (task_compare_section), never a run field
     merged = {k: copy.deepcopy(v) for k, v in data.items() if k != TASKS_SECTION}
     part_entry = entry.pop("partition", None)
@@ -121,18 +121,22 @@ def task_compare_section(data: Mapping[str, Any], task: str | None, compare: Map
     if not names:
         return merged
     chosen = names[0] if task is None else task
-    entry = next((e for e in data[TASKS_SECTION] if e["task"] == chosen), None)
-    own = dict((entry or {}).get(COMPARE_SECTION) or {})
+    own = copy.deepcopy(dict(_task_entry(data, chosen).get(COMPARE_SECTION) or {})) if chosen in names else {}
     if "params" in own:
         params, top = own.pop("params"), merged.get("params") or {}
         if not isinstance(params, Mapping) or not isinstance(top, Mapping):
             raise ValueError(f"{source}: compare.params of task {chosen!r} must map algorithm -> parameters, "
                              f"got {params!r}")
-        merged["params"] = {**copy.deepcopy(dict(top))}
+        merged["params"] = dict(top)
         for algo, values in params.items():
             if not isinstance(values, Mapping):
                 raise ValueError(f"{source}: compare.params.{algo} of task {chosen!r} must be a mapping of "
                                  f"parameter -> value, got {values!r}")
-            merged["params"][algo] = {**dict(merged["params"].get(algo) or {}), **copy.deepcopy(dict(values))}
-    merged.update(copy.deepcopy(own))
+            merged["params"][algo] = {**dict(top.get(algo) or {}), **values}
+    merged.update(own)
     return merged
+
+
+def _task_entry(data: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """A copy of the ``tasks:`` entry named ``task`` (the caller has checked that it is listed)."""
+    return dict(next(e for e in data[TASKS_SECTION] if e["task"] == task))

@@ -23,6 +23,7 @@ cache in a temporary folder.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,16 +37,16 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "quickstart.yaml"
-DATA = Path(__import__("os").environ.get("FEDNLP_DATA_DIR", ROOT / ".." / "shared" / "data"))
+DATA = Path(os.environ.get("FEDNLP_DATA_DIR", ROOT / ".." / "shared" / "data"))
 ALGORITHMS = ("centralized", "fedavg", "fedprox", "fedadam")
 
-#: Reduced sizes (flags over the quickstart's own entries): fewer rows and rounds, same regime.
-REDUCED = {
-    "classification": ["--max-train-examples", "400", "--max-eval-examples", "100", "--rounds", "12"],
-    "tagging": ["--max-train-examples", "1600", "--max-eval-examples", "150", "--rounds", "16"],
-    "qa": ["--max-train-examples", "250", "--max-eval-examples", "100", "--rounds", "12"],
+#: Reduced sizes (fields over the quickstart's own entries, passed as flags): fewer rows and rounds, same regime.
+REDUCED: dict[str, dict[str, int]] = {
+    "classification": {"max_train_examples": 400, "max_eval_examples": 100, "rounds": 12},
+    "tagging": {"max_train_examples": 1600, "max_eval_examples": 150, "rounds": 16},
+    "qa": {"max_train_examples": 250, "max_eval_examples": 100, "rounds": 12},
     # Generation at the main job's own size: at 120 e-mails and 5 rounds FedAdam fell below lead-2 (0.111).
-    "generation": ["--max-train-examples", "160", "--max-eval-examples", "40", "--rounds", "6"],
+    "generation": {},
 }
 DATA_FOLDER = {"classification": "20news", "tagging": "wnut17", "qa": "squad", "generation": "aeslc"}
 #: How far above its baseline a cell must be (metric units), so a lucky tie with the baseline fails.
@@ -58,8 +59,9 @@ def _compare(task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict
     """Run the quickstart's compare for one task at reduced size; return each algorithm's record."""
     monkeypatch.setenv("FEDNLP_CACHE_DIR", str(tmp_path / "cache"))
     runs = tmp_path / "runs"
+    flags = [arg for name, value in REDUCED[task].items() for arg in (f"--{name.replace('_', '-')}", str(value))]
     code = cli.main(["compare", "--config", str(CONFIG), "--task", task, "--runs-dir", str(runs), "--no-progress",
-                     *REDUCED[task]])
+                     *flags])
     assert code == 0
     records = [json.loads(p.read_text()) for p in sorted(runs.glob("*/record.json"))]
     by_algo = {r["config"]["algorithm"]: r for r in records}
@@ -73,8 +75,7 @@ def _splits(task: str) -> Any:
 
     data, _ = load_yaml_config(CONFIG)
     fields = select_task(data, task, str(CONFIG))
-    flags = REDUCED[task]
-    fields.update({"max_train_examples": int(flags[1]), "max_eval_examples": int(flags[3])})
+    fields.update({k: v for k, v in REDUCED[task].items() if k != "rounds"})
     return build_task(RunConfig.from_dict(fields)).load()
 
 
