@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from fednlp_bench.engine import run_experiment
+from fednlp_bench.leaderboard.privacy_utility import privacy_utility_table
+from fednlp_bench.leaderboard.summary import summarize
 from fednlp_bench.privacy.experiment import NO_DP, Experiment, run_experiment_grid, validation_score, write_selection
 from fednlp_bench.privacy.preview import preview
 
@@ -23,7 +28,8 @@ def tiny_experiment(tmp_path: Path, **changes: object) -> Path:
                                                         "params": {}}, trainable="full", trainable_params={},
                         eval_every=1)
     data["mechanisms"]["dp_adaptive_clip"]["clipped_count_stddev"] = 1.0  # K/20 = 0.15 would leave no budget at K=3
-    data.update(epsilons=[8], delta=1e-3, grid={"lr": [1e-3, 1e-2]}, seeds=[0, 1], runs_dir=str(tmp_path / "runs"))
+    data.update(epsilons=[8], delta=1e-3, grid={"lr": [1e-3, 1e-2]}, extensions=0, seeds=[0, 1],
+                runs_dir=str(tmp_path / "runs"))
     data.update(changes)
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -38,7 +44,40 @@ def test_published_experiment_has_4_epsilons_x_3_mechanisms_x_3_seeds() -> None:
     assert sorted({c.target_epsilon for c in cells[1:]}) == [1.0, 4.0, 8.0] and exp.seeds == [0, 1, 2]
     assert exp.run_count() == 10 * 3 + 10 * 2
     assert all(c.privacy["target_epsilon"] == c.target_epsilon and c.privacy["delta"] == 1e-5 for c in cells[1:])
-    assert exp.base["partition"]["num_clients"] == 500 and exp.base["trainable_params"] == {"layers": 1, "cache": True}
+    assert exp.base["partition"]["num_clients"] == 500 and exp.base["trainable_params"] == {"layers": 0, "cache": True}
+    assert exp.extensions == 2 and exp.max_run_count() == 50 + 10 * 2
+
+
+def fake_record(score: float) -> SimpleNamespace:
+    rounds = [SimpleNamespace(round=r, metrics={"accuracy": score}) for r in (1, 2)]
+    return SimpleNamespace(primary_metric="accuracy", rounds=rounds, config={"rounds": 2},
+                           final_metrics={"accuracy": score}, privacy=None, run_id="fake")
+
+
+@pytest.mark.parametrize(("optimum", "cap", "chosen", "extended", "on_edge"), [
+    (1e-2, 2, 1e-2, [], []),                               # interior: no extension
+    (0.16, 2, 0.16, [0.16, 0.64], []),                     # 0.16 is an edge until 0.64 shows it is the top
+    (10.0, 2, 0.64, [0.16, 0.64], ["lr"]),                 # the cap stops it, and the edge is reported
+    (1e-5, 1, 6.25e-4, [6.25e-4], ["lr"]),                 # downwards, cap 1
+])
+def test_a_choice_on_an_edge_extends_the_axis_up_to_the_cap(tmp_path: Path, optimum: float, cap: int,
+                                                            chosen: float, extended: list, on_edge: list) -> None:
+    exp = Experiment.load(tiny_experiment(tmp_path, grid={"lr": [2.5e-3, 1e-2, 4e-2]}, extensions=cap,
+                                          mechanisms={"dp_fixed_clip": {"clip_norm": 1.0}}))
+    seen: list[tuple[str, float]] = []
+
+    def run(rid: str, cfg: object) -> SimpleNamespace:
+        seen.append((rid, cfg.lr))  # type: ignore[attr-defined]
+        return fake_record(-abs(math.log(cfg.lr / optimum)))  # type: ignore[attr-defined]
+
+    selection = run_experiment_grid(exp, run, log=lambda line: None)
+    for cell in selection.values():
+        assert cell["chosen"] == {"lr": chosen} and cell["on_edge"] == on_edge
+        assert [e["value"] for e in cell["extensions"]] == extended
+        assert len(cell["validation"]) == 3 + len(extended)
+        assert all(rid.endswith("-s0") for rid in cell["validation"]) and cell["final_runs"][0] in cell["validation"]
+    # distinct runs: the tuning seed's final run is its tuning run (it is asked for again and resumes as finished)
+    assert len(set(seen)) == len(exp.cells()) * (3 + len(extended) + 1) <= exp.max_run_count()
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -46,6 +85,8 @@ def test_published_experiment_has_4_epsilons_x_3_mechanisms_x_3_seeds() -> None:
     ({"mechanisms": {"dp_sgdd": {"clip_norm": 1.0}}}, "not DP mechanisms. Did you mean 'dp_sgd'"),
     ({"grid": {"lr": []}}, "grid.lr must be a non-empty list"),
     ({"tuning_seed": 7}, "tuning_seed 7 must be one of seeds"),
+    ({"grid": {"lr": [1e-3, 2e-3, 1e-2]}}, r"grid.lr = \[0.001, 0.002, 0.01\] is not log-spaced"),
+    ({"extensions": -1}, "extensions must be a whole number >= 0"),
 ])
 def test_bad_experiment_files_fail_with_the_fix(tmp_path: Path, change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -54,7 +95,7 @@ def test_bad_experiment_files_fail_with_the_fix(tmp_path: Path, change: dict, me
 
 def test_a_bad_cell_is_named_before_any_run(tmp_path: Path) -> None:
     path = tiny_experiment(tmp_path, mechanisms={"dp_adaptive_clip": {"clip_norm": 1.0, "clipped_count_stddev": 0.01}})
-    with pytest.raises(ValueError, match=r"cell dp_adaptive_clip-eps8, lr0.001, seed 0: .*clipped_count_stddev=0.01"):
+    with pytest.raises(ValueError, match=r"cell dp_adaptive_clip-eps8, lr[0-9.e-]+, seed 0: .*clipped_count_stddev=0.01"):
         Experiment.load(path).all_runs()
 
 
@@ -82,9 +123,20 @@ def test_tune_then_report_on_a_tiny_slice(offline_task_env: Path, tmp_path: Path
         best = max(cell["validation"], key=cell["validation"].get)
         assert cell["final_runs"][0] == best  # the tuning seed's final run is the best tuning run
         final = records[cell["final_runs"][1]]
-        assert final.seed == 1 and validation_score(records[best]) == cell["validation"][best]
+        assert final.seed == 1 and validation_score(records[best], exp.convergence) == cell["validation"][best]
         if name != NO_DP:
             assert final.privacy["epsilon_rdp"] <= 8.0 and "epsilon_pld" in final.privacy
             assert final.config["privacy"]["target_epsilon"] == 8.0 and final.privacy["noise_multiplier"] > 0
     path = write_selection(exp.runs_dir, selection)
     assert json.loads(path.read_text())[NO_DP]["chosen"]["lr"] in (1e-3, 1e-2)
+
+    table = privacy_utility_table(exp.runs_dir)  # from the records and selection.json alone
+    for name, cell in selection.items():
+        values = [records[rid].final_metrics["accuracy"] for rid in cell["final_runs"]]
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+        assert summarize(values, [0, 1]).text() in row and ", ".join(cell["final_runs"]) in row
+        if name != NO_DP:  # the paired gap: per-seed differences to the no-DP cell's final runs
+            ref = [records[rid].final_metrics["accuracy"] for rid in selection[NO_DP]["final_runs"]]
+            assert f"{statistics.fmean(v - r for v, r in zip(values, ref)):+.4f} (paired" in row
+            assert f"| {records[cell['final_runs'][0]].privacy['epsilon_pld']:.2f} |" in row
+    assert table.count("| one client |") == 2 and table.count("| one example |") == 1

@@ -15,6 +15,7 @@ and format as the tier tables.
 
     python -m fednlp_bench.leaderboard.trust_tables privacy RUNS_DIR OUT.md
     python -m fednlp_bench.leaderboard.trust_tables population RUNS_DIR OUT.md
+    python -m fednlp_bench.leaderboard.trust_tables privacy-utility RUNS_DIR OUT.md   # privacy_utility.py
 """
 
 from __future__ import annotations
@@ -166,13 +167,19 @@ TABLES = {"privacy": privacy_table, "population": population_table}
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fednlp_bench.leaderboard.trust_tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=sorted(TABLES))
+    parser.add_argument("kind", choices=sorted([*TABLES, "privacy-utility"]))
     parser.add_argument("runs_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
-    body = TABLES[args.kind](collect_records(args.runs_dir))
-    title = args.title or {"privacy": "Client-level DP", "population": "Client populations"}[args.kind]
+    if args.kind == "privacy-utility":  # reads the experiment's selection.json beside its records
+        from fednlp_bench.leaderboard.privacy_utility import privacy_utility_table
+
+        body = privacy_utility_table(args.runs_dir)
+    else:
+        body = TABLES[args.kind](collect_records(args.runs_dir))
+    title = args.title or {"privacy": "Client-level DP", "population": "Client populations",
+                           "privacy-utility": "Privacy-utility: client-level and example-level DP"}[args.kind]
     atomic_write_text(args.out, f"# {title}\n\nGenerated from records by `python -m fednlp_bench.leaderboard."
                                 f"trust_tables {args.kind}`; do not edit by hand.\n\n{body}")
     print(f"wrote {args.out}")

@@ -22,9 +22,10 @@ def preview(exp: Experiment, log: Callable[[str], None] = print) -> list[dict[st
     from fednlp_bench.engine.run.sources import build_partition, build_task
 
     runs = exp.all_runs()  # every config validated before anything is loaded
-    log(f"{len(runs)} configs valid; {exp.run_count()} runs to do ({len(exp.cells())} cells x "
-        f"{len(exp.grid_points())} grid points with seed {exp.tuning_seed}, then {len(exp.seeds) - 1} more seed(s) "
-        f"of each cell's chosen point)")
+    log(f"{len(runs)} configs valid; {exp.run_count()} runs to do, at most {exp.max_run_count()} with edge "
+        f"extensions ({len(exp.cells())} cells x {len(exp.grid_points())} grid points with seed {exp.tuning_seed}, "
+        f"up to {exp.extensions} extension step(s) per cell, then {len(exp.seeds) - 1} more seed(s) of each cell's "
+        f"chosen point)")
     first = runs[0][1]
     train = build_task(first).load()["train"]
     part = build_partition(train, first.partition)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from fednlp_bench.leaderboard.labels import canonical
-from fednlp_bench.suite.grid import grid_points, step_value
+from fednlp_bench.suite.grid import best_index, edges, extend, grid_points
 from fednlp_bench.suite.spec import PlannedRun
 from fednlp_bench.suite.tier_plan import TierPlan, TuningUnit
 
@@ -69,37 +69,6 @@ class UnitState:
     @property
     def chosen_point(self) -> dict[str, Any] | None:
         return None if self.chosen is None else self.points[self.chosen]
-
-
-def best_index(values: list[float]) -> int:
-    """The highest value; ties keep the earlier point."""
-    best = 0
-    for i, value in enumerate(values):
-        if value > values[best]:
-            best = i
-    return best
-
-
-def edges(axes: dict[str, list[Any]], point: dict[str, Any]) -> dict[str, str]:
-    """``{axis: "low"|"high"}`` for each axis whose value in ``point`` is that axis's smallest or largest."""
-    sides = {}
-    for key, values in axes.items():
-        value = canonical(point[key])
-        if value == canonical(values[0]):
-            sides[key] = "low"
-        elif value == canonical(values[-1]):
-            sides[key] = "high"
-    return sides
-
-
-def extend(axes: dict[str, list[Any]], sides: dict[str, str]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
-    """The axes with one more log step on each given side, and the values added."""
-    grown, added = {k: list(v) for k, v in axes.items()}, {}
-    for key, side in sides.items():
-        value = step_value(grown[key], side)
-        added[key] = value
-        grown[key] = [value, *grown[key]] if side == "low" else [*grown[key], value]
-    return grown, added
 
 
 def resolve(plan: TierPlan, unit: TuningUnit, validation: Validation) -> UnitState:

@@ -24,6 +24,7 @@ import math
 from typing import Any, Mapping
 
 from fednlp_bench.hints import closest_hint
+from fednlp_bench.leaderboard.labels import canonical
 
 #: Keys that define a cell, not a hyperparameter: a grid may not vary them.
 GRID_RESERVED = ("task", "data", "partition", "algorithm", "algorithm_params", "seed")
@@ -173,3 +174,34 @@ def check_required_axes(grid: Mapping[str, list[Any]], algorithm: str, source: s
         raise ValueError(f"{source}: algorithm {algorithm!r}: its grid must search {required} (protocol v2: every "
                          f"algorithm tunes its client lr, and {algorithm} also {required[1:] or 'nothing else'}); "
                          f"add {shown} to its grid")
+
+
+def best_index(values: list[float]) -> int:
+    """The highest value; ties keep the earlier point."""
+    best = 0
+    for i, value in enumerate(values):
+        if value > values[best]:
+            best = i
+    return best
+
+
+def edges(axes: dict[str, list[Any]], point: dict[str, Any]) -> dict[str, str]:
+    """``{axis: "low"|"high"}`` for each axis whose value in ``point`` is that axis's smallest or largest."""
+    sides = {}
+    for key, values in axes.items():
+        value = canonical(point[key])
+        if value == canonical(values[0]):
+            sides[key] = "low"
+        elif value == canonical(values[-1]):
+            sides[key] = "high"
+    return sides
+
+
+def extend(axes: dict[str, list[Any]], sides: dict[str, str]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """The axes with one more log step on each given side, and the values added."""
+    grown, added = {k: list(v) for k, v in axes.items()}, {}
+    for key, side in sides.items():
+        value = step_value(grown[key], side)
+        added[key] = value
+        grown[key] = [value, *grown[key]] if side == "low" else [*grown[key], value]
+    return grown, added
