@@ -68,18 +68,24 @@ def test_counterfactual_set_keeps_only_changed_rows(offline_task_env: object) ->
 
 
 @pytest.mark.slow
-def test_run_reports_counterfactual_flips_overall_and_per_client(tmp_path: Path, offline_task_env: object) -> None:
+@pytest.mark.parametrize(("client_eval_params", "source"), [
+    (None, "hold-out rows (training split)"),
+    ({"source": "test", "rows": 30, "min_units": 5}, "drawn from test"),  # the cpu tier's setting
+])
+def test_run_reports_counterfactual_flips_overall_and_per_client(tmp_path: Path, offline_task_env: object,
+                                                                 client_eval_params: dict | None, source: str) -> None:
     from fednlp_bench.engine.run.runner import run_experiment
 
     cfg = RunConfig(task="classification", model="tiny", data="20news", max_length=48, max_train_examples=150,
                     max_eval_examples=60, partition={"scheme": "iid", "num_clients": 5, "seed": 0, "min_size": 2},
                     rounds=2, clients_per_round=5, local_epochs=1, batch_size=8, lr=3e-3, client_eval=True,
-                    fairness={"counterfactual": "gender"})
+                    client_eval_params=client_eval_params or {}, fairness={"counterfactual": "gender"})
     rec = run_experiment(cfg, tmp_path, progress=False)
     cf = rec.fairness["counterfactual"]
     assert cf["split"] == "test" and 0 < cf["changed_rows"] <= cf["split_rows"] == rec.test["rows"]
     assert 0.0 <= cf["flip_rate"] <= 1.0 and cf["flips"] == round(cf["flip_rate"] * cf["changed_rows"])
     assert cf["flip_rate_all_rows"] == pytest.approx(cf["flips"] / cf["split_rows"])
     clients = cf["clients"]
-    assert len(clients["per_client"]) == 5 and clients["summary"]["clients"] <= 5
+    assert len(clients["per_client"]) == 5 and clients["summary"]["clients"] <= 5 and source in clients["source"]
     assert all(c["changed_rows"] <= c["test_rows"] for c in clients["per_client"])
+    assert sum(c["changed_rows"] for c in clients["per_client"]) > 0

@@ -49,8 +49,24 @@ def _client_eval(values: list[float], small: int = 0) -> dict[str, Any]:
             "summary": {"clients": len(clients), "qualified": len(values), "min_units": 20, "unit": "examples"}}
 
 
+def _fairness(flip_rate: float, delta: float, client_rates: list[float]) -> dict[str, Any]:
+    """A record's fairness section: 400 of 1,000 test rows changed; client flip rates as given."""
+    per_client = [{"client": i, "test_rows": 50, "changed_rows": 20, "flips": round(r * 20), "flip_rate": r,
+                   "delta_true_prob_mean": delta} for i, r in enumerate(client_rates)]
+    per_client.append({"client": len(client_rates), "test_rows": 50, "changed_rows": 0, "flips": 0,
+                       "flip_rate": None, "delta_true_prob_mean": None})
+    ordered = sorted(client_rates, reverse=True)
+    return {"counterfactual": {
+        "word_list": "gender", "word_list_sha256": "ab" * 32, "pairs": 120, "split": "test", "split_rows": 1000,
+        "changed_rows": 400, "flips": round(flip_rate * 400), "flip_rate": flip_rate, "delta_true_prob_mean": delta,
+        "clients": {"source": "client_eval local sets drawn from test", "per_client": per_client,
+                    "summary": {"clients": len(client_rates), "mean_flip_rate": sum(client_rates) / len(client_rates),
+                                "max_flip_rate": ordered[0], "worst_10pct_flip_rate": ordered[0]}}}}
+
+
 def _record(runs: Path, run_id: str, config: dict[str, Any], test: float, curve: list[float],
-            wall: float = 60.0, worst: list[float] | None = None, best_round_test: float | None = None) -> dict[str, Any]:
+            wall: float = 60.0, worst: list[float] | None = None, best_round_test: float | None = None,
+            fairness: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save a record; return its plan.json run entry."""
     rounds = [RoundResult(round=r, clients=[0, 1], train_loss=0.5, metrics={"accuracy": v}, bytes_up=UP,
                           bytes_down=DOWN, wall_time_s=wall / len(curve)) for r, v in enumerate(curve, start=1)]
@@ -61,7 +77,7 @@ def _record(runs: Path, run_id: str, config: dict[str, Any], test: float, curve:
         primary_metric="accuracy", final_metrics={"accuracy": test, "loss": 1.0 - test}, rounds=rounds,
         wall_time_s=wall, bytes_up=UP * len(curve), bytes_down=DOWN * len(curve), versions={"torch": "2.13.0"},
         git_commit="abc123", hardware=dict(HARDWARE),
-        client_eval=None if worst is None else _client_eval(worst, small=2),
+        client_eval=None if worst is None else _client_eval(worst, small=2), fairness=fairness,
         test=None if best_round_test is None else {
             "split": "test", "rows": 500, "model": "final round",
             "best_round": {"round": 2, "validation": {"accuracy": max(curve)}, "test": {"accuracy": best_round_test}}},
@@ -112,8 +128,10 @@ def tier(tmp_path: Path) -> Path:
     cells.append(_cell("fedavg", A1, "federated", part))
     # FedAvg alpha=0.1 and FedAdam alpha=0.1 (both converged: flat curves), FedAdam IID (n=1).
     # FedAdam has the higher test mean, FedAvg the higher validation: FedAvg is the best (test never selects).
+    # ... and it has counterfactual fairness: flip rates 0.10 / 0.12 / 0.14, client worst 0.3 / 0.4 / 0.5.
     cells.append(_cell("fedavg", A01, "federated", [
-        _record(runs, f"avg-a01-s{s}", _config("fedavg", A01, s), t, [0.45, 0.46, 0.45])
+        _record(runs, f"avg-a01-s{s}", _config("fedavg", A01, s), t, [0.45, 0.46, 0.45],
+                fairness=_fairness(0.10 + 0.02 * s, -0.01 * (s + 1), [0.1, 0.2, 0.3 + 0.1 * s]))
         for s, t in enumerate([0.40, 0.44, 0.48])]))
     cells.append(_cell("fedadam", A01, "federated", [
         _record(runs, f"adam-a01-s{s}", _config("fedadam", A01, s, lr=0.001), t, [0.35, 0.35, 0.36])
@@ -274,6 +292,19 @@ def test_files_markdown_csv_readme_and_figure(tier: Path, tmp_path: Path) -> Non
     before = {p.name: p.read_bytes() for p in files}
     write_tier_leaderboard(tier, out)
     assert {p.name: p.read_bytes() for p in files} == before
+
+
+def test_fairness_section_lists_the_cells_whose_records_have_it(tier: Path, tmp_path: Path) -> None:
+    write_tier_leaderboard(tier, tmp_path / "out")
+    md = (tmp_path / "out" / "classification.md").read_text()
+    section = md.split("## Counterfactual fairness (final models)")[1].split("## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| Dirichlet") or line.startswith("| IID")]
+    assert len(rows) == 1 and rows[0].startswith("| Dirichlet α=0.1 | FedAvg |")  # only that cell has the section
+    hw = 4.302653 * 0.02 / math.sqrt(3)
+    assert f"| 0.1200 ± 0.0200 95% CI [{0.12 - hw:.4f}, {0.12 + hw:.4f}], n=3 |" in rows[0]  # flip rate over seeds
+    assert "| -0.0200 ± 0.0100 " in rows[0] and "| 0.4000 ± 0.1000 " in rows[0]  # Δp and worst-10% clients
+    assert f"| {(0.1 + 0.2 + 0.4) / 3:.4f} ± " in rows[0] and rows[0].endswith("| 3 of 4 |")
+    assert "400 of 1,000 test rows" in section and "drawn from test" in section
 
 
 def test_headline_copes_with_a_task_without_cells(tier: Path, tmp_path: Path) -> None:

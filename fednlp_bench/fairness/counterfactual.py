@@ -121,9 +121,14 @@ def set_probabilities(task: Any, model: torch.nn.Module, cset: CounterfactualSet
 
 
 def counterfactual_report(task: Any, model: torch.nn.Module, swaps: SwapList, test_set: CounterfactualSet,
-                          batch_size: int, train_set: CounterfactualSet | None = None,
-                          client_test_rows: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
-    """The record's ``fairness.counterfactual``: the test split's flip statistics, and per client when given."""
+                          batch_size: int, client_set: CounterfactualSet | None = None,
+                          client_test_rows: Sequence[np.ndarray] | None = None,
+                          client_source: str = "client_eval local test rows") -> dict[str, Any]:
+    """The record's ``fairness.counterfactual``: the test split's flip statistics, and per client when given.
+
+    ``client_test_rows`` index the split ``client_set`` was built from: the training split for a hold-out, the
+    test split when each client's local set is drawn from test with its mixture (the cpu tier's setting).
+    """
     p0, p1, y = set_probabilities(task, model, test_set, np.arange(len(test_set.rows)), batch_size)
     stats = flip_statistics(p0, p1, y)
     report: dict[str, Any] = {
@@ -134,15 +139,15 @@ def counterfactual_report(task: Any, model: torch.nn.Module, swaps: SwapList, te
         "flip_rate_all_rows": stats["flips"] / max(test_set.source_rows, 1),
         "clients": None,
     }
-    if train_set is not None and client_test_rows is not None:
+    if client_set is not None and client_test_rows is not None:
         per_client = []
         for cid, rows in enumerate(client_test_rows):
-            pos = train_set.positions(rows)
-            c0, c1, cy = set_probabilities(task, model, train_set, pos, batch_size)
+            pos = client_set.positions(rows)
+            c0, c1, cy = set_probabilities(task, model, client_set, pos, batch_size)
             s = flip_statistics(c0, c1, cy)
             per_client.append({"client": cid, "test_rows": int(len(rows)), "changed_rows": s["rows"], "flips": s["flips"],
                                "flip_rate": s["flip_rate"], "delta_true_prob_mean": s["delta_true_prob_mean"]})
-        report["clients"] = {"source": "client_eval local test rows", "summary": summarize_clients(per_client),
+        report["clients"] = {"source": client_source, "summary": summarize_clients(per_client),
                              "per_client": per_client}
     return report
 

@@ -26,6 +26,7 @@ from fednlp_bench.leaderboard.tier_cells import (
     point_text,
     same_point,
 )
+from fednlp_bench.leaderboard.tier_fairness import fairness_markdown
 
 ROLE_TITLES = {CENTRALIZED_CONVERGED: "Centralized (converged)", CENTRALIZED_EQUAL: "Centralized (equal budget)"}
 CSV_FIELDS = [
@@ -165,7 +166,8 @@ def task_markdown(plan: Plan, task: TierTask) -> str:
     source = next((c.plan.partition for c in central if c is not None), task.partitions[0] if task.partitions else None)
     lines += ["", f"† Centralized training pools every client's data, so it does not depend on the partition: it "
                   f"runs once, on the {plabel(source)} partition, and every row shows those same runs.", ""]
-    return "\n".join(lines + details_markdown(task) + tuning_markdown(task)) + "\n"
+    fairness = fairness_markdown(ordered_cells(task), lambda c: (plabel(c.plan.partition), column_title(c)))
+    return "\n".join(lines + details_markdown(task) + fairness + tuning_markdown(task)) + "\n"
 
 
 def details_markdown(task: TierTask) -> list[str]:

@@ -123,8 +123,14 @@ class FairnessPlan:
             out.append(self.train_set.swapped)
         return out
 
-    def report(self, task: Any, model: Any, batch_size: int, split: Any) -> dict[str, Any]:
+    def report(self, task: Any, model: Any, batch_size: int, groups: tuple[str, Any] | None) -> dict[str, Any]:
+        """``groups``: (``"train"`` or ``"test"``, each client's local test rows in that split), or None."""
         assert self.test_set is not None, "FairnessPlan.prepare runs before training"
-        body = counterfactual_report(task, model, self.swaps, self.test_set, batch_size, self.train_set,
-                                     None if split is None else split.test)
+        if groups is None:
+            return {"counterfactual": counterfactual_report(task, model, self.swaps, self.test_set, batch_size)}
+        split, rows = groups
+        client_set = self.train_set if split == "train" else self.test_set
+        source = ("client_eval hold-out rows (training split)" if split == "train"
+                  else "client_eval local sets drawn from test with each client's mixture")
+        body = counterfactual_report(task, model, self.swaps, self.test_set, batch_size, client_set, rows, source)
         return {"counterfactual": body}

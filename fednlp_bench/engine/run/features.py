@@ -153,7 +153,7 @@ class RunFeatures:
                 if name in extra:
                     extra[name] = redact_participation(name, extra[name])
         if self.fairness is not None:
-            extra["fairness"] = self.fairness.report(task, model, batch_size, self.split)
+            extra["fairness"] = self.fairness.report(task, model, batch_size, self._fairness_groups(test_raw))
         if self.client_params is not None:
             extra["client_eval"] = self._client_eval(task, model, batch_size, test_raw)
         if self.population is not None:
@@ -170,14 +170,26 @@ class RunFeatures:
             return evaluate_clients(task, model, self.train_raw, self.split.test,
                                     np.array([len(r) for r in self.split.train]), batch_size, params,
                                     self.split.describe())
+        sets, strata, seed = self._test_local_sets(test_raw)
+        return evaluate_clients(task, model, test_raw, sets, np.array([len(r) for r in self.client_rows]), batch_size,
+                                params, describe(sets, strata, params.rows, seed))
+
+    def _test_local_sets(self, test_raw: Any) -> tuple[list[np.ndarray], Any, int]:
+        """Each client's local rows drawn from test with its own mixture (seeded by the partition), and the strata."""
         if test_raw is None:
             raise ValueError("client_eval_params.source: test needs the test split at the end of the run")
+        assert self.client_params is not None
         seed = int(self.config.partition["seed"])
         strata = strata_for(self.config.partition, self.train_raw, test_raw)
-        rows = self.client_rows
-        sets = draw_local_sets(rows, strata, params.rows, seed)
-        return evaluate_clients(task, model, test_raw, sets, np.array([len(r) for r in rows]), batch_size, params,
-                                describe(sets, strata, params.rows, seed))
+        return draw_local_sets(self.client_rows, strata, self.client_params.rows, seed), strata, seed
+
+    def _fairness_groups(self, test_raw: Any) -> tuple[str, Any] | None:
+        """The per-client groups fairness is reported for: client_eval's local sets, in the split they index."""
+        if self.client_params is None:
+            return None
+        if self.split is not None:
+            return "train", self.split.test
+        return "test", self._test_local_sets(test_raw)[0]
 
     def _audit(self, trainer: Any, eval_features: Any, final: Weights, batch_size: int, central_steps: int) -> dict[str, Any]:
         from fednlp_bench.engine.eval.audit import membership_audit, reference_weights
