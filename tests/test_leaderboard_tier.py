@@ -444,9 +444,9 @@ def test_cli_flags(tier: Path, tmp_path: Path, capsys) -> None:
     assert _cli(["--plan", str(tier), "--out", str(out), "--no-plots"]) == 0
     assert not (out / "gap_vs_alpha.png").exists() and (out / "classification.md").exists()
     assert "classification: 3 partitions x 2 FL algorithms, 6/7 cells complete" in capsys.readouterr().out
-    with pytest.raises(SystemExit):  # --plan is required: there is one leaderboard path
+    with pytest.raises(SystemExit):  # a tier plan or a trust table: one leaderboard command builds every table
         _cli(["--runs", str(tmp_path), "--out", str(out)])
-    assert "the following arguments are required: --plan" in capsys.readouterr().err
+    assert "one of the arguments --plan --trust is required" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--tolerance only applies to --verify"):
         _cli(["--plan", str(tier), "--out", str(out), "--tolerance", "1e-3"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import statistics
@@ -11,6 +12,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from fednlp_bench.cli import main as cli_main
+from fednlp_bench.commands import leaderboard as leaderboard_command
 from fednlp_bench.engine import run_experiment
 from fednlp_bench.leaderboard.privacy_utility import privacy_utility_table
 from fednlp_bench.leaderboard.summary import summarize
@@ -140,3 +143,21 @@ def test_tune_then_report_on_a_tiny_slice(offline_task_env: Path, tmp_path: Path
             assert f"{statistics.fmean(v - r for v, r in zip(values, ref)):+.4f} (paired" in row
             assert f"| {records[cell['final_runs'][0]].privacy['epsilon_pld']:.2f} |" in row
     assert table.count("| one client |") == 2 and table.count("| one example |") == 1
+    out = tmp_path / "privacy_utility.md"  # the one leaderboard command writes the same table
+    assert cli_main(["leaderboard", "--trust", "privacy-utility", "--runs", str(exp.runs_dir), "--out", str(out)]) == 0
+    assert out.read_text().endswith(table) and "fednlp-bench leaderboard --trust privacy-utility" in out.read_text()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--trust", "privacy-utility"], "--trust privacy-utility needs --runs"),
+    (["--trust", "population", "--runs", "{tmp}", "--out", "{tmp}/t.md", "--verify-per-task"], "apply to a tier"),
+    (["--trust", "population", "--runs", "{tmp}/nope", "--out", "{tmp}/t.md"], "is not a folder of records"),
+    (["--trust", "population", "--runs", "{tmp}", "--out", "{tmp}/t.txt"], "one Markdown file"),
+])
+def test_trust_table_command_refuses_bad_flags(tmp_path: Path, argv: list[str], message: str) -> None:
+    parser = argparse.ArgumentParser()
+    leaderboard_command.register(parser.add_subparsers())
+    args = parser.parse_args(["leaderboard", *(a.replace("{tmp}", str(tmp_path)) for a in argv)])
+    with pytest.raises(ValueError, match=message):
+        leaderboard_command.run(args)
+    assert not (tmp_path / "t.md").exists() and not (tmp_path / "t.txt").exists()

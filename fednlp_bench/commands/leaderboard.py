@@ -18,7 +18,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from fednlp_bench.leaderboard.trust_tables import KINDS as TRUST_KINDS
 from fednlp_bench.scalars import number
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,11 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "extensions), the gap-vs-alpha figure and the headline README to --out. With --verify or "
         "--verify-per-task, also re-run records and check they reproduce.",
     )
-    parser.add_argument("--plan", metavar="PATH", required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--plan", metavar="PATH",
                         help="plan.json written by a tier suite, e.g. leaderboards/cpu/plan.json")
+    source.add_argument("--trust", choices=TRUST_KINDS,
+                        help="a trust table instead (docs/trust.md): --runs names its records folder and --out its "
+                        "Markdown file, e.g. --trust privacy-utility --runs leaderboards/trust/privacy_utility "
+                        "--out leaderboards/trust/privacy_utility_20news.md")
     parser.add_argument("--runs", default=None,
-                        help="folder with the plan's records (default: the plan's runs_dir)")
-    parser.add_argument("--out", default="leaderboards", help="output folder (default: leaderboards)")
+                        help="folder with the plan's records (default: the plan's runs_dir); with --trust, required")
+    parser.add_argument("--out", default="leaderboards",
+                        help="output folder (default: leaderboards); with --trust, the table's .md file")
     parser.add_argument("--verify", metavar="RUN_ID_OR_PATH",
                         help="re-run this record (run id under the runs folder, run folder or record.json) and compare")
     parser.add_argument("--verify-per-task", action="store_true",
@@ -65,8 +73,24 @@ def verify_runner() -> Any:
     return verify_mod._load_runner()
 
 
+def run_trust(args: argparse.Namespace) -> int:
+    """``--trust KIND``: one trust table from a records folder (no plan, nothing re-run)."""
+    from fednlp_bench.leaderboard.trust_tables import write_trust_table
+
+    if args.runs is None:
+        raise ValueError(f"--trust {args.trust} needs --runs, the folder of its records, e.g. leaderboards/trust/records")
+    if args.verify is not None or args.verify_per_task or args.tolerance is not None:
+        raise ValueError("--verify, --verify-per-task and --tolerance apply to a tier (--plan), not to --trust")
+    if not Path(args.runs).is_dir():
+        raise ValueError(f"--runs {args.runs!r} is not a folder of records")
+    print(f"wrote {write_trust_table(args.trust, Path(args.runs), Path(args.out))}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """The tier leaderboard, then optionally ``--verify RUN_ID`` or ``--verify-per-task``."""
+    if args.trust is not None:
+        return run_trust(args)
     from fednlp_bench.leaderboard.plan import resolve_runs_dir
     from fednlp_bench.leaderboard.records import find_record
     from fednlp_bench.leaderboard.tier_tables import build_tier, write_tier_files

@@ -10,8 +10,8 @@ Welch's interval beside it, and its convergence verdict is the cpu tier's
 criterion over the final runs' validation curves. A cell whose final runs
 are not all recorded says how many are, and gets no figure.
 
-    python -m fednlp_bench.leaderboard.trust_tables privacy-utility leaderboards/trust/privacy_utility \
-        leaderboards/trust/privacy_utility_20news.md
+    fednlp-bench leaderboard --trust privacy-utility --runs leaderboards/trust/privacy_utility \
+        --out leaderboards/trust/privacy_utility_20news.md
 """
 
 from __future__ import annotations

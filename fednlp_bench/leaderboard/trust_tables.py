@@ -13,9 +13,11 @@ names the differing keys, so a row never mixes budgets. Every number over
 seeds is a ``summary.Summary`` (mean ± std, t interval, n), the same type
 and format as the tier tables.
 
-    python -m fednlp_bench.leaderboard.trust_tables privacy RUNS_DIR OUT.md
-    python -m fednlp_bench.leaderboard.trust_tables population RUNS_DIR OUT.md
-    python -m fednlp_bench.leaderboard.trust_tables privacy-utility RUNS_DIR OUT.md   # privacy_utility.py
+    fednlp-bench leaderboard --trust privacy --runs RUNS_DIR --out OUT.md
+    fednlp-bench leaderboard --trust population --runs RUNS_DIR --out OUT.md
+    fednlp-bench leaderboard --trust privacy-utility --runs RUNS_DIR --out OUT.md   # privacy_utility.py
+
+(``python -m fednlp_bench.leaderboard.trust_tables KIND RUNS_DIR OUT.md`` is the same.)
 """
 
 from __future__ import annotations
@@ -162,27 +164,38 @@ def population_table(records: Sequence[LoadedRecord]) -> str:
 
 
 TABLES = {"privacy": privacy_table, "population": population_table}
+KINDS = ("population", "privacy", "privacy-utility")
+TITLES = {"privacy": "Client-level DP", "population": "Client populations",
+          "privacy-utility": "Privacy-utility: client-level and example-level DP"}
+
+
+def write_trust_table(kind: str, runs_dir: Path, out: Path, title: str | None = None) -> Path:
+    """Build one trust table from the records (and, for privacy-utility, selection.json) and write it whole."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown trust table {kind!r}; choose one of {', '.join(KINDS)}")
+    if out.suffix != ".md":
+        raise ValueError(f"--out {str(out)!r}: a trust table is one Markdown file, e.g. leaderboards/trust/{kind}.md")
+    if kind == "privacy-utility":  # reads the experiment's selection.json beside its records
+        from fednlp_bench.leaderboard.privacy_utility import privacy_utility_table
+
+        body = privacy_utility_table(runs_dir)
+    else:
+        body = TABLES[kind](collect_records(runs_dir))
+    command = f"fednlp-bench leaderboard --trust {kind} --runs {runs_dir} --out {out}"
+    atomic_write_text(out, f"# {title or TITLES[kind]}\n\nGenerated from records by `{command}`; do not edit by "
+                           f"hand.\n\n{body}")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fednlp_bench.leaderboard.trust_tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=sorted([*TABLES, "privacy-utility"]))
+    parser.add_argument("kind", choices=KINDS)
     parser.add_argument("runs_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
-    if args.kind == "privacy-utility":  # reads the experiment's selection.json beside its records
-        from fednlp_bench.leaderboard.privacy_utility import privacy_utility_table
-
-        body = privacy_utility_table(args.runs_dir)
-    else:
-        body = TABLES[args.kind](collect_records(args.runs_dir))
-    title = args.title or {"privacy": "Client-level DP", "population": "Client populations",
-                           "privacy-utility": "Privacy-utility: client-level and example-level DP"}[args.kind]
-    atomic_write_text(args.out, f"# {title}\n\nGenerated from records by `python -m fednlp_bench.leaderboard."
-                                f"trust_tables {args.kind}`; do not edit by hand.\n\n{body}")
-    print(f"wrote {args.out}")
+    print(f"wrote {write_trust_table(args.kind, args.runs_dir, args.out, args.title)}")
     return 0
 
 
