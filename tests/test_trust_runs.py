@@ -124,12 +124,16 @@ def test_trust_tables(tmp_path: Path) -> None:
             type(records[0])(run(toy_config(sampling="poisson", rounds=2), tmp_path / "other"), tmp_path / "other")])
 
     pop_runs = tmp_path / "pop"
-    run(toy_config(rounds=4, sampling="uniform"), pop_runs)
-    run(toy_config(rounds=4, sampling="activity_power", sampling_params={"power": 1.0},
+    static = run(toy_config(rounds=4, sampling="uniform", client_eval=True), pop_runs)
+    run(toy_config(rounds=4, sampling="activity_power", sampling_params={"power": 1.0}, client_eval=True,
                    continual={"periods": 2, "retention": 1, "rounds_per_period": 2}), pop_runs)
     table = population_table(collect_records(pop_runs))
     assert "| static | uniform |" in table and "| continual T=2, W=1, R=2 | activity_power (p=1) |" in table
     assert " → " in table
+    # Worst-10% clients as the tier tables give it: the qualifying clients only, and how many qualified.
+    summary = static.client_eval["summary"]
+    row = next(line for line in table.splitlines() if line.startswith("| static | uniform |"))
+    assert f"{summary['qualified']}/{summary['clients']} clients with ≥{summary['min_units']} " in row
 
 
 # ------------------------------------------------------------------ audit v2: members, resume, client level

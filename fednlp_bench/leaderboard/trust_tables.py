@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.leaderboard.client_tail import cell_clients
 from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
 from fednlp_bench.leaderboard.summary import summarize
 
@@ -71,6 +72,16 @@ def _summary(values: list[float | None], digits: int = 4) -> str:
     """``mean ± std 95% CI [..], n`` over seeds when every record has the value, else —."""
     clean = [float(v) for v in values if v is not None]
     return summarize(clean).text(digits) if clean and len(clean) == len(values) else "—"
+
+
+def _worst_clients(records: Sequence[Any]) -> str:
+    """The tier's per-client figure: worst 10% of the qualifying clients, bootstrap interval, how many qualified."""
+    clients = cell_clients(records)
+    if clients is None:
+        return "—"
+    interval = clients.interval
+    shown = f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval is not None else ""
+    return f"{clients.worst.mean:.4f}{shown} ({clients.qualified_text()})"
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -151,15 +162,16 @@ def population_table(records: Sequence[LoadedRecord]) -> str:
             n = len(items[0].record.continual["rows"])
             per = [_mean([float(it.record.continual["rows"][i]["metrics"][metric]) for it in items]) for i in range(n)]
             periods = " → ".join(_fmt(v) for v in per)
-        worst = _summary([((it.record.client_eval or {}).get("summary") or {}).get("worst_10pct") for it in items])
+        worst = _worst_clients([it.record for it in items])
         lines.append(f"| {setting} | {sampling} | {final} | {worst} | {periods} | {items[0].record.config['rounds']} | "
                      f"{', '.join(it.record.run_id for it in items)} |")
     return "\n".join([
         f"Client populations ({_budget_line(fixed, records)}).", "", *lines, "",
         "Continual: each client's rows arrive over T periods (seeded, recorded order when the data has no time "
         "column), only the last W periods are kept, R rounds run per period; the metric is measured on the same "
-        "test split after every period. Worst-10% clients: mean per-client metric of the worst ⌈N/10⌉ clients on "
-        "their own local test rows (client_eval; — when off).",
+        "test split after every period. Worst-10% clients: as in the tier tables, the mean over seeds of the "
+        "worst tenth of the clients whose local set meets client_eval's minimum, with a bootstrap 95% interval "
+        "(clients resampled within each seed) and how many qualified (— without client_eval).",
     ]) + "\n"
 
 
