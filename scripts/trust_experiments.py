@@ -9,9 +9,15 @@ entry sets ``fairness``), and its leaderboard page shows it.
 
 Every config of the chosen grids is built and validated before the first run. Runs go one after another and
 are resumable: a finished run (record.json) is skipped, an interrupted one continues from its last checkpoint,
-so the same command finishes an interrupted batch. The tables are then built from the records alone by the
-leaderboard (docs/trust.md, "Experiments"). ``--dry-run`` also checks that the populations grid's
-uniform/static rows are the cpu tier's FedAvg cell (same config as its records, seed by seed).
+so the same command finishes an interrupted batch. Each grid's records go to their own folder under --runs, and
+the tables are built from them alone by the leaderboard (docs/trust.md, "Experiments"):
+
+    fednlp-bench leaderboard --trust population --runs leaderboards/trust/records/populations \
+        --out leaderboards/trust/populations_20news.md
+    fednlp-bench leaderboard --trust audit --runs leaderboards/trust/records/audit --out leaderboards/trust/audit_20news.md
+
+``--dry-run`` also checks that the populations grid's uniform/static rows are the cpu tier's FedAvg cell (same
+config as its records, seed by seed).
 """
 
 from __future__ import annotations
@@ -66,8 +72,13 @@ def planned_runs(spec: dict[str, Any], grids: list[str], seeds: list[int]) -> li
     return runs
 
 
+def grid_dir(runs_dir: Path, run_id: str) -> Path:
+    """Each grid's records in their own folder (``<runs>/populations``, ``<runs>/audit``): one table each."""
+    return runs_dir / run_id.split("-")[1]
+
+
 def status(runs_dir: Path, run_id: str) -> str:
-    folder = runs_dir / run_id
+    folder = grid_dir(runs_dir, run_id) / run_id
     if (folder / RECORD_FILENAME).is_file():
         return "done"
     return "partial" if folder.is_dir() and any(folder.iterdir()) else "todo"
@@ -133,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, (run_id, cfg) in enumerate(todo, start=1):
         started = time.perf_counter()
         print(f"[{i}/{len(todo)}] {run_id}", flush=True)
-        rec = run_experiment(cfg, args.runs, run_id=run_id, resume=status(args.runs, run_id) == "partial")
+        rec = run_experiment(cfg, grid_dir(args.runs, run_id), run_id=run_id,
+                             resume=status(args.runs, run_id) == "partial")
         print(f"[{i}/{len(todo)}] {run_id}: test {rec.primary_metric}={rec.final_metrics[rec.primary_metric]:.4f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     return 0

@@ -136,6 +136,33 @@ def test_trust_tables(tmp_path: Path) -> None:
     assert f"{summary['qualified']}/{summary['clients']} clients with ≥{summary['min_units']} " in row
 
 
+def test_audit_table_rows_are_seed_summaries_of_the_records(tmp_path: Path) -> None:
+    from fednlp_bench.leaderboard.audit_table import audit_table
+    from fednlp_bench.leaderboard.records import collect_records
+    from fednlp_bench.leaderboard.summary import summarize
+
+    runs, audit = tmp_path / "runs", {"examples": 20, "bootstrap": 20, "holdout_clients": 2}
+    fixed = {**DP, "mechanism": "dp_fixed_clip", "target_quantile": None, "clipped_count_stddev": None}
+    made = {}
+    for seed in (0, 1):
+        partition = {"scheme": "quantity_skew", "num_clients": 6, "seed": seed, "min_size": 2}
+        for name, privacy in (("nodp", None), ("dp", fixed)):
+            made[name, seed] = run(toy_config(sampling="poisson", membership_audit=audit, client_eval=True, seed=seed,
+                                              partition=partition, privacy=privacy), runs, run_id=f"{name}-s{seed}")
+    table = audit_table(collect_records(runs))
+    rows = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    nodp, dp = rows["| no DP"], rows["| client-level DP-FedAvg (fixed clip)"]
+    calibrated = summarize([made["nodp", s].membership_audit["example_level"]["calibrated"]["auc"] for s in (0, 1)])
+    assert f"| {calibrated.text(3)} |" in nodp and nodp.endswith("| nodp-s0, nodp-s1 |")
+    client = summarize([made["dp", s].membership_audit["client_auc"] for s in (0, 1)])
+    assert f"| {client.text(3)} |" in dp and f"| {made['dp', 0].privacy['epsilon_rdp']:.2f}" in dp
+    assert "(one client)" in dp and "| ∞ |" in nodp
+    with pytest.raises(ValueError, match=r"differs .* in \['lr'\]"):
+        audit_table(collect_records(runs) + [type(collect_records(runs)[0])(
+            run(toy_config(sampling="poisson", membership_audit=audit, client_eval=True, lr=0.2), tmp_path / "o"),
+            tmp_path / "o")])
+
+
 # ------------------------------------------------------------------ audit v2: members, resume, client level
 AUDIT = {"examples": 50, "bootstrap": 50, "holdout_clients": 2}
 

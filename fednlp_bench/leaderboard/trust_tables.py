@@ -13,6 +13,7 @@ names the differing keys, so a row never mixes budgets. Every number over
 seeds is a ``summary.Summary`` (mean ± std, t interval, n), the same type
 and format as the tier tables.
 
+    fednlp-bench leaderboard --trust audit --runs RUNS_DIR --out OUT.md        # audit_table.py
     fednlp-bench leaderboard --trust privacy --runs RUNS_DIR --out OUT.md
     fednlp-bench leaderboard --trust population --runs RUNS_DIR --out OUT.md
     fednlp-bench leaderboard --trust privacy-utility --runs RUNS_DIR --out OUT.md   # privacy_utility.py
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.leaderboard.audit_table import audit_table
 from fednlp_bench.leaderboard.client_tail import cell_clients
 from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
 from fednlp_bench.leaderboard.summary import summarize
@@ -175,9 +177,10 @@ def population_table(records: Sequence[LoadedRecord]) -> str:
     ]) + "\n"
 
 
-TABLES = {"privacy": privacy_table, "population": population_table}
-KINDS = ("population", "privacy", "privacy-utility")
+TABLES = {"privacy": privacy_table, "population": population_table, "audit": audit_table}
+KINDS = ("audit", "population", "privacy", "privacy-utility")
 TITLES = {"privacy": "Client-level DP", "population": "Client populations",
+          "audit": "Leakage: membership inference and canary exposure, without and with DP",
           "privacy-utility": "Privacy-utility: client-level and example-level DP"}
 
 
