@@ -5,8 +5,9 @@ experiment writes after tuning: each cell's axes, edge extensions, the
 validation score of every tuning run and the ids of the final runs. The
 table reads nothing else: a cell's test figure is the ``Summary`` of its
 final runs (one per seed), its gap to the no-DP cell is the paired
-difference over the seeds both share (same seed: same client sequence), with
-Welch's interval beside it, and its convergence verdict is the cpu tier's
+difference over the seeds both share (same seed: same partition and initial
+model; the same client sequence only for DP-SGD, as client-level DP samples
+from its secret seed), with Welch's interval beside it, and its convergence verdict is the cpu tier's
 criterion over the final runs' validation curves. A cell whose final runs
 are not all recorded says how many are, and gets no figure.
 
@@ -41,7 +42,16 @@ def load_selection(runs_dir: Path) -> dict[str, Any]:
     selection = json.loads(path.read_text())
     if NO_DP not in selection:
         raise ValueError(f"{path}: has no {NO_DP!r} cell, the reference every DP cell is compared with")
-    return selection
+    order = list(MECHANISMS)
+
+    def rank(item: tuple[str, Any]) -> tuple[int, float]:  # no DP, then each mechanism from the weakest privacy
+        cell = item[1]
+        if cell["mechanism"] is None:
+            return (-1, 0.0)
+        mech = cell["mechanism"]
+        return (order.index(mech) if mech in order else len(order), -float(cell["target_epsilon"]))
+
+    return dict(sorted(selection.items(), key=rank))
 
 
 def _finals(cell: Mapping[str, Any], by_id: Mapping[str, LoadedRecord]) -> list[LoadedRecord]:
@@ -137,8 +147,10 @@ def privacy_utility_table(runs_dir: str | Path) -> str:
         "## Every cell", "",
         f"ε by dp-accounting's RDP and PLD accountants (δ = {first.config.get('privacy', {}).get('delta', '1e-05')} "
         "for every DP cell): DP-FedAvg's covers one client, DP-SGD's one example of the worst-off client. "
-        "Gap: the cell minus no DP, paired over the seeds (same seed, same client sequence), Welch's interval "
-        "beside it. Convergence: the slope of the seed-mean validation curve over the last quarter of the rounds.", "",
+        "Gap: the cell minus no DP, paired over the seeds, Welch's interval beside it. A seed fixes the partition "
+        "and the initial model; for DP-SGD also the client sequence, while client-level DP draws its clients "
+        "from the run's secret seed (amplification by sampling needs who took part hidden), so there the pairs "
+        "share less and the paired interval is close to Welch's. Convergence: the slope of the seed-mean validation curve over the last quarter of the rounds.", "",
         f"| cell | chosen (seed {selection[NO_DP]['tuning_seed']}, validation) | z | ε RDP | ε PLD | test {metric} "
         "| gap to no DP | convergence | runs |",
         "|---|---|---:|---:|---:|---:|---:|---|---|",
