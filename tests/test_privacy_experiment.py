@@ -161,3 +161,18 @@ def test_trust_table_command_refuses_bad_flags(tmp_path: Path, argv: list[str], 
     with pytest.raises(ValueError, match=message):
         leaderboard_command.run(args)
     assert not (tmp_path / "t.md").exists() and not (tmp_path / "t.txt").exists()
+
+
+def test_one_extension_step_may_grow_two_axes_and_counts_once_against_the_cap(tmp_path: Path) -> None:
+    exp = Experiment.load(tiny_experiment(tmp_path, grid={"lr": [1e-3, 2e-3], "batch_size": [4, 8]}, extensions=1,
+                                          mechanisms={"dp_fixed_clip": {"clip_norm": 1.0}}))
+
+    def run(rid: str, cfg: object) -> SimpleNamespace:  # best at the largest lr and batch: both axes on an edge
+        return fake_record(math.log(cfg.lr) + math.log(cfg.batch_size))  # type: ignore[attr-defined]
+
+    cell = run_experiment_grid(exp, run, log=lambda line: None)[NO_DP]
+    assert sorted(cell["extensions"], key=lambda e: e["axis"]) == [
+        {"step": 1, "axis": "batch_size", "side": "high", "value": 16},
+        {"step": 1, "axis": "lr", "side": "high", "value": 4e-3}]
+    assert cell["chosen"] == {"lr": 4e-3, "batch_size": 16} and cell["on_edge"] == ["batch_size", "lr"]
+    assert len(cell["validation"]) == 9 and set(cell["step_of"].values()) == {0, 1}

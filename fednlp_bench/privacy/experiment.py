@@ -169,12 +169,18 @@ def tune_cell(exp: Experiment, cell: Cell, run: Callable[[str, RunConfig], Any],
               log: Callable[[str], None]) -> dict[str, Any]:
     """Stage 1 of one cell: the declared grid, then edge extensions up to ``exp.extensions`` (module doc)."""
     axes = {k: list(v) for k, v in exp.grid.items()}
-    points, step_of, scores, steps = [], [], [], []
+    points: list[dict[str, Any]] = []
+    step_of: list[int] = []
+    scores: list[float] = []
+    steps: list[dict[str, Any]] = []  # one entry per axis extended, numbered by step
+    step = 0
 
     def add(point: dict[str, Any], step: int) -> None:
         rid = run_id(cell, point, exp.tuning_seed)
         record = run(rid, exp.config(cell, point, exp.tuning_seed))
-        points.append(point), step_of.append(step), scores.append(validation_score(record, exp.convergence))
+        points.append(point)
+        step_of.append(step)
+        scores.append(validation_score(record, exp.convergence))
         log(f"tune {rid}: validation {record.primary_metric} {scores[-1]:.4f}" + (f" (extension {step})" if step else ""))
 
     for point in grid_points(axes):
@@ -182,11 +188,11 @@ def tune_cell(exp: Experiment, cell: Cell, run: Callable[[str, RunConfig], Any],
     while True:
         best = best_index(scores)  # the first point wins a tie: declared points, then each step's in grid order
         sides = edges(axes, points[best])
-        if not sides or len(steps) == exp.extensions:
+        if not sides or step == exp.extensions:
             break
         axes, added = extend(axes, sides)
-        steps.extend({"step": len(steps) + 1, "axis": k, "side": side, "value": added[k]} for k, side in sides.items())
-        step = max(s["step"] for s in steps)
+        step += 1
+        steps.extend({"step": step, "axis": k, "side": side, "value": added[k]} for k, side in sides.items())
         known = [dict(p) for p in points]
         for point in grid_points(axes):
             if point not in known:
