@@ -1,5 +1,7 @@
 """`fednlp-bench leaderboard --plan <out>/plan.json`: a tier's tables, figure and README from its records.
 
+``--trust KIND --runs DIR --out FILE.md`` builds one trust table instead (``leaderboard/trust_tables.py``).
+
 Building never trains anything: the plan (written by ``fednlp-bench suite``)
 says which records make each cell, so the tables report the suite's tuning
 choice rather than re-deriving it. ``--verify RUN_ID`` re-runs one record
@@ -26,11 +28,13 @@ from fednlp_bench.scalars import number
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "leaderboard",
-        help="build a tier's tables (Markdown + CSV + figure + README) from its plan.json and records",
+        help="build a tier's tables (Markdown + CSV + figure + README) from its plan.json and records, or a "
+        "trust table (--trust)",
         description="Read plan.json (written by `fednlp-bench suite`) and the records it names, check that every "
         "cell traces to its records, and write per-task tables (convergence, paired gaps, tuning with its grid "
         "extensions), the gap-vs-alpha figure and the headline README to --out. With --verify or "
-        "--verify-per-task, also re-run records and check they reproduce.",
+        "--verify-per-task, also re-run records and check they reproduce. With --trust KIND instead of --plan, "
+        f"build one trust table ({', '.join(TRUST_KINDS)}) from a folder of records.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--plan", metavar="PATH",
