@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fednlp_bench.partitioners.base import Partitioner, get_partitioner_class
+from fednlp_bench.partitioners.base import DEFAULT_MAX_TRIES, Partitioner, get_partitioner_class
 from fednlp_bench.partitioners.data import ColumnData, arrow_column, dataset_fingerprint, encode_values, require_columns
 from fednlp_bench.partitioners.errors import PartitionError
 from fednlp_bench.partitioners.partition import Partition
@@ -21,7 +21,7 @@ def make_partitioner(
     seed: int = 0,
     min_size: int = 1,
     group_column: str | None = None,
-    max_tries: int = 10,
+    max_tries: int = DEFAULT_MAX_TRIES,
     **params: Any,
 ) -> Partitioner:
     """Validate a request and build its scheme object (no data needed, nothing computed)."""
@@ -42,7 +42,7 @@ def partition_dataset(
     label_column: str = "partition_key",
     text_column: str = "text",
     group_column: str | None = None,
-    max_tries: int = 10,
+    max_tries: int = DEFAULT_MAX_TRIES,
     **params: Any,
 ) -> Partition:
     """Partition a ``datasets.Dataset`` (one split) into ``num_clients`` clients.
