@@ -1,5 +1,8 @@
 """Run the trust experiments of configs/trust/trust_20news.yaml: populations and the audit (no DP / DP).
 
+The audit's rows are the privacy-utility table's cells (its config and selection.json): the same model, lr and
+privacy target, with the audit sections added.
+
 Counterfactual fairness per algorithm is not run here: the cpu tier's 20News records carry it (its task
 entry sets ``fairness``), and its leaderboard page shows it.
 
@@ -42,11 +45,13 @@ TIER_RECORDS = ROOT / "leaderboards/cpu/records"
 GRIDS = ("populations", "audit")
 
 
-def with_seed(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The run of ``config`` for one seed; the partition seed follows it, as in the cpu tier."""
+def with_seed(config: dict[str, Any], seed: int, grid: str) -> dict[str, Any]:
+    """The run of ``config`` for one seed. Populations: the partition seed follows it, as in the cpu tier; the
+    audit keeps the privacy-utility experiment's fixed partition, so its rows stay that table's cells."""
     out = copy.deepcopy(config)
     out["seed"] = seed
-    out["partition"] = {**out["partition"], "seed": seed}
+    if grid == "populations":
+        out["partition"] = {**out["partition"], "seed": seed}
     return out
 
 
@@ -56,7 +61,33 @@ def grid_configs(spec: dict[str, Any], grid: str) -> list[tuple[str, dict[str, A
     if grid == "populations":
         return [(f"{setting}-{name}", {**base, **sampling, **extra})
                 for setting, extra in section["settings"].items() for name, sampling in section["samplings"].items()]
-    return [(name, {**base, **section["changes"], **variant}) for name, variant in section["variants"].items()]
+    cells = privacy_utility_cells(section["cells_from"])
+    out = []
+    for name, variant in section["variants"].items():
+        if variant.get("cell") not in cells:
+            raise SystemExit(f"{SPEC.name}: audit.variants.{name}.cell={variant.get('cell')!r} is not a cell of "
+                             f"{section['cells_from']['experiment']}; choose one of {sorted(cells)}")
+        out.append((name, {**cells[variant["cell"]], **section["changes"]}))
+    return out
+
+
+def privacy_utility_cells(source: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each privacy-utility cell's config (without seed) at the lr its tuning chose: the audited models."""
+    from fednlp_bench.privacy.experiment import Experiment
+
+    exp = Experiment.load(ROOT / source["experiment"])
+    path = ROOT / source["selection"]
+    if not path.is_file():
+        raise SystemExit(f"{path}: no selection yet; run scripts/privacy_utility.py {source['experiment']} first")
+    selection = json.loads(path.read_text())
+    cells = {}
+    for cell in exp.cells():
+        if cell.name in selection:
+            config = {**exp.base, **selection[cell.name]["chosen"]}
+            if cell.privacy is not None:
+                config["privacy"] = dict(cell.privacy)
+            cells[cell.name] = config
+    return cells
 
 
 def planned_runs(spec: dict[str, Any], grids: list[str], seeds: list[int]) -> list[tuple[str, RunConfig]]:
@@ -66,7 +97,7 @@ def planned_runs(spec: dict[str, Any], grids: list[str], seeds: list[int]) -> li
             for seed in seeds:
                 run_id = f"trust-{grid}-{name}-s{seed}"
                 try:
-                    runs.append((run_id, RunConfig.from_dict(with_seed(config, seed))))
+                    runs.append((run_id, RunConfig.from_dict(with_seed(config, seed, grid))))
                 except ValueError as err:
                     raise SystemExit(f"{SPEC.name}: {run_id}: {err}") from None
     return runs

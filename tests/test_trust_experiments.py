@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import yaml
@@ -24,7 +25,7 @@ def test_every_trust_run_is_valid_and_rows_differ_only_where_the_table_compares(
     te = load_script()
     spec = yaml.safe_load(te.SPEC.read_text())
     runs = dict(te.planned_runs(spec, list(te.GRIDS), [0, 1, 2]))
-    assert len(runs) == 3 * (4 * 2 + 3) == 33   # populations 4x2, audit 3 (no DP, client DP, example DP)
+    assert len(runs) == 3 * (4 * 2 + 4) == 36   # populations 4x2, audit 4 (no DP, fixed/adaptive clip, DP-SGD)
     base = spec["base"]
     # The uniform/static row is the base itself (the cpu tier's FedAvg cell), with the partition seed = the seed.
     cell = RunConfig.from_dict({**base, "seed": 1, "partition": {**base["partition"], "seed": 1}})
@@ -33,18 +34,28 @@ def test_every_trust_run_is_valid_and_rows_differ_only_where_the_table_compares(
     assert continual.continual["order_by"] == "article_number" and continual.rounds == base["rounds"]
     assert continual.effective_aggregation_weights() == "inverse_probability"
     assert runs["trust-populations-static-activity-size-weighted-s0"].effective_aggregation_weights() == "size"
-    dp, nodp = runs["trust-audit-client-dp-s2"].to_dict(), runs["trust-audit-no-dp-s2"].to_dict()
-    assert {k for k in dp.keys() | nodp.keys() if dp.get(k) != nodp.get(k)} == {"privacy"}
-    example = runs["trust-audit-example-dp-s2"].to_dict()
-    assert {k for k in example.keys() | nodp.keys() if example.get(k) != nodp.get(k)} == {"privacy"}
-    assert example["privacy"]["mechanism"] == "dp_sgd" and nodp["membership_audit"]["holdout_clients"] == 20
+    # The audit's rows are the privacy-utility table's cells at their chosen lr, the audit sections added.
+    from fednlp_bench.privacy.experiment import Experiment
+
+    exp = Experiment.load(ROOT / "configs" / "trust" / "privacy_utility_20news.yaml")
+    selection = json.loads((ROOT / "leaderboards" / "trust" / "privacy_utility" / "selection.json").read_text())
+    cells = {c.name: c for c in exp.cells()}
+    audit_keys = {"membership_audit", "canary", "client_eval", "client_eval_params"}
+    for name, variant in spec["audit"]["variants"].items():
+        table = exp.config(cells[variant["cell"]], selection[variant["cell"]]["chosen"], 2).to_dict()
+        audited = runs[f"trust-audit-{name}-s2"].to_dict()
+        assert {k for k in table.keys() | audited.keys() if table.get(k) != audited.get(k)} <= audit_keys, name
+        assert audited["membership_audit"]["holdout_clients"] == 100 and audited["canary"]["count"] == 10
+    assert runs["trust-audit-example-dp-s2"].privacy["mechanism"] == "dp_sgd"
+    assert runs["trust-audit-client-dp-s2"].privacy["target_epsilon"] == 8
+    assert runs["trust-audit-no-dp-s2"].privacy is None
     # Fairness per algorithm comes from the cpu tier's records: its 20News entry and base score the same swap.
     tier = yaml.safe_load((ROOT / "configs" / "suite-cpu.yaml").read_text())
     entry = next(t for t in tier["tasks"] if t["task"] == "classification")
     assert entry["fairness"] == base["fairness"] == {"counterfactual": "gender"}
-    assert all(cfg.fairness == base["fairness"] for cfg in runs.values())
+    assert all(cfg.fairness == base["fairness"] for run_id, cfg in runs.items() if "-populations-" in run_id)
     assert te.main(["audit", "--runs", str(tmp_path), "--dry-run", "--seeds", "0"]) == 0
-    assert "3 runs, 3 left" in capsys.readouterr().out
+    assert "4 runs, 4 left" in capsys.readouterr().out
 
 
 def test_uniform_static_rows_are_the_cpu_tiers_planned_fedavg_runs_on_alpha_1() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +212,14 @@ def test_audit_survives_a_resume_exactly(tmp_path: Path) -> None:
     resumed = run(cfg, tmp_path / "cut", resume=True)
     assert resumed.membership_audit == full.membership_audit
     assert full.membership_audit["reference"]["kind"] == "population"
-    assert full.membership_audit["reference"]["steps"] == 4 * 3 * 2  # rounds x K x local_steps
+    # As many epochs per row as the target: rounds x K x local_steps x batch examples over the participating
+    # clients' training rows (the held-out clients' rows and the client_eval test rows excluded), not equal steps.
+    reference = full.membership_audit["reference"]
+    examples = 4 * 3 * 2 * cfg.batch_size
+    participating_rows = examples / reference["epochs"]
+    assert participating_rows == pytest.approx(round(participating_rows), abs=0.01)
+    assert round(participating_rows) < 84 - sum(len(r) for r in full.client_eval["split"]["test_rows"].values())
+    assert reference["steps"] == math.ceil(reference["epochs"] * reference["rows"] / cfg.batch_size) < 4 * 3 * 2
 
 
 # ------------------------------------------------------------------ aggregation weights

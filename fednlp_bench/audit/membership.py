@@ -8,7 +8,7 @@
   of LiRA, Carlini et al. 2022, with one reference model): some examples are
   simply easy, so the score is how much lower the target's loss is than that
   of a reference model that never saw the row: reference loss - target loss.
-  The reference is chosen in fednlp_bench/audit/reference.py.
+  The reference is built in fednlp_bench/engine/eval/audit.py.
 
 Members are rows that were actually in a training batch of an update that
 reached the global model (fednlp_bench/audit/tracking.py); non-members are

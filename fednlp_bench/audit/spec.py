@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from fednlp_bench.hints import closest_hint
 from fednlp_bench.scalars import integral
 
-#: Reference models of the calibrated attack (fednlp_bench/audit/reference.py).
+#: Reference models of the calibrated attack (built in fednlp_bench/engine/eval/audit.py).
 REFERENCES = ("initial", "population")
 #: Tasks whose rows a canary can be written as (fednlp_bench/audit/canary.py).
 CANARY_TASKS = ("classification", "generation")
@@ -45,7 +45,7 @@ class AuditSpec:
     #: against the participating clients' held-out local test rows.
     examples: int = 300
     #: The calibrated attack's reference model: ``initial`` (the model the run started from) or
-    #: ``population`` (trained from it on the validation split with the run's centralized equal budget).
+    #: ``population`` (trained from it on the validation split for the target's epochs per row).
     reference: str = "initial"
     #: Bootstrap resamples of each AUC's 95% interval (0: no interval).
     bootstrap: int = 1000

@@ -27,23 +27,30 @@ _REFERENCE_ROUND = 10**6  # a seed stream no real round uses
 
 
 def reference_weights(spec: AuditSpec, trainer: LocalTrainer, eval_features: Any, initial: Weights, config: Any,
-                      central_steps: int) -> tuple[Weights, dict[str, Any]]:
-    """The calibrated attack's reference model and how it was made; leaves the model holding the reference."""
+                      central_steps: int, train_rows: int) -> tuple[Weights, dict[str, Any]]:
+    """The calibrated attack's reference model and how it was made; leaves the model holding the reference.
+
+    The population reference is trained as long per row as the target: its steps give the validation rows the
+    epochs the run gives its ``train_rows`` (rounds x the centralized equal budget's examples per round). Equal
+    steps on a pool 10x smaller would overfit it for 10x the epochs, and its losses would measure that, not how
+    hard a row is.
+    """
     if spec.reference == "initial":
         trainer.state.load(initial)
         return initial, {"kind": "initial", "description": "the model the run started from (round 0), "
                                                            "which never saw any training row"}
-    steps = int(config.rounds) * int(central_steps)
+    rows = np.arange(len(eval_features))
+    epochs = int(config.rounds) * int(central_steps) * int(config.batch_size) / max(int(train_rows), 1)
+    steps = max(1, int(np.ceil(epochs * len(rows) / int(config.batch_size))))
     ref = LocalTrainer(trainer.task, trainer.model, eval_features, batch_size=config.batch_size, lr=config.lr,
                        optimizer=config.optimizer, local_epochs=None, local_steps=steps, precision=trainer.precision)
-    rows = np.arange(len(eval_features))
     ref.train(-1, rows, initial, {}, central_seed(config.seed, _REFERENCE_ROUND), optimizer=ref.make_optimizer(),
               num_steps=steps)
     return trainer.state.get(), {
         "kind": "population",
-        "description": "trained from the initial model on the validation split (rows no audited side holds) with "
-                       "the run's centralized equal budget: same optimizer, lr and batch size",
-        "rows": int(len(rows)), "steps": steps,
+        "description": "trained from the initial model on the validation split (rows no audited side holds) for "
+                       "the target's epochs per row: same optimizer, lr and batch size",
+        "rows": int(len(rows)), "steps": steps, "epochs": round(epochs, 4),
     }
 
 

@@ -197,7 +197,7 @@ class RunFeatures:
         assert self.audit is not None and self.tracker is not None and self.split is not None
         assert self.initial_weights is not None
         reference, info = reference_weights(self.audit, trainer, eval_features, self.initial_weights, self.config,
-                                            central_steps)
+                                            central_steps, train_rows=int(self._static_sizes.sum()))
         exclude = trainer.rows_for(self.canary.raw_rows) if self.canary is not None else np.array([], dtype=np.int64)
         report = membership_audit(self.audit, trainer=trainer, tracker=self.tracker, train_rows=self.split.train,
                                   test_rows=self.split.test, exclude=exclude, final=final, reference=reference,
