@@ -101,3 +101,18 @@ def test_canary_run_records_exposure_and_training_of_the_canary_client(tmp_path:
     assert c["canary_rows_in_batches"] == 4 * 3 * 2 * c["client_rounds_trained"]
     assert len(c["exposures"]) == 4 and 0 <= c["exposure_mean"] <= math.log2(50)
     assert rec.partition["content_hash"]  # the partition itself is the one the spec makes (canaries come after)
+
+
+@pytest.mark.slow
+def test_canaries_run_under_example_level_dp_each_copy_one_example(tmp_path: Path) -> None:
+    """DP-SGD bounds one feature row per example: each canary copy is one, so the run must take them."""
+    from fednlp_bench.engine.run.runner import run_experiment
+
+    cfg = RunConfig(task="classification", model="tiny", data="20news", max_length=48, max_train_examples=120,
+                    max_eval_examples=20, partition={"scheme": "iid", "num_clients": 6, "seed": 0, "min_size": 2},
+                    rounds=2, clients_per_round=3, local_epochs=1, batch_size=8, lr=3e-3, sampling="poisson",
+                    canary={"count": 2, "repeats": 2, "candidates": 20, "secret_length": 3},
+                    privacy={"mechanism": "dp_sgd", "noise_multiplier": 1.0, "clip_norm": 1.0, "delta": 1e-5})
+    rec = run_experiment(cfg, tmp_path, progress=False)
+    assert rec.privacy["level"] == "example" and math.isfinite(rec.privacy["epsilon_rdp"])
+    assert len(rec.canary["exposures"]) == 2

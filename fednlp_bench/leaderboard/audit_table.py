@@ -19,15 +19,18 @@ from typing import Any, Callable, Sequence
 from fednlp_bench.leaderboard.records import LoadedRecord
 from fednlp_bench.leaderboard.summary import summarize
 
-VARIED = ("privacy",)
+#: What rows differ in: the privacy section and the lr each setting's own tuning chose (the audited models are the
+#: privacy-utility table's cells, each at its tuned lr).
+VARIED = ("privacy", "lr")
 LABELS = {None: "no DP", "dp_fixed_clip": "client-level DP-FedAvg (fixed clip)",
           "dp_adaptive_clip": "client-level DP-FedAvg (adaptive clip)", "dp_sgd": "example-level DP-SGD"}
 HEADER = ["setting", "ε (unit)", "test {metric}", "example AUC, calibrated", "example AUC, loss threshold",
-          "TPR @ 1% FPR", "TPR @ 0.1% FPR", "client-level AUC", "canary exposure (chance)", "runs"]
+          "TPR @ 1% FPR", "TPR @ 0.1% FPR", "client-level AUC, calibrated", "client-level AUC, loss",
+          "canary exposure (chance)", "runs"]
 
 
 def _fixed(config: dict[str, Any]) -> dict[str, Any]:
-    """What every row shares: the config without privacy and the seed (the partition seed follows the seed)."""
+    """What every row shares: the config without privacy, lr and the seed (and the partition's seed)."""
     out = {k: v for k, v in config.items() if k not in (*VARIED, "seed")}
     out["partition"] = {k: v for k, v in (config.get("partition") or {}).items() if k != "seed"}
     return out
@@ -61,6 +64,13 @@ def _epsilon(items: Sequence[LoadedRecord]) -> str:
     return f"{min(values):.2f}" + (f"–{max(values):.2f}" if max(values) - min(values) >= 0.005 else "") + f" ({unit})"
 
 
+def _lr(items: Sequence[LoadedRecord]) -> str:
+    values = sorted({float(it.record.config["lr"]) for it in items})
+    if len(values) > 1:
+        raise ValueError(f"{items[0].path}: the seeds of one setting use different lr {values}; one lr per setting")
+    return f"{values[0]:g}"
+
+
 def _exposure(items: Sequence[LoadedRecord]) -> str:
     if any(not it.record.canary for it in items):
         return "—"
@@ -75,17 +85,18 @@ def audit_table(records: Sequence[LoadedRecord]) -> str:
     for item in records:
         groups.setdefault((item.record.config.get("privacy") or {}).get("mechanism"), []).append(item)
     order = list(LABELS)
-    lines = ["| " + " | ".join(h.format(metric=metric) for h in HEADER) + " |", "|---|---|" + "---:|" * 7 + "---|"]
+    lines = ["| " + " | ".join(h.format(metric=metric) for h in HEADER) + " |", "|---|---|" + "---:|" * 8 + "---|"]
     for mech in sorted(groups, key=lambda m: order.index(m) if m in order else len(order)):
         items = sorted(groups[mech], key=lambda it: it.record.seed)
         example = lambda attack, key: (lambda r: r.membership_audit["example_level"][attack][key])  # noqa: E731
         tpr = lambda fpr: (lambda r: r.membership_audit["tpr_at_fpr"].get(fpr))  # noqa: E731
         lines.append("| " + " | ".join([
-            LABELS.get(mech, str(mech)), _epsilon(items),
+            f"{LABELS.get(mech, str(mech))}, lr {_lr(items)}", _epsilon(items),
             _over_seeds(items, lambda r: r.final_metrics[metric], 4),
             _over_seeds(items, example("calibrated", "auc")), _over_seeds(items, example("loss_threshold", "auc")),
             _over_seeds(items, tpr("0.01")), _over_seeds(items, tpr("0.001")),
-            _over_seeds(items, lambda r: r.membership_audit.get("client_auc")), _exposure(items),
+            _over_seeds(items, lambda r: r.membership_audit.get("client_auc")),
+            _over_seeds(items, lambda r: r.membership_audit["client_level"].get("loss_only_auc")), _exposure(items),
             ", ".join(it.record.run_id for it in items)]) + " |")
     audit = records[0].record.membership_audit
     return "\n".join([
@@ -95,8 +106,8 @@ def audit_table(records: Sequence[LoadedRecord]) -> str:
         f"Members: rows that were in a training batch of an aggregated update ({audit['members']['sampled']} sampled "
         f"per run); non-members: {audit['nonmembers']['source']} ({audit['nonmembers']['sampled']} sampled). "
         f"Calibrated attack: reference loss − target loss, reference `{audit['reference'].get('kind')}`. "
-        "Client level: does client u take part? Its rows' mean calibrated score, participating against held-out "
-        "clients (the guarantee client-level DP speaks about). Canary exposure: log2(candidates) − log2(rank) of "
+        "Client level: does client u take part? Its rows' mean calibrated score (and, beside it, their mean loss), "
+        "participating against held-out clients (the guarantee client-level DP speaks about). Canary exposure: log2(candidates) − log2(rank) of "
         "each inserted canary among random candidates, mean over the canaries, chance level in brackets. "
         "0.5 AUC and chance exposure: no measurable leakage.",
     ]) + "\n"

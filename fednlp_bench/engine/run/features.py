@@ -94,9 +94,13 @@ class RunFeatures:
         return sizes, pi
 
     def attach_trainer(self, trainer: Any, compute: Any) -> None:
-        """DP-SGD: the trainer's local loop becomes the private one (other runs: nothing)."""
+        """DP-SGD: the trainer's local loop becomes the private one (other runs: nothing).
+
+        Each canary copy is a training example of its own (its own example index), and the bound covers it as one.
+        """
         if self.privacy is not None:
-            self.privacy.attach_trainer(trainer, compute.cache, len(self.train_raw))
+            canaries = 0 if self.canary is None else len(self.canary.raw_rows)
+            self.privacy.attach_trainer(trainer, compute.cache, len(self.train_raw) + canaries)
 
     # ------------------------------------------------------------ rounds
     def sizes(self, rnd: int) -> np.ndarray:
