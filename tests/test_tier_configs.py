@@ -46,7 +46,17 @@ def test_tier_suite_has_the_protocol_shape(name: str) -> None:
     assert {c["algorithm_params"]["bias_correction"] for c in configs if c["algorithm"] in ("fedadam", "fedyogi")} \
         == {True}
     assert {c["partition"]["num_clients"] for c in configs if c["partition"]["scheme"] != "natural_id"} == {100}
-    assert {c["clients_per_round"] for c in configs} == {10} and {c["local_epochs"] for c in configs} == {1}
+    assert {c["local_epochs"] for c in configs} == {1}
+    # Participation fraction 0.1 everywhere: 10 of 100 clients, 4 of SQuAD's 36 articles, 14 of AESLC's 143
+    # mailboxes, so a round trains on about as many examples as the centralized equal-budget bound's.
+    finals = [r.config for c in plan.cells for r in plan.final_runs(c, c.unit.points[0])]
+    per_round: dict[tuple[str, bool], set[int]] = {}
+    for c in configs + finals:
+        per_round.setdefault((c["task"], c["partition"]["scheme"] == "natural_id"), set()).add(c["clients_per_round"])
+    assert {k: v for k, v in per_round.items() if not k[1]} == {(t, False): {10} for t, _ in per_round}
+    assert {k: v for k, v in per_round.items() if k[1]} == {("qa", True): {4}, ("generation", True): {14}}
+    central = [r.config for c in plan.cells if c.role == "centralized_equal" for r in plan.final_runs(c, c.unit.points[0])]
+    assert {r["clients_per_round"] for r in central} == {10} and {r["partition"]["scheme"] for r in central} == {"iid"}
 
 
 def test_cpu_tier_has_four_tasks_with_their_budgets() -> None:

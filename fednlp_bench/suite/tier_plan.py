@@ -34,6 +34,10 @@ from fednlp_bench.suite.plan_checks import (
 from fednlp_bench.suite.spec import PlannedRun, Suite, _merge
 
 ROLES = ("federated", "centralized_equal", "centralized_converged")
+#: Run keys a partition entry may set for its own runs. ``clients_per_round``: a natural partition with fewer
+#: (or more) than the base's clients keeps the base's participation fraction, so its rounds train on as many
+#: examples as the centralized equal-budget bound's (which runs on the task's first partition).
+PARTITION_RUN_KEYS = ("clients_per_round",)
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,8 @@ class PartitionRef:
     index: int
     scheme: str
     params: dict[str, Any]
-    #: The entry's other partition keys (``min_size``, ``num_clients``): they override the base's for this
-    #: partition only, like every other key of the entry.
+    #: The entry's other keys: partition keys (``min_size``, ``num_clients``) and ``PARTITION_RUN_KEYS``
+    #: (``clients_per_round``); they override the base's for this partition's runs only.
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,8 +166,10 @@ def _raw_config(suite: Suite, t: int, partition: PartitionRef, a: int, point: di
                 overrides: dict[str, Any] | None, role: str) -> tuple[dict[str, Any], str]:
     """base <- task <- partition <- algorithm <- grid point <- overrides <- seed (later wins)."""
     config = _merge(suite.base, suite.tasks[t])
-    config = _merge(config, {"partition": {**partition.settings, "scheme": partition.scheme,
-                                           "params": dict(partition.params)}})
+    run_keys = {k: v for k, v in partition.settings.items() if k in PARTITION_RUN_KEYS}
+    part_keys = {k: v for k, v in partition.settings.items() if k not in PARTITION_RUN_KEYS}
+    config = _merge(config, {**run_keys, "partition": {**part_keys, "scheme": partition.scheme,
+                                                       "params": dict(partition.params)}})
     config = _merge(config, suite.algorithms[a])
     config = apply_point(config, point)
     if overrides:
