@@ -127,10 +127,16 @@ def tier_cell_check(runs: list[tuple[str, RunConfig]]) -> list[str]:
     return lines
 
 
-def tier_seconds() -> float | None:
-    """Median training seconds (wall_time_s) of the cpu tier's 20News FedAvg records: the per-run estimate."""
-    times = [json.loads(p.read_text())["wall_time_s"] for p in TIER_RECORDS.glob(f"classification-fedavg-*/{RECORD_FILENAME}")]
+def median_seconds(pattern: str) -> float | None:
+    """Median wall time of the records matching ``pattern``: the per-run estimate of a grid."""
+    times = [json.loads(p.read_text())["wall_time_s"] for p in ROOT.glob(f"{pattern}/{RECORD_FILENAME}")]
     return statistics.median(times) if times else None
+
+
+#: Each grid's per-run estimate: populations run the cpu tier's 20News FedAvg budget, the audit the
+#: privacy-utility table's head-only models (plus its reference model and canaries, about as long again).
+ESTIMATE_FROM = {"populations": ("leaderboards/cpu/records/classification-fedavg-*", "the cpu tier's 20News FedAvg runs"),
+                 "audit": ("leaderboards/trust/privacy_utility/*", "the privacy-utility runs, x2 for the reference")}
 
 
 def dry_run(runs: list[tuple[str, RunConfig]], runs_dir: Path) -> int:
@@ -139,11 +145,15 @@ def dry_run(runs: list[tuple[str, RunConfig]], runs_dir: Path) -> int:
         print(f"{states[run_id]:8s} {run_id}")
     left = sum(s != "done" for s in states.values())
     print(f"{len(runs)} runs, {left} left ({sum(s == 'partial' for s in states.values())} partial)")
-    per_run = tier_seconds()
-    if per_run is not None:
-        print(f"estimate: {left} x {per_run / 60:.1f} min (median training time of the cpu tier's 20News FedAvg runs) "
-              f"= {left * per_run / 3600:.1f} h of training, plus data loading, the audit's reference model "
-              f"(about one centralized equal-budget run per audit run) and, once, the frozen cache of the swapped texts")
+    for grid, (pattern, source) in ESTIMATE_FROM.items():
+        todo = sum(s != "done" for run_id, s in states.items() if run_id.split("-")[1] == grid)
+        per_run = median_seconds(pattern)
+        if todo and per_run is not None:
+            per_run *= 2 if grid == "audit" else 1
+            print(f"estimate, {grid}: {todo} x {per_run / 60:.1f} min (median of {source}) = "
+                  f"{todo * per_run / 3600:.1f} h, plus data loading")
+        elif todo:
+            print(f"estimate, {grid}: {todo} runs; no records of {source} to time them by yet")
     checks = tier_cell_check(runs)
     if checks:
         print("uniform/static against the cpu tier's FedAvg cell:", *checks, sep="\n")

@@ -1,7 +1,8 @@
 """The leakage table of the trust experiments: membership inference and canary exposure, without and with DP.
 
-One row per privacy setting (no DP, client-level DP-FedAvg, example-level
-DP-SGD) over the records that differ only in ``privacy``. Every figure is a
+One row per privacy setting (no DP, client-level DP-FedAvg with fixed or
+adaptive clipping, example-level DP-SGD) over records that differ only in
+``privacy`` and in the lr each setting's own tuning chose. Every figure is a
 ``Summary`` over the seeds (mean ± std, Student-t interval): test metric;
 example-level AUC of the calibrated attack (target loss against the
 reference model's, the record's headline) and of Yeom's loss threshold; TPR
