@@ -73,21 +73,15 @@ def grid_configs(spec: dict[str, Any], grid: str) -> list[tuple[str, dict[str, A
 
 def privacy_utility_cells(source: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Each privacy-utility cell's config (without seed) at the lr its tuning chose: the audited models."""
-    from fednlp_bench.privacy.experiment import Experiment
+    from fednlp_bench.privacy.experiment import SELECTION_FILE, Experiment
 
     exp = Experiment.load(ROOT / source["experiment"])
-    path = ROOT / source["selection"]
+    path = ROOT / exp.runs_dir / SELECTION_FILE
     if not path.is_file():
         raise SystemExit(f"{path}: no selection yet; run scripts/privacy_utility.py {source['experiment']} first")
     selection = json.loads(path.read_text())
-    cells = {}
-    for cell in exp.cells():
-        if cell.name in selection:
-            config = {**exp.base, **selection[cell.name]["chosen"]}
-            if cell.privacy is not None:
-                config["privacy"] = dict(cell.privacy)
-            cells[cell.name] = config
-    return cells
+    return {cell.name: exp.config_dict(cell, selection[cell.name]["chosen"]) for cell in exp.cells()
+            if cell.name in selection}
 
 
 def planned_runs(spec: dict[str, Any], grids: list[str], seeds: list[int]) -> list[tuple[str, RunConfig]]:
@@ -127,16 +121,19 @@ def tier_cell_check(runs: list[tuple[str, RunConfig]]) -> list[str]:
     return lines
 
 
-def median_seconds(pattern: str) -> float | None:
-    """Median wall time of the records matching ``pattern``: the per-run estimate of a grid."""
-    times = [json.loads(p.read_text())["wall_time_s"] for p in ROOT.glob(f"{pattern}/{RECORD_FILENAME}")]
+def median_seconds(folder: Path, pattern: str) -> float | None:
+    """Median wall time of the records in ``folder`` matching ``pattern``: the per-run estimate of a grid."""
+    times = [json.loads(p.read_text())["wall_time_s"] for p in folder.glob(f"{pattern}/{RECORD_FILENAME}")]
     return statistics.median(times) if times else None
 
 
-#: Each grid's per-run estimate: populations run the cpu tier's 20News FedAvg budget, the audit the
-#: privacy-utility table's head-only models (plus its reference model and canaries, about as long again).
-ESTIMATE_FROM = {"populations": ("leaderboards/cpu/records/classification-fedavg-*", "the cpu tier's 20News FedAvg runs"),
-                 "audit": ("leaderboards/trust/privacy_utility/*", "the privacy-utility runs, x2 for the reference")}
+#: Each grid's per-run estimate (records folder, run pattern, what they are, factor): populations run the cpu
+#: tier's 20News FedAvg budget; the audit the privacy-utility table's head-only models, and its reference
+#: model and canaries take about as long again.
+ESTIMATE_FROM = {
+    "populations": (TIER_RECORDS, "classification-fedavg-*", "the cpu tier's 20News FedAvg runs", 1),
+    "audit": (ROOT / "leaderboards/trust/privacy_utility", "*", "the privacy-utility runs, x2 for the reference", 2),
+}
 
 
 def dry_run(runs: list[tuple[str, RunConfig]], runs_dir: Path) -> int:
@@ -145,11 +142,11 @@ def dry_run(runs: list[tuple[str, RunConfig]], runs_dir: Path) -> int:
         print(f"{states[run_id]:8s} {run_id}")
     left = sum(s != "done" for s in states.values())
     print(f"{len(runs)} runs, {left} left ({sum(s == 'partial' for s in states.values())} partial)")
-    for grid, (pattern, source) in ESTIMATE_FROM.items():
+    for grid, (folder, pattern, source, factor) in ESTIMATE_FROM.items():
         todo = sum(s != "done" for run_id, s in states.items() if run_id.split("-")[1] == grid)
-        per_run = median_seconds(pattern)
+        per_run = median_seconds(folder, pattern)
         if todo and per_run is not None:
-            per_run *= 2 if grid == "audit" else 1
+            per_run *= factor
             print(f"estimate, {grid}: {todo} x {per_run / 60:.1f} min (median of {source}) = "
                   f"{todo * per_run / 3600:.1f} h, plus data loading")
         elif todo:

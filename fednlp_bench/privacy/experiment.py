@@ -103,13 +103,17 @@ class Experiment:
         """The declared grid's points (extensions add more in ``tune_cell``)."""
         return grid_points(self.grid)
 
-    def config(self, cell: Cell, point: Mapping[str, Any], seed: int) -> RunConfig:
-        """The validated run config of one cell, grid point and seed (client-level targets calibrate here)."""
-        data = {**self.base, **dict(point), "seed": seed}
+    def config_dict(self, cell: Cell, point: Mapping[str, Any]) -> dict[str, Any]:
+        """One cell at one grid point, without seed: the run config before validation (the audit adds to it)."""
+        data = {**self.base, **dict(point)}
         if cell.privacy is not None:
             data["privacy"] = dict(cell.privacy)
+        return data
+
+    def config(self, cell: Cell, point: Mapping[str, Any], seed: int) -> RunConfig:
+        """The validated run config of one cell, grid point and seed (client-level targets calibrate here)."""
         try:
-            return RunConfig.from_dict(data)
+            return RunConfig.from_dict({**self.config_dict(cell, point), "seed": seed})
         except ValueError as err:
             raise ValueError(f"cell {cell.name}, {point_name(point)}, seed {seed}: {err}") from err
 
