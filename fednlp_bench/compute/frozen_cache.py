@@ -34,7 +34,7 @@ import torch
 from datasets import Dataset
 
 from fednlp_bench.atomic import atomic_write_text
-from fednlp_bench.locks import exclusive
+from fednlp_bench.compute.cache_threads import BorrowedThreads, build_lock
 from fednlp_bench.compute.precision import Precision
 from fednlp_bench.compute.trainable import TrainableSetup
 
@@ -142,10 +142,12 @@ class FrozenBottomCache:
             name = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
             path = folder / f"{name}.npy"
             if not path.is_file():
-                # Suite workers (--jobs) may need the same cache at once: one builds it, the others wait and read.
-                with exclusive(folder / f".{name}.lock", wait=True):
+                # Suite workers (--jobs) may need the same cache at once: one builds it (with the waiters'
+                # threads), the others wait and read.
+                lock = folder / f".{name}.lock"
+                with build_lock(lock):
                     if not path.is_file():
-                        _compute(setup, feats, path, pad_id, precision)
+                        _compute(setup, feats, path, pad_id, precision, BorrowedThreads(lock))
                         atomic_write_text(folder / f"{name}.json",
                                           json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
             array = np.load(path, mmap_mode="r")
@@ -276,7 +278,8 @@ def _probe_returns_tuple(setup: TrainableSetup, feats: Dataset, pad_id: int, pre
     return _run_bottom(setup, _padded_inputs(feats, range(0, 1), width, pad_id, device), precision)[1]
 
 
-def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, precision: Precision) -> None:
+def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, precision: Precision,
+             threads: BorrowedThreads) -> None:
     """Write the boundary states of every row of ``feats`` to ``path`` (.npy via a temporary file)."""
     device = next(setup.model.parameters()).device
     lengths = [len(ids) for ids in feats["input_ids"]]
@@ -290,6 +293,7 @@ def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, pre
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(feats), width, hidden))
         for start in range(0, len(feats), BUILD_BATCH):
             rows = range(start, min(start + BUILD_BATCH, len(feats)))
+            threads.update()
             states, _ = _run_bottom(setup, _padded_inputs(feats, rows, width, pad_id, device), precision)
             array[rows.start : rows.stop] = states.cpu().numpy()
         array.flush()
@@ -298,3 +302,5 @@ def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, pre
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        threads.restore()
