@@ -257,6 +257,21 @@ def test_cache_is_reused_and_unknown_inputs_are_refused(env: Path, tmp_path: Pat
         compute2.model(input_ids=torch.tensor([[101, 7, 8, 102]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
 
 
+def test_a_cache_build_reports_rows_done_and_an_eta_to_the_heartbeat(env: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from fednlp_bench import progress
+
+    seen: list[str] = []
+    monkeypatch.setattr(progress, "activity", seen.append)
+    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
+    task, compute, feats = prepared(config)
+    attach_frozen_cache(compute, task, [feats], tmp_path)
+    n = len(feats)
+    assert len(seen) == -(-n // 32)  # one update per build batch
+    assert seen[-1].startswith(f"caching the frozen layers' hidden states: {n:,} of {n:,} rows of this split (100%)")
+    assert "ETA 0s" in seen[-1] and "thread(s)" in seen[-1]
+
+
 def test_rows_of_a_shorter_cached_split_batch_with_longer_rows_exactly(env: Path, tmp_path: Path) -> None:
     """Canaries and swapped texts are cached in their own (narrower) files but batched with the train split."""
     from datasets import Dataset

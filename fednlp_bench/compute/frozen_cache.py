@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,18 +34,13 @@ from datasets import Dataset
 
 from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.compute.cache_threads import BorrowedThreads, build_lock
+from fednlp_bench.compute.frozen_build import compute_states, probe_returns_tuple
 from fednlp_bench.compute.precision import Precision
 from fednlp_bench.compute.trainable import TrainableSetup
 
 log = logging.getLogger("fednlp_bench.compute")
 
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 CACHE_VERSION = 1
-BUILD_BATCH = 32
-
-
-class _Stop(Exception):
-    """Raised by the boundary hook: the rest of the forward pass is not needed."""
 
 
 def default_cache_dir() -> Path:
@@ -124,7 +118,7 @@ class FrozenBottomCache:
         keys: dict[bytes, tuple[int, int]] = {}
         # Whether a layer returns a tuple is the model's property, not the data's: probe it once per build.
         first = next((f for f in features if len(f) and "input_ids" in f.column_names), None)
-        returns_tuple = False if first is None else _probe_returns_tuple(setup, first, pad_id, precision)
+        returns_tuple = False if first is None else probe_returns_tuple(setup, first, pad_id, precision)
         for feats in features:
             missing = [k for k in ("input_ids",) if k not in feats.column_names]
             if missing:
@@ -147,7 +141,7 @@ class FrozenBottomCache:
                 lock = folder / f".{name}.lock"
                 with build_lock(lock):
                     if not path.is_file():
-                        _compute(setup, feats, path, pad_id, precision, BorrowedThreads(lock))
+                        compute_states(setup, feats, path, pad_id, precision, BorrowedThreads(lock))
                         atomic_write_text(folder / f"{name}.json",
                                           json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
             array = np.load(path, mmap_mode="r")
@@ -219,88 +213,3 @@ class FrozenBottomCache:
             else:
                 module.forward = previous  # type: ignore[method-assign]
         self._saved = []
-
-
-def _padded_inputs(feats: Dataset, rows: range, width: int, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    chunk = feats[rows.start : rows.stop]
-    out = {}
-    for key in INPUT_KEYS:
-        if key not in chunk:
-            continue
-        fill = pad_id if key == "input_ids" else 0
-        out[key] = torch.tensor([list(v) + [fill] * (width - len(v)) for v in chunk[key]], dtype=torch.long, device=device)
-    return out
-
-
-def _boundary_module(setup: TrainableSetup) -> torch.nn.Module:
-    stack = setup.stack
-    assert stack is not None
-    return stack.layers[setup.frozen_layers - 1] if setup.frozen_layers > 0 else stack.embeddings
-
-
-def _run_bottom(setup: TrainableSetup, inputs: dict[str, torch.Tensor], precision: Precision) -> tuple[torch.Tensor, bool]:
-    """Boundary hidden states of one padded batch (and whether a layer returns a tuple)."""
-    stack = setup.stack
-    assert stack is not None
-    captured: dict[str, Any] = {}
-
-    def first_layer_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-        captured["tuple"] = isinstance(output, tuple)
-
-    def boundary_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-        captured["out"] = output[0] if isinstance(output, tuple) else output
-        raise _Stop
-
-    handles = [_boundary_module(setup).register_forward_hook(boundary_hook)]
-    if setup.frozen_layers > 0:
-        handles.append(stack.layers[0].register_forward_hook(first_layer_hook))
-    was_training = stack.encoder.training
-    stack.encoder.eval()
-    try:
-        with torch.no_grad(), precision.autocast():
-            stack.encoder(**inputs)
-    except _Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-        stack.encoder.train(was_training)
-    if "out" not in captured:
-        raise RuntimeError("the encoder's forward pass never reached the frozen/trainable boundary")
-    return captured["out"].float(), bool(captured.get("tuple", False))
-
-
-def _probe_returns_tuple(setup: TrainableSetup, feats: Dataset, pad_id: int, precision: Precision) -> bool:
-    if setup.frozen_layers == 0 or len(feats) == 0:
-        return False
-    device = next(setup.model.parameters()).device
-    width = len(feats[0]["input_ids"])
-    return _run_bottom(setup, _padded_inputs(feats, range(0, 1), width, pad_id, device), precision)[1]
-
-
-def _compute(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, precision: Precision,
-             threads: BorrowedThreads) -> None:
-    """Write the boundary states of every row of ``feats`` to ``path`` (.npy via a temporary file)."""
-    device = next(setup.model.parameters()).device
-    lengths = [len(ids) for ids in feats["input_ids"]]
-    if not lengths:
-        raise ValueError("cannot cache an empty features split")
-    width = max(lengths)
-    hidden = int(_run_bottom(setup, _padded_inputs(feats, range(0, 1), width, pad_id, device), precision)[0].shape[-1])
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    os.close(fd)
-    try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(feats), width, hidden))
-        for start in range(0, len(feats), BUILD_BATCH):
-            rows = range(start, min(start + BUILD_BATCH, len(feats)))
-            threads.update()
-            states, _ = _run_bottom(setup, _padded_inputs(feats, rows, width, pad_id, device), precision)
-            array[rows.start : rows.stop] = states.cpu().numpy()
-        array.flush()
-        del array
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        threads.restore()
