@@ -117,6 +117,9 @@ class ClassificationTask(HFTask):
     partition_key_meaning = "label id (index into sorted label names)"
     input_fields = ("id", "text", "label")
     holdout_stratify = "label"
+    # The sequence-classification heads of these model types read only position 0 of the encoder's output
+    # (BERT's pooler, RoBERTa's head), so the last layer may run for that position alone (compute/first_token.py).
+    first_token_model_types = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 
     def partition_key_names(self) -> list[str] | None:
         return list(self.label_names) or None

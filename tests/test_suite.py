@@ -153,3 +153,20 @@ def test_cost_rates_are_measured_per_shape_and_declared_otherwise() -> None:
     assert found.sources["qa"] == {"declared in the suite"} and found.unknown == {"generation": 1}
     folded = cost.measure([_timed_record({**config, "eval_every": 1}, 10.0, 0.0)])
     assert "validation is folded" in next(iter(folded.values())).source
+
+
+def test_the_tiers_own_records_measure_their_shape_before_the_pilots(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from fednlp_bench.suite import cost, dry_run
+
+    config = {**_runs()[0].config, "rounds": 4, "eval_every": 2, "clients_per_round": 5, "local_epochs": 1,
+              "partition": {**_runs()[0].config["partition"], "num_clients": 10}}
+    other = {**config, "batch_size": 2 * int(config["batch_size"])}
+    pilots = [_timed_record(config, 60.0, 4.0), _timed_record(other, 30.0, 4.0)]  # older, slower code
+    monkeypatch.setattr(cost, "load_rate_records", lambda folders: pilots)
+    plan = SimpleNamespace(suite=SimpleNamespace(rate_records=["pilots"]))
+    records = {"a": SimpleNamespace(record=_timed_record(config, 10.0, 4.0))}
+    rates = dry_run._rates(plan, records)  # type: ignore[arg-type]
+    assert rates[cost.shape_key(config)].train_s == pytest.approx(10.0 / 500)   # the tier's record, not the pilot
+    assert rates[cost.shape_key(other)].train_s == pytest.approx(30.0 / 500)    # a shape only a pilot measured

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from fednlp_bench.compute.device import device_name, resolve_device
+from fednlp_bench.compute.first_token import install_first_token_top
 from fednlp_bench.compute.frozen_cache import FrozenBottomCache
 from fednlp_bench.compute.precision import Precision
 from fednlp_bench.compute.trainable import TrainableSetup, apply_trainable
@@ -32,6 +33,7 @@ class Compute:
     precision: Precision
     trainable: TrainableSetup
     cache: FrozenBottomCache | None = None
+    first_token_top: bool = False  # the last encoder layer runs for position 0 only (compute/first_token.py)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -44,6 +46,7 @@ class Compute:
             "accelerator": device_name(self.device),
             "trainable_parameters": self.trainable.num_trainable,
             "total_parameters": self.trainable.num_total,
+            "first_token_top_layer": self.first_token_top,
         }
         if self.cache is not None:
             info["frozen_cache_bytes"] = self.cache.size_bytes
@@ -67,8 +70,10 @@ def build_compute(task: Any, config: Any, device: torch.device, precision: Preci
     model = task.build_model()
     setup = apply_trainable(model, config.trainable, config.trainable_params)
     setup.model.to(device)
-    log.info("trainable %s: %d of %d parameters train", setup.mode, setup.num_trainable, setup.num_total)
-    return Compute(device=device, precision=precision, trainable=setup)
+    first_token = install_first_token_top(task, setup)
+    log.info("trainable %s: %d of %d parameters train%s", setup.mode, setup.num_trainable, setup.num_total,
+             "; the last layer runs for the first token only" if first_token else "")
+    return Compute(device=device, precision=precision, trainable=setup, first_token_top=first_token)
 
 
 def attach_frozen_cache(
