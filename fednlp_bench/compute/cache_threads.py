@@ -20,6 +20,7 @@ from typing import Iterator
 
 import torch
 
+from fednlp_bench.compute.device import available_cores as _usable_cores
 from fednlp_bench.locks import LockBusy, exclusive
 
 
@@ -56,9 +57,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return True  # also on PermissionError: the process exists
 
 
 def lent_threads(lock: Path) -> int:
@@ -73,13 +72,6 @@ def lent_threads(lock: Path) -> int:
         except (OSError, ValueError):
             continue  # a marker being written or removed this instant: count it at the next batch
     return total
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class BorrowedThreads:

@@ -10,6 +10,7 @@ this module exists to prevent).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -116,3 +117,11 @@ def to_device(tree: Any, device: torch.device | str) -> Any:
     if isinstance(tree, (list, tuple)):
         return type(tree)(to_device(v, device) for v in tree)
     return tree
+
+
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity, e.g. a Slurm allocation), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -11,11 +11,12 @@ the suite's own process) is what a library caller gets.
 from __future__ import annotations
 
 import contextvars
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+from fednlp_bench.compute.device import available_cores
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,6 @@ class Execution:
 
     def seconds_to_deadline(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-
-
-def available_cores() -> int:
-    """Cores this process may use (its CPU affinity, e.g. a Slurm allocation), not the machine's total."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def parse_gpus(text: str | None) -> tuple[int, ...]:
