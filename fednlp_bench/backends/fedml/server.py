@@ -122,10 +122,25 @@ class RoundBridge:
                 next_probe = now + PROBE_EVERY_S
                 lost = self._lost_ranks()
                 if lost:
-                    where = ", ".join(f"rank {r} at {h}:{p}" for r, (h, p) in lost)
-                    die(EXIT_PEER_LOST, self._stuck_message(
-                        rnd, f"client {where} stopped accepting connections (its process died or its machine is "
-                             f"unreachable), so its upload will never come"), self.spec)
+                    self._stop_for_lost(rnd, lost)
+
+    def _stop_for_lost(self, rnd: int, lost: list[tuple[int, tuple[str, int]]]) -> None:
+        where = ", ".join(f"rank {r} at {h}:{p}" for r, (h, p) in lost)
+        die(EXIT_PEER_LOST, self._stuck_message(
+            rnd, f"client {where} stopped accepting connections (its process died or its machine is "
+                 f"unreachable), so its upload will never come"), self.spec)
+
+    def stop_if_a_client_is_lost(self) -> None:
+        """FedML's server loop raised (a send to a client that died mid-call raises gRPC UNAVAILABLE in the main
+        thread): if a client endpoint is gone, stop with its rank named, as a lost upload does; else return."""
+        if self.spec["comm"] != "GRPC":
+            return
+        for attempt in range(PROBE_FAILURES):
+            lost = self._lost_ranks()
+            if lost:
+                self._stop_for_lost(max(self.last_round, 1), lost)
+            if attempt + 1 < PROBE_FAILURES:
+                time.sleep(PROBE_EVERY_S)
 
     def _lost_ranks(self) -> list[tuple[int, tuple[str, int]]]:
         lost = []
@@ -266,8 +281,12 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
         threading.Thread(target=bridge.check_connected, args=(float(spec["connect_timeout_s"]),), daemon=True,
                          name="fednlp-connect-timeout").start()
     model = torch.nn.Linear(1, 1)  # FedML wants a model object; the runner owns the real one
-    FedMLRunner(args, torch.device("cpu"), fedml_dataset(int(spec["processes"])), model,
-                server_aggregator=StrategyAggregator(model, args, bridge)).run()
+    try:
+        FedMLRunner(args, torch.device("cpu"), fedml_dataset(int(spec["processes"])), model,
+                    server_aggregator=StrategyAggregator(model, args, bridge)).run()
+    except Exception:
+        bridge.stop_if_a_client_is_lost()
+        raise
     fedml_s = time.perf_counter() - t_fedml
     thread.join(timeout=float(spec["round_timeout_s"]))
     if thread.is_alive() or "record" not in outcome:
