@@ -36,6 +36,7 @@ from fednlp_bench.backends.fedml.messages import (
 from fednlp_bench.backends.fedml.runtime import fedml_dataset, load_seams, patch_fedml
 from fednlp_bench.compute.device import to_device
 
+
 class RoundBridge:
     """Hands rounds from the runner thread to FedML's server loop and uploads back; every wait is bounded."""
 
@@ -131,8 +132,7 @@ class RoundBridge:
                  f"unreachable), so its upload will never come"), self.spec)
 
     def stop_if_a_client_is_lost(self) -> None:
-        """FedML's server loop raised (a send to a client that died mid-call raises gRPC UNAVAILABLE in the main
-        thread): if a client endpoint is gone, stop with its rank named, as a lost upload does; else return."""
+        """FedML's loop raised (a send to a client dying mid-call raises gRPC UNAVAILABLE): name a gone client."""
         if self.spec["comm"] != "GRPC":
             return
         for attempt in range(PROBE_FAILURES):
@@ -247,7 +247,6 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
 
     from fednlp_bench.compute.device import device_for_rank
     from fednlp_bench.config import RunConfig
-
     from fednlp_bench.engine.run.runner import run_experiment
 
     task = load_seams(spec)
@@ -264,11 +263,10 @@ def run_server(spec: Mapping[str, Any], args: Any) -> None:
         try:
             t0 = time.perf_counter()
             # backend_factory: the runner's rounds go to the bridge (and the "fedml" config is not relaunched).
-            record = run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"],
-                                           resume=bool(spec["resume"]), task=task, progress=False,
-                                           partition_file=spec.get("partition_file"), backend_factory=factory,
-                                           device=device_for_rank(spec.get("device"), 0),
-                                           frozen_cache_dir=spec.get("frozen_cache_dir"))
+            record = run_experiment(config, Path(spec["runs_dir"]), run_id=spec["run_id"], resume=bool(spec["resume"]),
+                                    task=task, progress=False, partition_file=spec.get("partition_file"),
+                                    backend_factory=factory, device=device_for_rank(spec.get("device"), 0),
+                                    frozen_cache_dir=spec.get("frozen_cache_dir"))
             outcome["record"] = record
             outcome["runner_s"] = time.perf_counter() - t0
         except BaseException as err:  # noqa: BLE001 - reported to the launcher, then the process ends
