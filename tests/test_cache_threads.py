@@ -50,6 +50,22 @@ def test_a_blocked_waiter_lends_its_threads_and_stops_lending_once_it_holds_the_
     assert list(tmp_path.glob(".abc.lock.wait.*")) == []
 
 
+def test_a_blocked_waiter_says_on_its_heartbeat_that_it_waits_and_lends(tmp_path: Path) -> None:
+    """Not the last 'caching ... 100%' of its previous split: a 25-minute wait must say what it waits for."""
+    lock = tmp_path / ".abc.lock"
+    script = WAITER.replace("with build_lock", "from fednlp_bench import progress\n"
+                            "with progress.reporting(bars=False, heartbeat_s=0.2), build_lock")
+    with build_lock(lock):
+        waiter = subprocess.Popen([sys.executable, "-c", script, str(lock)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while lent_threads(lock) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # several heartbeats
+    _, err = waiter.communicate(timeout=60)
+    assert "waiting for another process to finish this frozen-layer cache (lending it 3 thread(s))" in err, err
+
+
 def test_markers_of_dead_processes_and_of_this_process_are_not_counted(tmp_path: Path) -> None:
     lock = tmp_path / ".abc.lock"
     (tmp_path / f".abc.lock.wait.{_dead_pid()}").write_text("4")

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import torch
 
+from fednlp_bench import progress
 from fednlp_bench.compute.device import available_cores as _usable_cores
 from fednlp_bench.locks import LockBusy, exclusive
 
@@ -46,6 +47,8 @@ def build_lock(lock: Path) -> Iterator[None]:
     try:
         stack.enter_context(exclusive(lock, wait=False))
     except LockBusy:
+        progress.activity(f"waiting for another process to finish this frozen-layer cache "
+                          f"(lending it {torch.get_num_threads()} thread(s))")
         with waiting_on(lock):
             stack.enter_context(exclusive(lock, wait=True))
     with stack:
