@@ -44,7 +44,8 @@ INT_PARTITION_KEYS = tuple(name for name, p in PARTITION_FIELDS.items() if p.typ
 #: Fields added after records were first published, with the value every older record implicitly had.
 #: ``config_hash`` leaves them out while they hold that value, so old records keep their hash.
 FIELDS_ADDED_LATER: dict[str, Any] = {"precision": "fp32", "trainable": "full", "trainable_params": {},
-                                      "columns": {}, "task_params": {}, "test_best_round": False}
+                                      "columns": {}, "task_params": {}, "test_best_round": False,
+                                      "batching": "random"}
 
 
 def _default(name: str) -> Any:
@@ -79,6 +80,8 @@ class RunConfig:
     batch_size: int = _default("batch_size")
     lr: float = _default("lr")
     optimizer: str = _default("optimizer")
+    #: How local rows form batches: random | length (engine/client/batching.py).
+    batching: str = _default("batching")
     sampling: str = _default("sampling")
     #: The sampling policy's parameters, e.g. {gamma: 1.0} for activity_poisson (sampling/policies.py).
     sampling_params: dict[str, Any] = field(default_factory=dict)

@@ -39,6 +39,12 @@ def _precisions() -> list[str]:
     return list(PRECISIONS)
 
 
+def _batchings() -> tuple[str, ...]:
+    from fednlp_bench.engine.client.batching import BATCHINGS
+
+    return BATCHINGS
+
+
 def _aggregation_weights() -> tuple[Any, ...]:
     from fednlp_bench.sampling.weights import AGGREGATION_WEIGHTS
 
@@ -64,6 +70,8 @@ FIELDS: dict[str, Param] = declare(
     Param("batch_size", int, 16, at_least(1), "batch size (default: 16)"),
     Param("lr", float, 5e-5, _lr, "client learning rate (default: 5e-5)"),
     Param("optimizer", str, "adamw", help="client optimizer (default: adamw)", choices=OPTIMIZERS),
+    Param("batching", str, "random", help="how local batches form (default: random; length: rows of similar "
+          "length share a batch, fewer padded tokens: engine/client/batching.py)", choices=_batchings),
     Param("sampling", str, "uniform", help="client sampling policy (inclusion probabilities and default aggregation "
           "weights: docs/trust.md, section 6)", choices=_names("fednlp_bench.sampling.policies", "SAMPLING_POLICIES")),
     Param("aggregation_weights", str, None, help="size | uniform | inverse_probability (default: the sampling "

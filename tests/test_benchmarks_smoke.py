@@ -41,3 +41,12 @@ def test_bench_throughput_runs_every_arm(tmp_path: Path) -> None:
     # Same weights on the wire for the plain loop and full training; fewer for the partial modes.
     assert rows["plain"]["bytes_per_round"] == full == rows["bf16 full"]["bytes_per_round"]
     assert rows["lora r=8"]["bytes_per_round"] < rows["top2 cache"]["bytes_per_round"] < full
+
+
+@pytest.mark.usefixtures("offline_task_env")
+def test_bench_length_batching_pads_fewer_tokens_on_real_squad_windows(tmp_path: Path) -> None:
+    result = _run("bench_length_batching.py", "--task", "qa", "--model", "tiny", "--train-examples", "700",
+                  "--rounds", "1", "--repeats", "1", "--threads", "1", tmp_path=tmp_path)
+    padded = result["padded_token_ratio"]
+    assert padded["random"] > 1.4 and padded["length"] < 1.15, padded
+    assert result["rounds_s"]["random"] > 0 and result["rounds_s"]["length"] > 0

@@ -72,6 +72,11 @@ def test_run_flags_are_the_declarations() -> None:
         assert by_dest[name].param is FIELDS[name] and by_dest[name].option_strings == [FIELDS[name].cli_flag()]
     for param in FedML.param_specs.values():
         assert not param.cli or by_dest[param.name].param is param
+    # Every config field a flag can set has one (a field missing from run.GROUPS would have none).
+    from fednlp_bench.commands.run import _MERGED_BY_HAND
+
+    flagless = [n for n, p in FIELDS.items() if p.cli and n not in _MERGED_BY_HAND and n not in by_dest]
+    assert flagless == [], f"config fields without a run flag: {flagless}"
 
 
 def test_partition_flags_are_the_declarations() -> None:

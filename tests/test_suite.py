@@ -170,3 +170,12 @@ def test_the_tiers_own_records_measure_their_shape_before_the_pilots(monkeypatch
     rates = dry_run._rates(plan, records)  # type: ignore[arg-type]
     assert rates[cost.shape_key(config)].train_s == pytest.approx(10.0 / 500)   # the tier's record, not the pilot
     assert rates[cost.shape_key(other)].train_s == pytest.approx(30.0 / 500)    # a shape only a pilot measured
+
+
+def test_length_batched_cells_are_not_timed_by_random_batched_records() -> None:
+    from fednlp_bench.suite import cost
+
+    config = dict(_runs()[0].config)
+    old = {k: v for k, v in config.items() if k != "batching"}  # a record made before the field existed
+    assert cost.shape_key({**config, "batching": "random"}) == cost.shape_key(old)
+    assert cost.shape_key({**config, "batching": "length"}) != cost.shape_key(old)

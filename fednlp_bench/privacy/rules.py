@@ -69,6 +69,9 @@ def _check_example_level(spec: PrivacySpec, config: Any) -> None:
     if config.precision != DPSGD_PRECISION:
         raise ValueError(f"privacy: dp_sgd needs precision: {DPSGD_PRECISION} (got {config.precision!r}): its "
                          f"per-example gradients are computed without autocast or loss scaling")
+    if config.batching != "random":
+        raise ValueError(f"privacy: dp_sgd draws its own Poisson batches (the accountant's sampling rate), so "
+                         f"batching={config.batching!r} would not apply: set batching: random")
     if config.continual is not None:
         raise ValueError("privacy: dp_sgd's accounting fixes each client's sampling rate from its size; the continual "
                          "setting changes the sizes every period: drop continual or use client-level DP")

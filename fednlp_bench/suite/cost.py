@@ -35,7 +35,7 @@ RATE_KEYS = ("train_examples_per_s", "eval_examples_per_s", "train_rows", "valid
 #: Declared keys that may be left out (the others are all needed for an estimate).
 _OPTIONAL = {"setup_s": 0, "natural_clients": None}
 _SHAPE = ("task", "data", "model", "max_length", "trainable", "trainable_params", "precision", "task_params",
-          "batch_size", "max_train_examples", "max_eval_examples")
+          "batch_size", "batching", "max_train_examples", "max_eval_examples")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,10 @@ def parse_rates(value: Any, source: str) -> dict[str, Rate]:
 
 
 def shape_key(config: Mapping[str, Any]) -> str:
-    return json.dumps({k: config.get(k) for k in _SHAPE}, sort_keys=True, default=str)
+    """Runs of one shape cost the same per example; a field a record predates counts as its old default."""
+    from fednlp_bench.config import FIELDS_ADDED_LATER
+
+    return json.dumps({k: config.get(k, FIELDS_ADDED_LATER.get(k)) for k in _SHAPE}, sort_keys=True, default=str)
 
 
 def examples_per_round(config: Mapping[str, Any], train_rows: int, num_clients: int) -> float:

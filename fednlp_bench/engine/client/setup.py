@@ -79,7 +79,7 @@ def prepare_client(
     trainer = LocalTrainer(
         task, compute.model, data.train_features(task, train_features), batch_size=config.batch_size, lr=config.lr,
         optimizer=config.optimizer, local_epochs=config.local_epochs, local_steps=config.local_steps,
-        precision=precision,
+        precision=precision, batching=config.batching,
     )
     runner = ClientRunner(trainer, procedure, ClientStateStore(Path(run_dir)))
     return ClientSetup(data, compute, trainer, runner)

@@ -23,6 +23,7 @@ from fednlp_bench.algorithms.base import ClientResult, Weights
 from fednlp_bench.algorithms.client import ClientProcedure, FitContext
 from fednlp_bench.compute.host_memory import configure_host_memory
 from fednlp_bench.compute.precision import Precision
+from fednlp_bench.engine.client.batching import BATCHINGS, local_batches
 from fednlp_bench.engine.client.model_state import ClientUpdateRejected, ModelState, all_finite, non_finite_names
 from fednlp_bench.tasks.base import Task
 
@@ -43,6 +44,7 @@ class LocalTrainer:
         local_epochs: int | None = 1,
         local_steps: int | None = None,
         precision: Precision | None = None,
+        batching: str = "random",
     ) -> None:
         if (local_epochs is None) == (local_steps is None):
             raise ValueError("give exactly one of local_epochs and local_steps")
@@ -53,6 +55,9 @@ class LocalTrainer:
             )
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer={optimizer!r}; choose 'sgd' or 'adamw'")
+        if batching not in BATCHINGS or (batching == "length" and "input_ids" not in features.column_names):
+            raise ValueError(f"batching={batching!r}: choose one of {BATCHINGS} ('length' needs an 'input_ids' column; "
+                             f"features have {features.column_names})")
         configure_host_memory()  # freed memory stays for the next client's steps (compute/host_memory.py)
         self.task = task
         self.model = model
@@ -64,6 +69,10 @@ class LocalTrainer:
         self.optimizer_name = optimizer
         self.local_epochs = local_epochs
         self.local_steps = local_steps
+        self.batching = batching
+        #: tokens per feature row (features are unpadded), for ``batching: length`` (engine/client/batching.py)
+        self._lengths = (np.fromiter((len(ids) for ids in features["input_ids"]), dtype=np.int64, count=len(features))
+                         if batching == "length" else None)
         example_index = np.asarray(features["example_index"], dtype=np.int64)
         self._order = np.argsort(example_index, kind="stable")
         self._sorted_examples = example_index[self._order]
@@ -89,22 +98,7 @@ class LocalTrainer:
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def _batches(self, rows: np.ndarray, rng: np.random.Generator, epochs: int | None, steps: int | None) -> Iterator[np.ndarray]:
-        bs = self.batch_size
-        if epochs is not None:
-            for _ in range(epochs):
-                perm = rng.permutation(rows)
-                for i in range(0, len(perm), bs):
-                    yield perm[i : i + bs]
-            return
-        assert steps is not None
-        done = 0
-        while done < steps:
-            perm = rng.permutation(rows)
-            for i in range(0, len(perm), bs):
-                yield perm[i : i + bs]
-                done += 1
-                if done == steps:
-                    return
+        return local_batches(rows, rng, self.batch_size, self.batching, self._lengths, epochs, steps)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.parameters() if p.requires_grad]

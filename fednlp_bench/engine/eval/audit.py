@@ -43,7 +43,8 @@ def reference_weights(spec: AuditSpec, trainer: LocalTrainer, eval_features: Any
     epochs = int(config.rounds) * int(central_steps) * int(config.batch_size) / max(int(train_rows), 1)
     steps = max(1, int(np.ceil(epochs * len(rows) / int(config.batch_size))))
     ref = LocalTrainer(trainer.task, trainer.model, eval_features, batch_size=config.batch_size, lr=config.lr,
-                       optimizer=config.optimizer, local_epochs=None, local_steps=steps, precision=trainer.precision)
+                       optimizer=config.optimizer, local_epochs=None, local_steps=steps, precision=trainer.precision,
+                       batching=config.batching)
     ref.train(-1, rows, initial, {}, central_seed(config.seed, _REFERENCE_ROUND), optimizer=ref.make_optimizer(),
               num_steps=steps)
     return trainer.state.get(), {
