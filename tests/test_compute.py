@@ -292,6 +292,68 @@ def test_rows_of_a_shorter_cached_split_batch_with_longer_rows_exactly(env: Path
     torch.testing.assert_close(cached, live, rtol=1e-5, atol=1e-6)
 
 
+
+def _built(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(computed, copied) of every cache file the test builds."""
+    from fednlp_bench.compute import frozen_cache
+
+    counts: list[tuple[int, int]] = []
+    original = frozen_cache.compute_states
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        counts.append(original(*args, **kwargs))
+        return counts[-1]
+
+    monkeypatch.setattr(frozen_cache, "compute_states", counted)
+    return counts
+
+
+def test_a_new_split_copies_the_rows_other_cache_files_hold_and_computes_only_the_rest(
+        env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each seed's 20News train split is a new split sharing most rows with the others: copy those."""
+    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
+    task, compute, feats = prepared(config)
+    n = len(feats)
+    first, second = feats.select(range(0, 2 * n // 3)), feats.select(range(n // 3, n))
+    counts = _built(monkeypatch)
+    attach_frozen_cache(compute, task, [first], tmp_path / "shared")
+    cache = attach_frozen_cache(prepared(config)[1], task, [second], tmp_path / "shared")
+    overlap = 2 * n // 3 - n // 3
+    assert counts == [(len(first), 0), (len(second) - overlap, overlap)]
+    assert len(list((tmp_path / "shared").glob("*.rowkeys"))) == 2
+    _, fresh_compute, _ = prepared(config)
+    fresh = attach_frozen_cache(fresh_compute, task, [second], tmp_path / "fresh")
+    assert counts[-1] == (len(second), 0)
+    assert cache is not None and fresh is not None
+    np.testing.assert_allclose(np.asarray(cache.files[0].array), np.asarray(fresh.files[0].array), rtol=1e-5, atol=1e-5)
+
+
+def test_rows_are_not_copied_from_a_narrower_cache_file(env: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A narrower file lacks the padding states past its width, which a wider split's rows carry."""
+    config = RunConfig.from_dict({**SLICE, "task": "tagging", "data": "wnut17", "max_length": 64, "trainable": "top_layers",
+                                  "trainable_params": {"layers": 1, "cache": True}})
+    task, compute, feats = prepared(config)
+    lengths = np.array([len(ids) for ids in feats["input_ids"]])
+    short = feats.select(np.flatnonzero(lengths < lengths.max()).tolist())
+    assert 0 < len(short) < len(feats)
+    counts = _built(monkeypatch)
+    attach_frozen_cache(compute, task, [short], tmp_path)
+    attach_frozen_cache(prepared(config)[1], task, [feats], tmp_path)
+    assert counts == [(len(short), 0), (len(feats), 0)]
+
+
+def test_a_cache_file_built_before_sidecars_gets_one_when_loaded(env: Path, tmp_path: Path) -> None:
+    from fednlp_bench.compute.cache_reuse import row_digests
+
+    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
+    task, compute, feats = prepared(config)
+    attach_frozen_cache(compute, task, [feats], tmp_path)
+    (sidecar,) = tmp_path.glob("*.rowkeys")
+    sidecar.unlink()
+    attach_frozen_cache(prepared(config)[1], task, [feats], tmp_path)
+    np.testing.assert_array_equal(np.load(sidecar), row_digests(feats, task.tokenizer.pad_token_id))
+
 def test_bf16_run_finishes_with_finite_metrics(env: Path, tmp_path: Path) -> None:
     record = run_slice(tmp_path, "bf16", precision="bf16", trainable="top_layers",
                        trainable_params={"layers": 1, "cache": True})

@@ -14,13 +14,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from datasets import Dataset
 
 from fednlp_bench import progress
+from fednlp_bench.compute.cache_reuse import known_rows, row_digests, write_digests
 from fednlp_bench.compute.cache_threads import BorrowedThreads
 from fednlp_bench.compute.precision import Precision
 from fednlp_bench.compute.trainable import TrainableSetup
@@ -34,8 +35,9 @@ class _Stop(Exception):
     """Raised by the boundary hook: the rest of the forward pass is not needed."""
 
 
-def _padded_inputs(feats: Dataset, rows: range, width: int, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    chunk = feats[rows.start : rows.stop]
+def _padded_inputs(feats: Dataset, rows: Sequence[int], width: int, pad_id: int,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    chunk = feats[list(rows)]
     out = {}
     for key in INPUT_KEYS:
         if key not in chunk:
@@ -88,29 +90,35 @@ def probe_returns_tuple(setup: TrainableSetup, feats: Dataset, pad_id: int, prec
         return False
     device = next(setup.model.parameters()).device
     width = len(feats[0]["input_ids"])
-    return _run_bottom(setup, _padded_inputs(feats, range(0, 1), width, pad_id, device), precision)[1]
+    return _run_bottom(setup, _padded_inputs(feats, [0], width, pad_id, device), precision)[1]
 
 
 def compute_states(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: int, precision: Precision,
-             threads: BorrowedThreads) -> None:
-    """Write the boundary states of every row of ``feats`` to ``path`` (.npy via a temporary file)."""
+                   threads: BorrowedThreads, spec: Mapping[str, Any]) -> tuple[int, int]:
+    """Write the boundary states of every row of ``feats`` to ``path`` (.npy via a temporary file) and its keys
+    sidecar; rows a compatible file already holds are copied (compute/cache_reuse.py). Returns (computed, copied)."""
     device = next(setup.model.parameters()).device
     lengths = [len(ids) for ids in feats["input_ids"]]
     if not lengths:
         raise ValueError("cannot cache an empty features split")
     width = max(lengths)
-    hidden = int(_run_bottom(setup, _padded_inputs(feats, range(0, 1), width, pad_id, device), precision)[0].shape[-1])
+    digests = row_digests(feats, pad_id)
+    known = known_rows(path.parent, spec, digests, width)
+    missing = [r for r in range(len(feats)) if r not in known]
+    hidden = int(_run_bottom(setup, _padded_inputs(feats, [0], width, pad_id, device), precision)[0].shape[-1])
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
     os.close(fd)
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(feats), width, hidden))
+        _copy_known(array, known)
         started = time.monotonic()
-        for start in range(0, len(feats), BUILD_BATCH):
-            rows = range(start, min(start + BUILD_BATCH, len(feats)))
+        for start in range(0, len(missing), BUILD_BATCH):
+            rows = missing[start : start + BUILD_BATCH]
             used = threads.update()
             states, _ = _run_bottom(setup, _padded_inputs(feats, rows, width, pad_id, device), precision)
-            array[rows.start : rows.stop] = states.cpu().numpy()
-            progress.activity(_build_status(rows.stop, len(feats), time.monotonic() - started, used))
+            array[rows] = states.cpu().numpy()
+            done = start + len(rows)
+            progress.activity(_build_status(done, len(missing), time.monotonic() - started, used, len(known)))
         array.flush()
         del array
         os.replace(tmp, path)
@@ -119,10 +127,24 @@ def compute_states(setup: TrainableSetup, feats: Dataset, path: Path, pad_id: in
         raise
     finally:
         threads.restore()
+    write_digests(path, digests)
+    return len(missing), len(known)
 
 
-def _build_status(done: int, total: int, elapsed_s: float, threads: int) -> str:
+def _copy_known(array: np.ndarray, known: Mapping[int, tuple[Path, int]]) -> None:
+    """States of rows another file holds, row by row (the source is at least as wide: compute/cache_reuse.py)."""
+    width = array.shape[1]
+    sources: dict[Path, np.ndarray] = {}
+    for row, (other, src_row) in sorted(known.items()):
+        src = sources.get(other)
+        if src is None:
+            src = sources[other] = np.load(other, mmap_mode="r")
+        array[row] = src[src_row, :width]
+
+
+def _build_status(done: int, total: int, elapsed_s: float, threads: int, copied: int = 0) -> str:
     """What the heartbeat says during a build: rows done of the split, ETA at the rate so far, threads."""
     eta = format_seconds(elapsed_s / done * (total - done)) if done else "?"
-    return (f"caching the frozen layers' hidden states: {done:,} of {total:,} rows of this split "
+    reused = f" ({copied:,} more copied from other cache files)" if copied else ""
+    return (f"caching the frozen layers' hidden states: {done:,} of {total:,} rows of this split{reused} "
             f"({100 * done / total:.0f}%), ETA {eta}, {threads} thread(s)")

@@ -33,6 +33,7 @@ import torch
 from datasets import Dataset
 
 from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.compute.cache_reuse import digests_path, row_digests, row_key, write_digests
 from fednlp_bench.compute.cache_threads import BorrowedThreads, build_lock
 from fednlp_bench.compute.frozen_build import compute_states, probe_returns_tuple
 from fednlp_bench.compute.precision import Precision
@@ -58,16 +59,6 @@ def frozen_digest(setup: TrainableSetup) -> str:
             h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
             h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes())
     return h.hexdigest()
-
-
-def _row_key(ids: np.ndarray, types: np.ndarray | None, pad_id: int) -> bytes:
-    real = np.flatnonzero(np.asarray(ids) != pad_id)
-    n = int(real[-1]) + 1 if len(real) else 0
-    key = np.asarray(ids[:n], dtype=np.int64).tobytes()
-    # Absent token types mean all zeros to BERT's embeddings (``generate`` passes none).
-    if types is not None and np.any(np.asarray(types[:n]) != 0):
-        key += b"|" + np.asarray(types[:n], dtype=np.int64).tobytes()
-    return key
 
 
 @dataclass
@@ -141,9 +132,14 @@ class FrozenBottomCache:
                 lock = folder / f".{name}.lock"
                 with build_lock(lock):
                     if not path.is_file():
-                        compute_states(setup, feats, path, pad_id, precision, BorrowedThreads(lock))
+                        computed, copied = compute_states(setup, feats, path, pad_id, precision, BorrowedThreads(lock),
+                                                          spec)
+                        log.info("frozen-bottom cache %s: %d row(s) computed, %d copied from other cache files",
+                                 path.name, computed, copied)
                         atomic_write_text(folder / f"{name}.json",
                                           json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
+            elif not digests_path(path).is_file():  # built before files had a keys sidecar: later builds may copy
+                write_digests(path, row_digests(feats, pad_id))
             array = np.load(path, mmap_mode="r")
             if array.shape[0] != len(feats):
                 raise ValueError(f"frozen-bottom cache {path} has {array.shape[0]} rows, the data {len(feats)}; delete it")
@@ -151,7 +147,7 @@ class FrozenBottomCache:
             files.append(CacheFile(path=path, array=array))
             types = feats["token_type_ids"] if "token_type_ids" in feats.column_names else None
             for row, ids in enumerate(feats["input_ids"]):
-                keys.setdefault(_row_key(np.asarray(ids), None if types is None else np.asarray(types[row]), pad_id),
+                keys.setdefault(row_key(np.asarray(ids), None if types is None else np.asarray(types[row]), pad_id),
                                 (file_index, row))
         cache = cls(setup, files, keys, pad_id, returns_tuple)
         log.info("frozen-bottom cache: %d file(s), %.1f MiB in %s", len(files), cache.size_bytes / 2**20, folder)
@@ -166,7 +162,7 @@ class FrozenBottomCache:
         hidden = self.files[0].array.shape[2]
         out = np.empty((ids.shape[0], width, hidden), dtype=np.float32)
         for j in range(ids.shape[0]):
-            hit = self.keys.get(_row_key(ids[j], None if types is None else types[j], self.pad_id))
+            hit = self.keys.get(row_key(ids[j], None if types is None else types[j], self.pad_id))
             if hit is None:
                 raise KeyError(
                     "an input of the model is not in the frozen-bottom cache (the cache covers the run's train and "
