@@ -2,8 +2,8 @@
 
 Each seed of a 20News cell holds out its own validation rows, so each seed's
 train split is a new features split, and a new 10,182-row cache file (about
-ten minutes on one thread); yet nine in ten of its rows are rows of another
-seed's train split, whose boundary states are already on disk. Every cache
+ten minutes on one thread); yet every one of its rows is a row of seed 0's
+train or validation split, whose boundary states are already on disk. Every cache
 file therefore gets a sidecar of its rows' content keys (``<name>.rowkeys``,
 a 16-byte BLAKE2 digest of the row's token ids and types), and a build copies
 the states of the rows it finds in a compatible file (same frozen weights,
