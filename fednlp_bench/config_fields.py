@@ -18,6 +18,8 @@ from fednlp_bench.checks import at_least, in_range
 from fednlp_bench.registry import Param, declare
 
 OPTIMIZERS = ("sgd", "adamw")
+#: How a client's local rows form batches (fednlp_bench/engine/client/batching.py).
+BATCHINGS = ("random", "length")
 
 
 def _names(module: str, registry: str) -> Any:
@@ -37,12 +39,6 @@ def _precisions() -> list[str]:
     from fednlp_bench.compute.precision import PRECISIONS
 
     return list(PRECISIONS)
-
-
-def _batchings() -> tuple[str, ...]:
-    from fednlp_bench.engine.client.batching import BATCHINGS
-
-    return BATCHINGS
 
 
 def _aggregation_weights() -> tuple[Any, ...]:
@@ -71,7 +67,7 @@ FIELDS: dict[str, Param] = declare(
     Param("lr", float, 5e-5, _lr, "client learning rate (default: 5e-5)"),
     Param("optimizer", str, "adamw", help="client optimizer (default: adamw)", choices=OPTIMIZERS),
     Param("batching", str, "random", help="how local batches form (default: random; length: rows of similar "
-          "length share a batch, fewer padded tokens: engine/client/batching.py)", choices=_batchings),
+          "length share a batch, fewer padded tokens: engine/client/batching.py)", choices=BATCHINGS),
     Param("sampling", str, "uniform", help="client sampling policy (inclusion probabilities and default aggregation "
           "weights: docs/trust.md, section 6)", choices=_names("fednlp_bench.sampling.policies", "SAMPLING_POLICIES")),
     Param("aggregation_weights", str, None, help="size | uniform | inverse_probability (default: the sampling "

@@ -124,22 +124,7 @@ class FrozenBottomCache:
                 "precision": precision.name,
                 "model": type(setup.model).__name__,
             }
-            name = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
-            path = folder / f"{name}.npy"
-            if not path.is_file():
-                # Suite workers (--jobs) may need the same cache at once: one builds it (with the waiters'
-                # threads), the others wait and read.
-                lock = folder / f".{name}.lock"
-                with build_lock(lock):
-                    if not path.is_file():
-                        computed, copied = compute_states(setup, feats, path, pad_id, precision, BorrowedThreads(lock),
-                                                          spec)
-                        log.info("frozen-bottom cache %s: %d row(s) computed, %d copied from other cache files",
-                                 path.name, computed, copied)
-                        atomic_write_text(folder / f"{name}.json",
-                                          json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
-            elif not digests_path(path).is_file():  # built before files had a keys sidecar: later builds may copy
-                write_digests(path, row_digests(feats, pad_id))
+            path = _ensure_file(setup, feats, folder, spec, pad_id, precision)
             array = np.load(path, mmap_mode="r")
             if array.shape[0] != len(feats):
                 raise ValueError(f"frozen-bottom cache {path} has {array.shape[0]} rows, the data {len(feats)}; delete it")
@@ -209,3 +194,23 @@ class FrozenBottomCache:
             else:
                 module.forward = previous  # type: ignore[method-assign]
         self._saved = []
+
+
+def _ensure_file(setup: TrainableSetup, feats: Dataset, folder: Path, spec: dict[str, Any], pad_id: int,
+                 precision: Precision) -> Path:
+    """The split's cache file, built under its lock if absent (suite workers may need it at once: one builds it
+    with the waiters' threads, the others wait and read)."""
+    name = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+    path = folder / f"{name}.npy"
+    if path.is_file():
+        if not digests_path(path).is_file():  # built before files had a keys sidecar: later builds may copy
+            write_digests(path, row_digests(feats, pad_id))
+        return path
+    lock = folder / f".{name}.lock"
+    with build_lock(lock):
+        if not path.is_file():
+            computed, copied = compute_states(setup, feats, path, pad_id, precision, BorrowedThreads(lock), spec)
+            log.info("frozen-bottom cache %s: %d row(s) computed, %d copied from other cache files",
+                     path.name, computed, copied)
+            atomic_write_text(folder / f"{name}.json", json.dumps({**spec, "bytes": path.stat().st_size}, indent=1))
+    return path

@@ -133,9 +133,7 @@ class RoundBridge:
 
     def stop_if_a_client_is_lost(self) -> None:
         """FedML's loop raised (a send to a client dying mid-call raises gRPC UNAVAILABLE): name a gone client."""
-        if self.spec["comm"] != "GRPC":
-            return
-        for attempt in range(PROBE_FAILURES):
+        for attempt in range(PROBE_FAILURES if self.spec["comm"] == "GRPC" else 0):
             lost = self._lost_ranks()
             if lost:
                 self._stop_for_lost(max(self.last_round, 1), lost)

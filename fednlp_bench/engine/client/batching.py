@@ -24,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-BATCHINGS = ("random", "length")
+from fednlp_bench.config_fields import BATCHINGS
 #: Batches per megabatch, as HF's ``get_length_grouped_indices`` (``mega_batch_mult=50``).
 MEGABATCH_BATCHES = 50
 
