@@ -10,11 +10,18 @@ import pytest
 import torch
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.engine.client.batching import MEGABATCH_BATCHES, epoch_batches, local_batches, padded_token_ratio
+from fednlp_bench.engine.client.batching import MEGABATCH_BATCHES, epoch_batches, local_batches
 from fednlp_bench.engine.client.trainer import LocalTrainer
 from fednlp_bench.results.record import config_hash
 from fednlp_bench.tasks import get_task
 from fednlp_bench.testing.entity_qa import write_entity_qa
+
+
+def padded_token_ratio(batches: list[np.ndarray], lengths: np.ndarray) -> float:
+    """Tokens the batches cost when each is padded to its longest row, over the tokens they hold (>= 1)."""
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches if len(b))
+    real = sum(int(lengths[b].sum()) for b in batches)
+    return padded / max(real, 1)
 
 
 def squad_like_lengths(n: int, seed: int = 0) -> np.ndarray:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from fednlp_bench.config import FIELDS_ADDED_LATER
 from fednlp_bench.hints import closest_hint
 
 RATE_KEYS = ("train_examples_per_s", "eval_examples_per_s", "train_rows", "validation_rows", "test_rows",
@@ -99,8 +100,6 @@ def parse_rates(value: Any, source: str) -> dict[str, Rate]:
 
 def shape_key(config: Mapping[str, Any]) -> str:
     """Runs of one shape cost the same per example; a field a record predates counts as its old default."""
-    from fednlp_bench.config import FIELDS_ADDED_LATER
-
     return json.dumps({k: config.get(k, FIELDS_ADDED_LATER.get(k)) for k in _SHAPE}, sort_keys=True, default=str)
 
 

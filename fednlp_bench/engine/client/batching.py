@@ -64,9 +64,3 @@ def local_batches(rows: np.ndarray, rng: np.random.Generator, batch_size: int, b
             if done == steps:
                 return
 
-
-def padded_token_ratio(batches: list[np.ndarray], lengths: np.ndarray) -> float:
-    """Tokens the batches cost when each is padded to its longest row, over the tokens they hold (>= 1)."""
-    padded = sum(int(lengths[b].max()) * len(b) for b in batches if len(b))
-    real = sum(int(lengths[b].sum()) for b in batches)
-    return padded / max(real, 1)
