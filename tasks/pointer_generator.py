@@ -15,7 +15,8 @@ At each target step t the model mixes two distributions over the vocabulary:
 where ``a_t`` is a single-head attention of the decoder state over the
 encoder's last hidden states (masked to real tokens) and ``g_t =
 sigmoid(W [decoder state; context])``. The loss is the NLL of the label under
-``p``; decoding is greedy on ``p``. The two new layers (``copy_query``,
+``p``, computed from p at the label alone (:meth:`label_log_probs`); decoding is
+greedy on ``p``. The two new layers (``copy_query``,
 ``copy_gate``) start random and belong to the task head
 (:func:`fednlp_bench.compute.trainable.head_parameter_names`), so every
 trainable mode trains them.
@@ -32,7 +33,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import EncoderDecoderModel
 from transformers.modeling_outputs import Seq2SeqLMOutput
@@ -95,19 +95,42 @@ class PointerGeneratorEncoderDecoder(EncoderDecoderModel):
             states = states[:, -1:]
         return self.decoder.cls(states), states
 
-    def log_probs(self, vocab_logits: torch.Tensor, states: torch.Tensor, memory: torch.Tensor,
-                  source_ids: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
-        """log p(w) of the generate/copy mixture, shape (batch, target, vocab); computed in fp32."""
-        vocab_logits, states, memory = vocab_logits.float(), states.float(), memory.float()
+    def _copy_parts(self, states: torch.Tensor, memory: torch.Tensor,
+                    source_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attention over the source (B, T, S), generate gate g (B, T, 1)), in fp32."""
+        states, memory = states.float(), memory.float()
         scores = self.copy_query(states) @ memory.transpose(1, 2) / math.sqrt(memory.shape[-1])
         scores = scores.masked_fill(~source_mask.bool()[:, None, :], torch.finfo(scores.dtype).min)
-        attention = scores.softmax(dim=-1)  # (B, T, S)
+        attention = scores.softmax(dim=-1)
         context = attention @ memory
-        generate = torch.sigmoid(self.copy_gate(torch.cat([states, context], dim=-1)))  # (B, T, 1)
+        return attention, torch.sigmoid(self.copy_gate(torch.cat([states, context], dim=-1)))
+
+    def log_probs(self, vocab_logits: torch.Tensor, states: torch.Tensor, memory: torch.Tensor,
+                  source_ids: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """log p(w) of the generate/copy mixture over the whole vocabulary, shape (batch, target, vocab)."""
+        attention, generate = self._copy_parts(states, memory, source_mask)
+        vocab_logits = vocab_logits.float()
         copy = torch.zeros_like(vocab_logits).scatter_add_(
             2, source_ids[:, None, :].expand(-1, attention.shape[1], -1), attention
         )
         mixed = generate * vocab_logits.softmax(dim=-1) + (1.0 - generate) * copy
+        return mixed.clamp_min(1e-12).log()
+
+    def label_log_probs(self, vocab_logits: torch.Tensor, states: torch.Tensor, memory: torch.Tensor,
+                        source_ids: torch.Tensor, source_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """log p(label) of the mixture, shape (batch, target): :meth:`log_probs` gathered at the labels.
+
+        Why: the loss needs p at one word per position, and the copy term at
+        that word is the attention on the source positions that hold it. So
+        the (batch, target, vocab) mixture, its softmax, log and their
+        gradients, several passes over tensors of 30k floats per token that
+        cost as much as the LM head itself, reduce to one log-sum-exp.
+        """
+        attention, generate = self._copy_parts(states, memory, source_mask)
+        vocab_logits, target = vocab_logits.float(), labels.clamp_min(0)
+        vocab_p = (vocab_logits.gather(2, target[..., None])[..., 0] - vocab_logits.logsumexp(dim=-1)).exp()
+        copy = (attention * (source_ids[:, None, :] == target[..., None])).sum(dim=-1)
+        mixed = generate[..., 0] * vocab_p + (1.0 - generate[..., 0]) * copy
         return mixed.clamp_min(1e-12).log()
 
     def _memory(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -120,7 +143,9 @@ class PointerGeneratorEncoderDecoder(EncoderDecoderModel):
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, **unused: Any) -> Seq2SeqLMOutput:
+                token_type_ids: torch.Tensor | None = None, output_distribution: bool | None = None,
+                **unused: Any) -> Seq2SeqLMOutput:
+        """Loss (with ``labels``) and, without labels or with ``output_distribution``, ``logits`` = log p (B, T, V)."""
         if input_ids is None:
             raise ValueError("the pointer-generator needs input_ids (it copies source tokens by id)")
         memory, mask = self._memory(input_ids, attention_mask, token_type_ids)
@@ -129,10 +154,13 @@ class PointerGeneratorEncoderDecoder(EncoderDecoderModel):
                 raise ValueError("give labels or decoder_input_ids")
             decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
         logits, states = self._decode(decoder_input_ids, memory, mask)
-        log_p = self.log_probs(logits, states, memory, input_ids, mask)
-        loss = None
+        loss = log_p = None
         if labels is not None:
-            loss = F.nll_loss(log_p.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+            label_log_p = self.label_log_probs(logits, states, memory, input_ids, mask, labels)
+            keep = labels != IGNORE
+            loss = -(label_log_p * keep).sum() / keep.sum()
+        if labels is None or output_distribution:
+            log_p = self.log_probs(logits, states, memory, input_ids, mask)
         return Seq2SeqLMOutput(loss=loss, logits=log_p)
 
     @torch.no_grad()

@@ -122,12 +122,13 @@ def test_pointer_mixture_is_a_distribution_that_can_only_copy_source_tokens(poin
     batch = task.collate([feats[i] for i in range(4)])
     model.eval()
     with torch.no_grad():
-        out = model(**batch)
+        out = model(**batch, output_distribution=True)
+        assert model(**batch).logits is None  # the loss alone skips the (batch, target, vocab) mixture
         probs = out.logits.exp()
         assert torch.allclose(probs.sum(-1), torch.ones_like(probs.sum(-1)), atol=1e-4)
         # Force the gate to "copy only": all mass must sit on tokens of that row's (unpadded) source.
         model.copy_gate.bias.fill_(-1e4)
-        copy_only = model(**batch).logits.exp()
+        copy_only = model(**batch, output_distribution=True).logits.exp()
     for row in range(4):
         source = set(batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist())
         mass = copy_only[row][:, sorted(source)].sum(-1)
@@ -135,6 +136,36 @@ def test_pointer_mixture_is_a_distribution_that_can_only_copy_source_tokens(poin
     nll = -out.logits.gather(2, batch["labels"].clamp_min(0)[..., None])[..., 0]
     keep = batch["labels"] != -100
     assert float(out.loss) == pytest.approx(float(nll[keep].mean()), rel=1e-5)
+
+
+def test_pointer_loss_from_the_label_alone_has_the_full_mixtures_gradient(pointer_task: Task) -> None:
+    """The gathered loss (training and validation) and the NLL read off the full mixture: same value, same step."""
+    task = pointer_task
+    torch.manual_seed(1)
+    model = task.build_model()
+    feats = task.preprocess(task.load()["train"].select(range(6)), train=True)
+    batch = task.collate([feats[i] for i in range(6)])
+    model.train()
+
+    def grads(full: bool) -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        torch.manual_seed(2)  # the same dropout masks in both passes
+        out = model(**batch, output_distribution=full)
+        if full:
+            keep = batch["labels"] != -100
+            nll = -out.logits.gather(2, batch["labels"].clamp_min(0)[..., None])[..., 0]
+            loss = nll[keep].mean()
+        else:
+            loss = out.loss
+        loss.backward()
+        return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    full_loss, full_grads = grads(True)
+    gathered_loss, gathered_grads = grads(False)
+    assert gathered_loss == pytest.approx(full_loss, rel=1e-5)
+    assert full_grads.keys() == gathered_grads.keys() and "copy_gate.weight" in full_grads
+    for name, grad in full_grads.items():
+        assert torch.allclose(gathered_grads[name], grad, rtol=1e-4, atol=1e-6), name
 
 
 def test_pointer_model_memorises_and_generates_greedily(pointer_task: Task, train_steps) -> None:
