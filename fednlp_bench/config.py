@@ -45,7 +45,8 @@ INT_PARTITION_KEYS = tuple(name for name, p in PARTITION_FIELDS.items() if p.typ
 #: ``config_hash`` leaves them out while they hold that value, so old records keep their hash.
 FIELDS_ADDED_LATER: dict[str, Any] = {"precision": "fp32", "trainable": "full", "trainable_params": {},
                                       "columns": {}, "task_params": {}, "test_best_round": False,
-                                      "batching": "random"}
+                                      "batching": "random", "max_validation_examples": None,
+                                      "attention_dropout": None}
 
 
 def _default(name: str) -> Any:
@@ -66,6 +67,7 @@ class RunConfig:
     max_length: int = _default("max_length")
     max_train_examples: int | None = _default("max_train_examples")
     max_eval_examples: int | None = _default("max_eval_examples")
+    max_validation_examples: int | None = _default("max_validation_examples")
     #: ``{task field: column in the user's files}``, e.g. ``{text: body, label: topic}``.
     columns: dict[str, str] = field(default_factory=dict)
     #: The task's own options (declared by the task class: text_format, tag_scheme, doc_stride, ...).
@@ -82,6 +84,8 @@ class RunConfig:
     optimizer: str = _default("optimizer")
     #: How local rows form batches: random | length (engine/client/batching.py).
     batching: str = _default("batching")
+    #: Attention-probability dropout of the model; None: the model's own (compute/attention_dropout.py).
+    attention_dropout: float | None = _default("attention_dropout")
     sampling: str = _default("sampling")
     #: The sampling policy's parameters, e.g. {gamma: 1.0} for activity_poisson (sampling/policies.py).
     sampling_params: dict[str, Any] = field(default_factory=dict)

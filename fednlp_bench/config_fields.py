@@ -57,6 +57,8 @@ FIELDS: dict[str, Param] = declare(
     Param("max_length", int, 128, at_least(8), "max tokens per example (default: 128)"),
     Param("max_train_examples", int, None, at_least(1), "seeded random subset of the train split"),
     Param("max_eval_examples", int, None, at_least(1), "seeded random subset of the validation and of the test split"),
+    Param("max_validation_examples", int, None, at_least(1), "seeded random subset of the validation split alone "
+          "(default: max_eval_examples); the test split keeps max_eval_examples"),
     Param("algorithm", str, "fedavg", help="%(names)s | package.module:Class (default: fedavg)",
           listed=_names("fednlp_bench.algorithms.registry", "ALGORITHMS")),
     Param("rounds", int, 10, at_least(1), "communication rounds (default: 10)"),
@@ -66,6 +68,9 @@ FIELDS: dict[str, Param] = declare(
     Param("batch_size", int, 16, at_least(1), "batch size (default: 16)"),
     Param("lr", float, 5e-5, _lr, "client learning rate (default: 5e-5)"),
     Param("optimizer", str, "adamw", help="client optimizer (default: adamw)", choices=OPTIMIZERS),
+    Param("attention_dropout", float, None, in_range(0, 1), "dropout on attention probabilities of a BERT-family "
+          "model (default: the model's own, 0.1 for MiniLM; 0 lets CPU attention run fused: "
+          "compute/attention_dropout.py)"),
     Param("batching", str, "random", help="how local batches form (default: random; length: rows of similar "
           "length share a batch, fewer padded tokens: engine/client/batching.py)", choices=BATCHINGS),
     Param("sampling", str, "uniform", help="client sampling policy (inclusion probabilities and default aggregation "

@@ -62,11 +62,13 @@ class Task(ABC):
         max_eval_examples: int | None = None,
         seed: int = 0,
         columns: Mapping[str, str] | None = None,
+        max_validation_examples: int | None = None,
         **options: Any,
     ) -> None:
         if max_length < 8:
             raise ValueError(f"max_length={max_length} is too short; use at least 8 tokens")
-        for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples)):
+        for name, value in (("max_train_examples", max_train_examples), ("max_eval_examples", max_eval_examples),
+                            ("max_validation_examples", max_validation_examples)):
             if value is not None and value < 1:
                 raise ValueError(f"{name}={value} must be >= 1 (or omitted for the whole split)")
         self.model_name = model
@@ -74,6 +76,9 @@ class Task(ABC):
         self.max_length = max_length
         self.max_train_examples = max_train_examples
         self.max_eval_examples = max_eval_examples
+        #: Validation alone may take a smaller subset than test (it is read every evaluated round, test once).
+        self.max_validation_examples = max_validation_examples if max_validation_examples is not None \
+            else max_eval_examples
         self.seed = seed
         #: ``{task field: column name in the user's files}`` (``{text: body, label: topic}``).
         self.columns = dict(columns or {})

@@ -88,7 +88,8 @@ class HFTask(Task):
             full = self._with_validation(full)
             out = {}
             for split, ds in full.items():
-                limit = self.max_train_examples if split == "train" else self.max_eval_examples
+                limit = {"train": self.max_train_examples,
+                         "validation": self.max_validation_examples}.get(split, self.max_eval_examples)
                 idx = subset_indices(len(ds), limit, self.seed)
                 out[split] = ds if idx is None else ds.select(idx)
             self._splits = DatasetDict(out)

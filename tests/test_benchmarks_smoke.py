@@ -50,3 +50,21 @@ def test_bench_length_batching_pads_fewer_tokens_on_real_squad_windows(tmp_path:
     padded = result["padded_token_ratio"]
     assert padded["random"] > 1.4 and padded["length"] < 1.15, padded
     assert result["rounds_s"]["random"] > 0 and result["rounds_s"]["length"] > 0
+
+
+@pytest.mark.usefixtures("offline_task_env")
+def test_bench_pointer_loss_times_both_losses_and_they_agree(tmp_path: Path) -> None:
+    result = _run("bench_pointer_loss.py", "--model", "tiny", "--rows", "32", "--repeats", "2", "--threads", "1",
+                  tmp_path=tmp_path)
+    for phase in ("train_step", "validation_loss_pass"):
+        assert result["seconds"][phase]["full"] > 0 and result["seconds"][phase]["label"] > 0
+        losses = result["mean_loss"][phase]
+        assert losses["label"] == pytest.approx(losses["full"], rel=1e-5), losses
+
+
+@pytest.mark.usefixtures("offline_task_env")
+def test_bench_attention_dropout_times_both_settings_on_real_squad_windows(tmp_path: Path) -> None:
+    result = _run("bench_attention_dropout.py", "--model", "tiny", "--rows", "32", "--repeats", "2", "--threads", "1",
+                  tmp_path=tmp_path)
+    assert set(result["seconds"]) == {"dropout 0.1", "dropout 0"} and min(result["seconds"].values()) > 0
+    assert result["windows"] >= 32 and result["real_tokens"] > 32 * 20

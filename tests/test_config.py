@@ -19,7 +19,8 @@ def test_defaults_round_trip_through_dict() -> None:
         "task", "data", "model", "max_length", "max_train_examples", "max_eval_examples", "partition", "algorithm",
         "algorithm_params", "rounds", "clients_per_round", "local_epochs", "local_steps", "batch_size", "lr",
         "optimizer", "sampling", "dropout", "eval_every", "seed", "backend", "precision", "trainable",
-        "trainable_params", "columns", "task_params", "test_best_round", "batching",
+        "trainable_params", "columns", "task_params", "test_best_round", "batching", "max_validation_examples",
+        "attention_dropout",
     }
     assert set(cfg.partition) == {"scheme", "num_clients", "seed", "min_size", "params"}
 

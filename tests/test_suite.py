@@ -124,7 +124,7 @@ def _timed_record(config: dict[str, Any], plain_s: float, eval_s: float) -> RunR
     """Rounds without validation take ``plain_s``; validated rounds ``eval_s`` more."""
     record = record_for(config, "timed")
     record.partition["num_rows"] = 1000
-    record.data = {"splits": {"train": 1000, "validation": 200, "test": 400}}
+    record.data = {"splits": {"train": 1000, "validation": 200, "test": 300}}  # the smoke suite's max_eval_examples
     record.rounds = [RoundResult(round=r, clients=[0], train_loss=1.0, metrics={"accuracy": 0.5} if r % 2 == 0 else {},
                                  bytes_up=1, bytes_down=1, wall_time_s=plain_s + (eval_s if r % 2 == 0 else 0.0))
                      for r in range(1, 5)]
@@ -141,9 +141,9 @@ def test_cost_rates_are_measured_per_shape_and_declared_otherwise() -> None:
     rate = rates[cost.shape_key(config)]
     assert rate.train_s == pytest.approx(10.0 / 500) and rate.eval_s == pytest.approx(4.0 / 200)
     assert rate.source == "measured (1 record(s))"
-    # 8 rounds: 8 x 10 s training, 4 validations x 4 s, test 400 rows x 0.02 s
+    # 8 rounds: 8 x 10 s training, 4 validations x 4 s, test 300 rows x 0.02 s
     planned = {**config, "rounds": 8}
-    assert cost.run_seconds(planned, rate) == pytest.approx(80 + 16 + 8)
+    assert cost.run_seconds(planned, rate) == pytest.approx(80 + 16 + 6)
     declared = cost.parse_rates({"qa": {"train_examples_per_s": 5, "eval_examples_per_s": 20, "train_rows": 100,
                                         "validation_rows": 10, "test_rows": 20, "natural_clients": 4}}, "s.yaml")
     qa = {**planned, "task": "qa", "partition": {**planned["partition"], "num_clients": None}}
@@ -170,6 +170,23 @@ def test_the_tiers_own_records_measure_their_shape_before_the_pilots(monkeypatch
     rates = dry_run._rates(plan, records)  # type: ignore[arg-type]
     assert rates[cost.shape_key(config)].train_s == pytest.approx(10.0 / 500)   # the tier's record, not the pilot
     assert rates[cost.shape_key(other)].train_s == pytest.approx(30.0 / 500)    # a shape only a pilot measured
+
+
+def test_a_validation_subset_is_timed_by_its_rows_and_keeps_old_hashes() -> None:
+    from fednlp_bench.results.record import config_hash
+    from fednlp_bench.suite import cost
+
+    config = {**_runs()[0].config, "rounds": 8, "eval_every": 2, "client_eval": False, "test_best_round": False,
+              "max_eval_examples": None}
+    rate = cost.Rate(0.01, 0.1, 1000, 800, 600, source="declared")
+    subset = {**config, "max_validation_examples": 200}
+    full_s, subset_s = cost.run_seconds(config, rate), cost.run_seconds(subset, rate)
+    assert full_s is not None and subset_s is not None
+    assert full_s - subset_s == pytest.approx(4 * (800 - 200) * 0.1)  # 4 validated rounds, test untouched
+    old = {k: v for k, v in config.items() if k != "max_validation_examples"}
+    assert cost.shape_key({**config, "max_validation_examples": None}) == cost.shape_key(old)
+    assert cost.shape_key(subset) != cost.shape_key(old)
+    assert config_hash({**old, "max_validation_examples": None}) == config_hash(old)
 
 
 def test_length_batched_cells_are_not_timed_by_random_batched_records() -> None:

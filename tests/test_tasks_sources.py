@@ -189,6 +189,21 @@ def test_max_examples_slice_real_data() -> None:
         get_task("tagging", model="tiny", max_train_examples=0)
 
 
+def test_validation_may_take_a_smaller_subset_than_test() -> None:
+    """Validation is read every evaluated round, test once: the cpu tier's AESLC cells validate on a subset."""
+    task = get_task("tagging", model="tiny", max_validation_examples=30, seed=3)
+    sizes = {k: len(v) for k, v in task.load().items()}
+    full = {k: len(v) for k, v in get_task("tagging", model="tiny", seed=3).load().items()}
+    assert sizes == {**full, "validation": 30} and full["validation"] > 30
+    both = get_task("tagging", model="tiny", max_eval_examples=40, max_validation_examples=30, seed=3).load()
+    assert (len(both["validation"]), len(both["test"])) == (30, 40)
+    # The same seeded rows as max_eval_examples=30 would give validation: one subset rule for both fields.
+    assert both["validation"]["id"] == get_task("tagging", model="tiny", max_eval_examples=30,
+                                                seed=3).load()["validation"]["id"]
+    with pytest.raises(ValueError, match="max_validation_examples=0"):
+        get_task("tagging", model="tiny", max_validation_examples=0)
+
+
 def test_datasets_command_lists_sources_and_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 

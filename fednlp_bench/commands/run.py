@@ -36,9 +36,10 @@ from fednlp_bench.run_options import RUN_OPTIONS
 
 #: Where each RunConfig field's flag is listed in --help (the flags themselves come from config_fields.FIELDS).
 GROUPS = {
-    "task and data": ("task", "data", "model", "max_length", "max_train_examples", "max_eval_examples", "columns"),
-    "training budget": ("rounds", "clients_per_round", "local_epochs", "local_steps", "batch_size", "batching", "lr",
-                        "optimizer", "sampling", "aggregation_weights", "dropout", "eval_every", "test_best_round",
+    "task and data": ("task", "data", "model", "max_length", "max_train_examples", "max_eval_examples",
+                       "max_validation_examples", "columns"),
+    "training budget": ("rounds", "clients_per_round", "local_epochs", "local_steps", "batch_size", "batching",
+                        "attention_dropout", "lr", "optimizer", "sampling", "aggregation_weights", "dropout", "eval_every", "test_best_round",
                         "seed", "backend", "client_eval"),
     "compute (precision and trainable enter the config; device and cache folder do not)": ("precision", "trainable"),
 }

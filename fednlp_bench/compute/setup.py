@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from fednlp_bench.compute.attention_dropout import set_attention_dropout
 from fednlp_bench.compute.device import device_name, resolve_device
 from fednlp_bench.compute.first_token import install_first_token_top
 from fednlp_bench.compute.frozen_cache import FrozenBottomCache
@@ -68,6 +69,7 @@ def build_compute(task: Any, config: Any, device: torch.device, precision: Preci
     """
     torch.manual_seed(config.seed)
     model = task.build_model()
+    set_attention_dropout(model, getattr(config, "attention_dropout", None))
     setup = apply_trainable(model, config.trainable, config.trainable_params)
     setup.model.to(device)
     first_token = install_first_token_top(task, setup)

@@ -44,8 +44,10 @@ def budget_sentence(budget: dict[str, Any], model: str, data: str | None) -> str
     if steps is not None:
         parts.append(f"{steps} local step(s)")
     train, evals = b.pop("max_train_examples", None), b.pop("max_eval_examples", None)
+    validation = b.pop("max_validation_examples", None)
     parts.append(f"max examples: {train if train is not None else 'all'} train / "
-                 f"{evals if evals is not None else 'all'} eval")
+                 f"{evals if evals is not None else 'all'} eval"
+                 + (f" / {validation} validation" if validation is not None else ""))
     if "max_length" in b:
         parts.append(f"max_length {b.pop('max_length')}")
     if "batch_size" in b:

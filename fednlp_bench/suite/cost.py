@@ -36,7 +36,8 @@ RATE_KEYS = ("train_examples_per_s", "eval_examples_per_s", "train_rows", "valid
 #: Declared keys that may be left out (the others are all needed for an estimate).
 _OPTIONAL = {"setup_s": 0, "natural_clients": None}
 _SHAPE = ("task", "data", "model", "max_length", "trainable", "trainable_params", "precision", "task_params",
-          "batch_size", "batching", "max_train_examples", "max_eval_examples")
+          "batch_size", "batching", "attention_dropout", "max_train_examples", "max_eval_examples",
+          "max_validation_examples")
 
 
 @dataclass(frozen=True)
@@ -179,14 +180,20 @@ def client_eval_rows(config: Mapping[str, Any], rate: Rate, num_clients: int) ->
     return int(0.2 * rate.train_rows)
 
 
+def _capped(rows: int, cap: Any) -> int:
+    """Rows a seeded subset of ``cap`` leaves of a split (a declared rate's rows are the whole split's)."""
+    return rows if not cap else min(rows, int(cap))
+
+
 def run_seconds(config: Mapping[str, Any], rate: Rate) -> float | None:
     """The estimated wall time of one planned run (setup only where declared); None when its clients are unknown."""
     rounds, clients = int(config["rounds"]), _clients(config, rate=rate)
     if clients is None:
         return None
     train = rounds * examples_per_round(config, rate.train_rows, clients) * rate.train_s
-    evaluated = evaluated_rounds(rounds, int(config["eval_every"])) * rate.validation_rows
-    evaluated += rate.test_rows * (2 if config.get("test_best_round") else 1)
+    validation_cap = config.get("max_validation_examples") or config.get("max_eval_examples")
+    evaluated = evaluated_rounds(rounds, int(config["eval_every"])) * _capped(rate.validation_rows, validation_cap)
+    evaluated += _capped(rate.test_rows, config.get("max_eval_examples")) * (2 if config.get("test_best_round") else 1)
     evaluated += client_eval_rows(config, rate, clients)
     return train + evaluated * rate.eval_s + rate.setup_s
 

@@ -63,10 +63,13 @@ def split_rows(config: Mapping[str, Any]) -> Rows | None:
         train -= validation
     test = _line_count(folder / "test.jsonl") if (folder / "test.jsonl").is_file() else validation
     cap_train, cap_eval = config.get("max_train_examples"), config.get("max_eval_examples")
+    cap_validation = config.get("max_validation_examples") or cap_eval
     if cap_train:
         train = min(train, int(cap_train))
+    if cap_validation:
+        validation = min(validation, int(cap_validation))
     if cap_eval:
-        validation, test = min(validation, int(cap_eval)), min(test, int(cap_eval))
+        test = min(test, int(cap_eval))
     return Rows(train, validation, test)
 
 

@@ -43,6 +43,7 @@ def build_task(config: RunConfig) -> Task:
         max_length=config.max_length,
         max_train_examples=config.max_train_examples,
         max_eval_examples=config.max_eval_examples,
+        max_validation_examples=config.max_validation_examples,
         seed=int(config.partition["seed"]),
         columns=config.columns,
         **config.task_params,
