@@ -138,6 +138,35 @@ def test_trust_tables(tmp_path: Path) -> None:
     assert f"{summary['qualified']}/{summary['clients']} clients with ≥{summary['min_units']} " in row
 
 
+def test_population_rows_pair_with_static_uniform_seed_by_seed(tmp_path: Path) -> None:
+    """Seeds that reseed the partition too (the tier's pairing) are one row; each row's gap is paired by seed."""
+    from fednlp_bench.leaderboard.records import collect_records
+    from fednlp_bench.leaderboard.summary import difference, difference_text, summarize
+    from fednlp_bench.leaderboard.trust_tables import population_table
+
+    runs, made = tmp_path / "pop", {}
+    for seed in (0, 1, 2):
+        partition = {"scheme": "quantity_skew", "num_clients": 6, "seed": seed, "min_size": 2}
+        for name, extra in {"uniform": {}, "activity": {"sampling": "activity_systematic",
+                                                        "sampling_params": {"gamma": 1.0}}}.items():
+            made[name, seed] = run(toy_config(seed=seed, partition=partition, rounds=3, **extra), runs)
+    table = population_table(collect_records(runs))
+    assert "(partition seed = run seed)" in table
+    uniform, activity = ([float(made[name, s].final_metrics["accuracy"]) for s in (0, 1, 2)]
+                         for name in ("uniform", "activity"))
+    expected = difference_text(difference(summarize(activity, [0, 1, 2]), summarize(uniform, [0, 1, 2])))
+    row = next(line for line in table.splitlines() if line.startswith("| static | activity_systematic (γ=1) |"))
+    assert f"| {expected} |" in row and "paired 95% CI" in expected
+    uniform_row = next(line for line in table.splitlines() if line.startswith("| static | uniform |"))
+    assert f"| {summarize(uniform).text()} | — |" in uniform_row
+    # A partition seeded apart from the run seed is a different setting, not a replicate.
+    other = toy_config(seed=0, rounds=3, partition={"scheme": "quantity_skew", "num_clients": 6, "seed": 7,
+                                                       "min_size": 2})
+    run(other, runs)
+    with pytest.raises(ValueError, match=r"differs .* in \['partition'\]"):
+        population_table(collect_records(runs))
+
+
 def test_audit_table_rows_are_seed_summaries_of_the_records(tmp_path: Path) -> None:
     from fednlp_bench.leaderboard.audit_table import audit_table
     from fednlp_bench.leaderboard.records import collect_records

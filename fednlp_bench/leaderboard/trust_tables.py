@@ -29,25 +29,37 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fednlp_bench.atomic import atomic_write_text
+from fednlp_bench.config import FIELDS_ADDED_LATER
 from fednlp_bench.leaderboard.audit_table import audit_table
 from fednlp_bench.leaderboard.client_tail import cell_clients
 from fednlp_bench.leaderboard.records import LoadedRecord, collect_records
-from fednlp_bench.leaderboard.summary import summarize
+from fednlp_bench.leaderboard.summary import Summary, difference, difference_text, summarize
 
 #: Config keys each table varies; everything else must be equal across its records.
 VARIED = {
     "privacy": ("privacy", "sampling", "mia_examples"),
-    "population": ("sampling", "sampling_params", "continual", "rounds", "eval_every"),
+    "population": ("sampling", "sampling_params", "aggregation_weights", "continual", "rounds", "eval_every"),
 }
+
+
+def _fixed_part(config: dict[str, Any], ignore: set[str]) -> dict[str, Any]:
+    """What a table keeps fixed: fields a record predates count as their default, and a partition seeded by the
+    run seed (the tier's pairing: same seed, same partition) is part of the seed, not of the setting."""
+    out = {k: v for k, v in config.items()
+           if k not in ignore and not (k in FIELDS_ADDED_LATER and v == FIELDS_ADDED_LATER[k])}
+    partition = out.get("partition")
+    if isinstance(partition, dict) and partition.get("seed") == config.get("seed"):
+        out["partition"] = {k: v for k, v in partition.items() if k != "seed"}
+    return out
 
 
 def _check_comparable(records: Sequence[LoadedRecord], kind: str) -> dict[str, Any]:
     if not records:
         raise ValueError("no records to tabulate")
     ignore = set(VARIED[kind]) | {"seed"}
-    first = {k: v for k, v in records[0].record.config.items() if k not in ignore}
+    first = _fixed_part(records[0].record.config, ignore)
     for item in records[1:]:
-        other = {k: v for k, v in item.record.config.items() if k not in ignore}
+        other = _fixed_part(item.record.config, ignore)
         if other != first:
             diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
             raise ValueError(
@@ -97,7 +109,8 @@ def _budget_line(fixed: dict[str, Any], records: Sequence[LoadedRecord]) -> str:
         f"task `{fixed.get('task')}`, data `{fixed.get('data')}`, model `{fixed.get('model')}`, "
         f"{fixed.get('max_train_examples')} train / {fixed.get('max_eval_examples')} eval examples, "
         f"max_length {fixed.get('max_length')}, partition {part.get('scheme')} {part.get('params')} over "
-        f"{part.get('num_clients')} clients, {fixed.get('clients_per_round')} clients/round, "
+        f"{part.get('num_clients')} clients{'' if 'seed' in part else ' (partition seed = run seed)'}, "
+        f"{fixed.get('clients_per_round')} clients/round, "
         f"algorithm {fixed.get('algorithm')} {fixed.get('algorithm_params') or ''}, local_epochs "
         f"{fixed.get('local_epochs')}, local_steps {fixed.get('local_steps')}, batch {fixed.get('batch_size')}, "
         f"lr {fixed.get('lr')}, seeds {seeds}"
@@ -142,38 +155,57 @@ def privacy_table(records: Sequence[LoadedRecord]) -> str:
     ]) + "\n"
 
 
+#: Short names of sampling parameters in a population row's label.
+_PARAM_NAMES = {"power": "p", "gamma": "γ"}
+REFERENCE_ROW = ("static", "uniform")
+
+
+def _population_key(item: LoadedRecord) -> tuple[str, str]:
+    cfg = item.record.config
+    params = cfg.get("sampling_params") or {}
+    shown = ", ".join(f"{_PARAM_NAMES.get(k, k)}={v:g}" for k, v in sorted(params.items()))
+    sampling = cfg["sampling"] + (f" ({shown})" if shown else "")
+    if cfg.get("aggregation_weights"):
+        sampling += f" · {cfg['aggregation_weights']} weights"
+    cont = cfg.get("continual")
+    setting = "static" if not cont else (
+        f"continual T={cont['periods']}, W={cont['retention']}, R={cont['rounds_per_period']}")
+    return (setting, sampling)
+
+
+def _seed_summary(items: Sequence[LoadedRecord], metric: str) -> Summary:
+    return summarize([float(it.record.final_metrics[metric]) for it in items], [int(it.record.seed) for it in items])
+
+
 def population_table(records: Sequence[LoadedRecord]) -> str:
     fixed = _check_comparable(records, "population")
     metric = records[0].record.primary_metric
-
-    def key(item: LoadedRecord) -> tuple[str, str]:
-        cfg = item.record.config
-        params = cfg.get("sampling_params") or {}
-        sampling = cfg["sampling"] + (f" (p={params['power']:g})" if "power" in params else "")
-        cont = cfg.get("continual")
-        setting = "static" if not cont else (
-            f"continual T={cont['periods']}, W={cont['retention']}, R={cont['rounds_per_period']}")
-        return (setting, sampling)
-
-    lines = [f"| setting | sampling | final {metric} | worst-10% clients | {metric} after each period | rounds | runs |",
-             "|---|---|---:|---:|---|---:|---|"]
-    for (setting, sampling), items in sorted(_group(records, key).items()):
-        final = _summary([float(it.record.final_metrics[metric]) for it in items])
+    groups = _group(records, _population_key)
+    reference = groups.get(REFERENCE_ROW)
+    base = None if reference is None else _seed_summary(reference, metric)
+    lines = [f"| setting | sampling | final {metric} | vs static uniform (paired over seeds) | worst-10% clients | "
+             f"{metric} after each period | rounds | runs |", "|---|---|---:|---|---:|---|---:|---|"]
+    for key, items in sorted(groups.items()):
+        setting, sampling = key
+        final = _seed_summary(items, metric)
+        versus = "—" if base is None or key == REFERENCE_ROW else difference_text(difference(final, base))
         periods = "—"
         if items[0].record.continual:
             n = len(items[0].record.continual["rows"])
             per = [_mean([float(it.record.continual["rows"][i]["metrics"][metric]) for it in items]) for i in range(n)]
             periods = " → ".join(_fmt(v) for v in per)
         worst = _worst_clients([it.record for it in items])
-        lines.append(f"| {setting} | {sampling} | {final} | {worst} | {periods} | {items[0].record.config['rounds']} | "
-                     f"{', '.join(it.record.run_id for it in items)} |")
+        lines.append(f"| {setting} | {sampling} | {final.text()} | {versus} | {worst} | {periods} | "
+                     f"{items[0].record.config['rounds']} | {', '.join(it.record.run_id for it in items)} |")
     return "\n".join([
         f"Client populations ({_budget_line(fixed, records)}).", "", *lines, "",
-        "Continual: each client's rows arrive over T periods (seeded, recorded order when the data has no time "
-        "column), only the last W periods are kept, R rounds run per period; the metric is measured on the same "
-        "test split after every period. Worst-10% clients: as in the tier tables, the mean over seeds of the "
-        "worst tenth of the clients whose local set meets client_eval's minimum, with a bootstrap 95% interval "
-        "(clients resampled within each seed) and how many qualified (— without client_eval).",
+        "Continual: each client's rows arrive over T periods (in the order of the data column the record names, "
+        "else a seeded order), only the last W periods are kept, R rounds run per period; the metric is measured "
+        "on the same test split after every period. vs static uniform: the per-seed difference to the static "
+        "uniform row (same seed: same partition), mean with its paired t interval, Welch's beside it. Worst-10% "
+        "clients: as in the tier tables, the mean over seeds of the worst tenth of the clients whose local set "
+        "meets client_eval's minimum, with a bootstrap 95% interval (clients resampled within each seed) and how "
+        "many qualified (— without client_eval).",
     ]) + "\n"
 
 
