@@ -76,7 +76,18 @@ def test_cpu_tier_has_four_tasks_with_their_budgets() -> None:
     qa = by_task["qa"][0].runs[0].config
     assert qa["max_length"] == 256 and qa["trainable_params"] == {"layers": 3, "cache": True}
     generation = by_task["generation"][0].runs[0].config
-    assert generation["task_params"] == {"pointer": True, "decoder_layers": 2}
+    assert generation["task_params"] == {"pointer": True, "decoder_layers": 2, "max_target_length": 16}
+    # A pilot chooses a tier's rounds only if it trains the tier's model the tier's way.
+    from fednlp_bench.config import load_yaml_config
+
+    shaped = ("model", "max_length", "batching", "attention_dropout", "task_params", "trainable",
+              "trainable_params", "precision", "batch_size", "local_epochs")
+    for name, pilot in (("qa", "cpu-v2-squad.yaml"), ("generation", "cpu-v2-aeslc.yaml")):
+        fields, _ = load_yaml_config(REPO / "configs" / "pilots" / pilot)
+        tier = by_task[name][0].runs[0].config
+        unset = ({}, None)  # an empty task_params is no task_params; attention_dropout 0.0 stays 0.0
+        assert {k: None if fields.get(k) in unset else fields[k] for k in shaped} == \
+            {k: None if tier.get(k) in unset else tier[k] for k in shaped}, pilot
     run = by_task["classification"][0].runs[0].config
     assert run["trainable"] == "top_layers" and run["trainable_params"] == {"layers": 1, "cache": True}
     assert run["precision"] == "fp32" and run["batch_size"] == 16
