@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from fednlp_bench.config import RunConfig
-from fednlp_bench.results.record import RECORD_FILENAME
+from fednlp_bench.results.record import RECORD_FILENAME, config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "configs/trust/trust_20news.yaml"
@@ -110,13 +110,18 @@ def status(runs_dir: Path, run_id: str) -> str:
 
 
 def tier_cell_check(runs: list[tuple[str, RunConfig]]) -> list[str]:
-    """Does each uniform/static run have the config of a cpu-tier FedAvg record (same seed)?"""
+    """Does each uniform/static run have the config of a cpu-tier FedAvg record (same seed)?
+
+    Compared by ``config_hash`` and seed, so a field added after a record was written (holding its implicit
+    default, ``FIELDS_ADDED_LATER``) does not make the same run look different."""
     tier = [json.loads(p.read_text())["config"] for p in TIER_RECORDS.glob(f"*/{RECORD_FILENAME}")]
+    keys = {(config_hash(c), c.get("seed")) for c in tier}
     lines = []
     for run_id, cfg in runs:
         if "-static-uniform-" not in run_id:
             continue
-        same = any(c == json.loads(json.dumps(cfg.to_dict())) for c in tier)
+        planned = json.loads(json.dumps(cfg.to_dict()))
+        same = (config_hash(planned), planned["seed"]) in keys
         lines.append(f"  {run_id}: {'matches a cpu-tier record' if same else 'NO cpu-tier record has this config'}")
     return lines
 

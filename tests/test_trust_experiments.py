@@ -73,3 +73,26 @@ def test_uniform_static_rows_are_the_cpu_tiers_planned_fedavg_runs_on_alpha_1() 
     runs = dict(te.planned_runs(spec, ["populations"], spec["seeds"]))
     for seed in spec["seeds"]:
         assert runs[f"trust-populations-static-uniform-s{seed}"].to_dict() == tier[seed]
+
+
+def test_tier_cell_check_matches_a_record_written_before_later_fields(tmp_path: Path) -> None:
+    """A tier record made before max_validation_examples/attention_dropout existed lacks those keys; the check
+    must still call it the same run (config hash and seed), and a different lr or seed must not match."""
+    from fednlp_bench.config import FIELDS_ADDED_LATER
+
+    te = load_script()
+    spec = yaml.safe_load(te.SPEC.read_text())
+    runs = [(rid, cfg) for rid, cfg in te.planned_runs(spec, ["populations"], [0, 1])
+            if "-static-uniform-" in rid]
+    old = {k: v for k, v in runs[0][1].to_dict().items() if k not in ("max_validation_examples", "attention_dropout")}
+    assert set(FIELDS_ADDED_LATER) >= {"max_validation_examples", "attention_dropout"}
+    folder = tmp_path / "classification-fedavg-x-s0"
+    folder.mkdir()
+    (folder / "record.json").write_text(json.dumps({"config": old}))
+    other = tmp_path / "classification-fedavg-y-s1"
+    other.mkdir()
+    (other / "record.json").write_text(json.dumps({"config": {**runs[1][1].to_dict(), "lr": 0.002}}))
+    te.TIER_RECORDS = tmp_path
+    lines = te.tier_cell_check(runs)
+    assert lines == ["  trust-populations-static-uniform-s0: matches a cpu-tier record",
+                     "  trust-populations-static-uniform-s1: NO cpu-tier record has this config"]
