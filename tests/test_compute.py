@@ -1,4 +1,4 @@
-"""The compute layer: device choice, precision, trainable modes, frozen-bottom cache (tiny BERT, CPU only)."""
+"""The compute layer: precision, trainable modes (top layers, LoRA, BitFit), bytes, checkpoints (tiny BERT, CPU)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ from transformers import AutoModelForSequenceClassification, EncoderDecoderConfi
 
 from fednlp_bench import cli
 from fednlp_bench.algorithms.registry import create_strategy
-from fednlp_bench.compute import device as device_mod
-from fednlp_bench.compute.device import device_for_rank, resolve_device
 from fednlp_bench.compute.precision import Precision, check_precision
-from fednlp_bench.compute.setup import attach_frozen_cache, build_compute
 from fednlp_bench.compute.trainable import apply_trainable, head_parameter_names, lora_target_names
 from fednlp_bench.config import RunConfig
 from fednlp_bench.engine.run import checkpoint as ckpt
@@ -26,6 +23,7 @@ from fednlp_bench.engine.run.runner import run_experiment
 from fednlp_bench.results.record import config_hash
 from fednlp_bench.tasks.models import tiny_bert_config
 
+from compute_slice import SLICE, prepared, run_slice
 VOCAB = 128
 
 
@@ -40,48 +38,6 @@ def tiny_bert2bert() -> torch.nn.Module:
         tiny_bert_config(VOCAB), tiny_bert_config(VOCAB, is_decoder=True, add_cross_attention=True)
     )
     return EncoderDecoderModel(config=cfg)
-
-
-# ------------------------------------------------------------------ device
-def test_cuda_without_cuda_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for spec in ("cuda", "cuda:1"):
-        with pytest.raises(ValueError, match=r"CUDA is not available.*--device cpu"):
-            resolve_device(spec)
-    assert resolve_device("auto") in (torch.device("cpu"), torch.device("mps"))
-    assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"'tpu' is not supported; choose one of auto, cpu, cuda, cuda:N, mps"):
-        resolve_device("tpu")
-
-
-def test_cli_device_cuda_without_cuda_fails_before_any_work(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code = cli.main(["run", "--task", "classification", "--model", "tiny", "--device", "cuda",
-                     "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "--device cuda: CUDA is not available" in err and "--device cpu" in err
-    assert not (tmp_path / "runs").exists()  # nothing was created or loaded
-
-
-def test_one_gpu_per_process_round_robin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
-    assert resolve_device("cuda:2") == torch.device("cuda", 2)
-    with pytest.raises(ValueError, match="only 3 CUDA device"):
-        resolve_device("cuda:3")
-    assert [device_for_rank("cuda", r) for r in range(5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
-    assert [device_for_rank("cuda:1", r) for r in range(3)] == ["cuda:1"] * 3  # explicit index pins every process
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert device_for_rank("cpu", 4) == "cpu"
-
-
-def test_cuda_rng_state_is_skipped_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert device_mod.cuda_rng_states() is None
-    device_mod.set_cuda_rng_states(torch.zeros(1, 8, dtype=torch.uint8))  # a GPU run resumed here: no error
 
 
 # ------------------------------------------------------------------ precision and config
@@ -170,31 +126,9 @@ def test_bert2bert_lora_targets_and_head() -> None:
 
 
 # ------------------------------------------------------------------ through the engine, on a 20News slice
-SLICE = dict(
-    task="classification", data="20news", model="tiny", max_length=32, max_train_examples=48, max_eval_examples=16,
-    partition={"scheme": "iid", "num_clients": 2, "seed": 0, "min_size": 1, "params": {}},
-    rounds=1, clients_per_round=2, local_epochs=None, local_steps=2, batch_size=8, lr=1e-3,
-)
-
-
 @pytest.fixture(scope="module")
 def env(offline_task_env: Path) -> Path:
     return offline_task_env
-
-
-def run_slice(tmp_path: Path, name: str, **changes: Any) -> Any:
-    cfg = RunConfig.from_dict({**SLICE, **changes})
-    return run_experiment(cfg, tmp_path / name, progress=False, frozen_cache_dir=tmp_path / "frozen")
-
-
-def prepared(config: RunConfig) -> tuple[Any, Any, Any]:
-    from fednlp_bench.engine.run.sources import build_task
-
-    task = build_task(config)
-    splits = task.load()
-    compute = build_compute(task, config, torch.device("cpu"), Precision(config.precision))
-    feats = task.preprocess(splits["train"], train=True)
-    return task, compute, feats
 
 
 def test_top_layers_leaves_frozen_tensors_bit_identical(env: Path) -> None:
@@ -227,132 +161,6 @@ def test_bytes_match_trainable_parameters_and_checkpoint_holds_only_them(env: Pa
     moments = [k for k, v in point.server_state.items() if isinstance(v, torch.Tensor)]
     assert moments and all(any(k.endswith(w) for w in point.weights) for k in moments)  # FedAdam: trainable only
 
-
-def test_cached_and_uncached_runs_give_equal_metrics(env: Path, tmp_path: Path) -> None:
-    live = run_slice(tmp_path, "live", trainable="top_layers", trainable_params={"layers": 1}, rounds=2)
-    cached = run_slice(tmp_path, "cached", trainable="top_layers", trainable_params={"layers": 1, "cache": True}, rounds=2)
-    assert cached.hardware["frozen_cache_bytes"] > 0 and "frozen_cache_bytes" not in live.hardware
-    assert list((tmp_path / "frozen").glob("*.npy")) and list((tmp_path / "frozen").glob("*.json"))
-    for a, b in zip(live.rounds, cached.rounds):
-        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
-        assert a.metrics.keys() == b.metrics.keys()
-        for key in a.metrics:
-            assert a.metrics[key] == pytest.approx(b.metrics[key], rel=1e-5, abs=1e-6), key
-    w_live = ckpt.load_checkpoint(tmp_path / "live" / live.run_id).weights
-    w_cached = ckpt.load_checkpoint(tmp_path / "cached" / cached.run_id).weights
-    for name in w_live:
-        torch.testing.assert_close(w_live[name], w_cached[name], rtol=1e-4, atol=1e-5)
-
-
-def test_cache_is_reused_and_unknown_inputs_are_refused(env: Path, tmp_path: Path) -> None:
-    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
-    task, compute, feats = prepared(config)
-    first = attach_frozen_cache(compute, task, [feats], tmp_path)
-    assert first is not None and first.size_bytes == sum(p.stat().st_size for p in tmp_path.glob("*.npy"))
-    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.npy")}
-    _, compute2, feats2 = prepared(config)
-    attach_frozen_cache(compute2, task, [feats2], tmp_path)
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.npy")} == mtimes  # loaded, not recomputed
-    with pytest.raises(KeyError, match="not in the frozen-bottom cache"):
-        compute2.model(input_ids=torch.tensor([[101, 7, 8, 102]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
-
-
-def test_a_cache_build_reports_rows_done_and_an_eta_to_the_heartbeat(env: Path, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from fednlp_bench import progress
-
-    seen: list[str] = []
-    monkeypatch.setattr(progress, "activity", seen.append)
-    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
-    task, compute, feats = prepared(config)
-    attach_frozen_cache(compute, task, [feats], tmp_path)
-    n = len(feats)
-    assert len(seen) == -(-n // 32)  # one update per build batch
-    assert seen[-1].startswith(f"caching the frozen layers' hidden states: {n:,} of {n:,} rows of this split (100%)")
-    assert "ETA 0s" in seen[-1] and "thread(s)" in seen[-1]
-
-
-def test_rows_of_a_shorter_cached_split_batch_with_longer_rows_exactly(env: Path, tmp_path: Path) -> None:
-    """Canaries and swapped texts are cached in their own (narrower) files but batched with the train split."""
-    from datasets import Dataset
-
-    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
-    task, compute, feats = prepared(config)
-    short = task.preprocess(Dataset.from_dict({"id": ["s"], "text": ["tiny words"], "label": [1], "partition_key": [1],
-                                               "author": [""], "organization": [""], "article_number": [None]}), True)
-    rows = [dict(zip(feats.column_names, v)) for v in zip(*(feats[:3][c] for c in feats.column_names))]
-    batch = task.collate(rows + [short[0]])
-    assert batch["input_ids"].shape[1] > len(short[0]["input_ids"])
-    model = compute.model.eval()
-    with torch.no_grad():
-        live = model(**batch).logits
-        cache = attach_frozen_cache(compute, task, [feats, short], tmp_path)
-        cached = model(**batch).logits
-    assert cache is not None and cache.files[1].array.shape[1] < batch["input_ids"].shape[1]
-    torch.testing.assert_close(cached, live, rtol=1e-5, atol=1e-6)
-
-
-
-def _built(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """(computed, copied) of every cache file the test builds."""
-    from fednlp_bench.compute import frozen_cache
-
-    counts: list[tuple[int, int]] = []
-    original = frozen_cache.compute_states
-
-    def counted(*args: Any, **kwargs: Any) -> tuple[int, int]:
-        counts.append(original(*args, **kwargs))
-        return counts[-1]
-
-    monkeypatch.setattr(frozen_cache, "compute_states", counted)
-    return counts
-
-
-def test_a_new_split_copies_the_rows_other_cache_files_hold_and_computes_only_the_rest(
-        env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each seed's 20News train split is a new split sharing most rows with the others: copy those."""
-    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
-    task, compute, feats = prepared(config)
-    n = len(feats)
-    first, second = feats.select(range(0, 2 * n // 3)), feats.select(range(n // 3, n))
-    counts = _built(monkeypatch)
-    attach_frozen_cache(compute, task, [first], tmp_path / "shared")
-    cache = attach_frozen_cache(prepared(config)[1], task, [second], tmp_path / "shared")
-    overlap = 2 * n // 3 - n // 3
-    assert counts == [(len(first), 0), (len(second) - overlap, overlap)]
-    assert len(list((tmp_path / "shared").glob("*.rowkeys"))) == 2
-    _, fresh_compute, _ = prepared(config)
-    fresh = attach_frozen_cache(fresh_compute, task, [second], tmp_path / "fresh")
-    assert counts[-1] == (len(second), 0)
-    assert cache is not None and fresh is not None
-    np.testing.assert_allclose(np.asarray(cache.files[0].array), np.asarray(fresh.files[0].array), rtol=1e-5, atol=1e-5)
-
-
-def test_rows_are_not_copied_from_a_narrower_cache_file(env: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A narrower file lacks the padding states past its width, which a wider split's rows carry."""
-    config = RunConfig.from_dict({**SLICE, "task": "tagging", "data": "wnut17", "max_length": 64, "trainable": "top_layers",
-                                  "trainable_params": {"layers": 1, "cache": True}})
-    task, compute, feats = prepared(config)
-    lengths = np.array([len(ids) for ids in feats["input_ids"]])
-    short = feats.select(np.flatnonzero(lengths < lengths.max()).tolist())
-    assert 0 < len(short) < len(feats)
-    counts = _built(monkeypatch)
-    attach_frozen_cache(compute, task, [short], tmp_path)
-    attach_frozen_cache(prepared(config)[1], task, [feats], tmp_path)
-    assert counts == [(len(short), 0), (len(feats), 0)]
-
-
-def test_a_cache_file_built_before_sidecars_gets_one_when_loaded(env: Path, tmp_path: Path) -> None:
-    from fednlp_bench.compute.cache_reuse import row_digests
-
-    config = RunConfig.from_dict({**SLICE, "trainable": "top_layers", "trainable_params": {"layers": 1, "cache": True}})
-    task, compute, feats = prepared(config)
-    attach_frozen_cache(compute, task, [feats], tmp_path)
-    (sidecar,) = tmp_path.glob("*.rowkeys")
-    sidecar.unlink()
-    attach_frozen_cache(prepared(config)[1], task, [feats], tmp_path)
-    np.testing.assert_array_equal(np.load(sidecar), row_digests(feats, task.tokenizer.pad_token_id))
 
 def test_bf16_run_finishes_with_finite_metrics(env: Path, tmp_path: Path) -> None:
     record = run_slice(tmp_path, "bf16", precision="bf16", trainable="top_layers",
