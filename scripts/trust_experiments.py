@@ -120,7 +120,7 @@ def tier_cell_check(runs: list[tuple[str, RunConfig]]) -> list[str]:
     for run_id, cfg in runs:
         if "-static-uniform-" not in run_id:
             continue
-        planned = json.loads(json.dumps(cfg.to_dict()))
+        planned = cfg.to_dict()  # config_hash serialises it as JSON: tuples and lists hash alike
         same = (config_hash(planned), planned["seed"]) in keys
         lines.append(f"  {run_id}: {'matches a cpu-tier record' if same else 'NO cpu-tier record has this config'}")
     return lines
