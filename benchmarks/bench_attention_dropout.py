@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.compute.attention_dropout import set_attention_dropout
 from fednlp_bench.tasks import get_task
+from interleave import interleaved, medians  # benchmarks/interleave.py
 
 ARMS = {"dropout 0.1": 0.1, "dropout 0": 0.0}
 
@@ -58,16 +58,18 @@ def one_pass(model: torch.nn.Module, data: list[dict[str, torch.Tensor]]) -> flo
 
 
 def measure(model: torch.nn.Module, data: list[dict[str, torch.Tensor]], repeats: int) -> dict[str, float]:
-    seconds: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    for arm, p in ARMS.items():  # warm-up
+    for p in ARMS.values():  # warm-up
         set_attention_dropout(model, p)
         one_pass(model, data[:1])
-    for rep in range(repeats):
-        for arm in (list(ARMS) if rep % 2 == 0 else list(reversed(ARMS))):
-            set_attention_dropout(model, ARMS[arm])
+
+    def arm(p: float) -> Callable[[int], float]:
+        def one_repeat(rep: int) -> float:
+            set_attention_dropout(model, p)
             torch.manual_seed(rep)
-            seconds[arm].append(one_pass(model, data))
-    return {arm: statistics.median(v) for arm, v in seconds.items()}
+            return one_pass(model, data)
+        return one_repeat
+
+    return medians(interleaved({name: arm(p) for name, p in ARMS.items()}, repeats))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,128 +45,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from fednlp_bench.engine.client.model_state import all_finite
-
-
-def build(model: str, max_train: int, max_length: int, num_clients: int, batch_size: int, local_steps: int) -> dict[str, Any]:
-    from fednlp_bench.algorithms.registry import create_strategy
-    from fednlp_bench.engine.client.trainer import LocalTrainer
-    from fednlp_bench.engine.server.simulator import InProcessBackend
-    from fednlp_bench.partitioners import partition_dataset
-    from fednlp_bench.tasks import get_task
-
-    task = get_task("classification", model=model, data="20news", max_length=max_length, max_train_examples=max_train,
-                    max_eval_examples=50, seed=0)
-    train = task.load()["train"]
-    part = partition_dataset(train, scheme="iid", num_clients=num_clients, seed=0, min_size=1)
-    features = task.preprocess(train, train=True)
-    torch.manual_seed(0)
-    net = task.build_model()
-    trainer = LocalTrainer(task, net, features, batch_size=batch_size, lr=1e-4, optimizer="adamw",
-                           local_epochs=None, local_steps=local_steps)
-    backend = InProcessBackend(trainer, lambda cid, rnd: trainer.rows_for(part.indices(cid)), progress=False)
-    return {"task": task, "part": part, "trainer": trainer, "backend": backend, "strategy": create_strategy("fedavg")}
-
-
-def fedavg_round(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int, k: int) -> dict[str, torch.Tensor]:
-    """Exactly what the runner does in a federated round, minus evaluation and checkpoint."""
-    from fednlp_bench.sampling.seeds import sample_clients
-
-    strategy, part = env["strategy"], env["part"]
-    clients = sample_clients(part.num_clients, k, rnd, 0)
-    outcome = env["backend"].run_round(rnd, strategy.configure_round(rnd, clients), weights, 0)
-    new = strategy.aggregate(rnd, weights, outcome.results)
-    assert all_finite(new.values())
-    return new
-
-
-def round_batches(env: dict[str, Any], rnd: int, k: int) -> list[np.ndarray]:
-    """The row batches a FedAvg round's clients draw, in the order they train (the engine's own batching)."""
-    from fednlp_bench.sampling.seeds import client_seed, sample_clients
-
-    trainer, part = env["trainer"], env["part"]
-    batches: list[np.ndarray] = []
-    for cid in sample_clients(part.num_clients, k, rnd, 0):
-        rng = np.random.default_rng(client_seed(0, rnd, cid))
-        batches += list(trainer._batches(trainer.rows_for(part.indices(cid)), rng, trainer.local_epochs,
-                                         trainer.local_steps))
-    return batches
+from engine_arms import batch_source, bookkeeping, build, central_steps, fedavg_round, round_batches
+from interleave import interleaved  # benchmarks/interleave.py
 
 
 @contextlib.contextmanager
-def batch_source(trainer: Any, replay: list[np.ndarray] | None = None, record: list[np.ndarray] | None = None) -> Iterator[None]:
-    """Make the trainer replay ``replay`` as its batches, or record the batches it draws into ``record``."""
-    original = trainer._batches
-
-    def patched(rows: np.ndarray, rng: np.random.Generator, epochs: int | None, steps: int | None) -> Iterator[np.ndarray]:
-        if replay is not None:
-            yield from replay
-            return
-        for batch in original(rows, rng, epochs, steps):
-            if record is not None:
-                record.append(batch)
-            yield batch
-
-    trainer._batches = patched
-    try:
-        yield
-    finally:
-        del trainer._batches
-
-
-def central_steps(env: dict[str, Any], weights: dict[str, torch.Tensor], rnd: int, batches: list[np.ndarray],
-                  optimizer: torch.optim.Optimizer) -> None:
-    """The same batches as the FedAvg round, as a plain training loop: one optimizer, no per-client work."""
-    trainer = env["trainer"]
-    rows = np.unique(np.concatenate(batches))
-    with batch_source(trainer, replay=batches):
-        trainer.train(-1, rows, weights, {}, seed=rnd, optimizer=optimizer, num_steps=len(batches), load_weights=False)
-
-
-def bookkeeping(env: dict[str, Any], weights: dict[str, torch.Tensor], k: int) -> float:
-    """Seconds of the engine's own per-round work with the training steps left out.
-
-    Per client: load the global weights, reset the client optimizer, compute the
-    delta and check it is finite; per round: sampling, aggregation, the global
-    finiteness check. Timed directly, this is far less noisy than the
-    difference of two long training loops on a shared machine.
-    """
-    from fednlp_bench.algorithms.base import ClientResult
-    from fednlp_bench.sampling.seeds import sample_clients
-
-    trainer, strategy = env["trainer"], env["strategy"]
-    t0 = time.perf_counter()
-    clients = sample_clients(env["part"].num_clients, k, 1, 0)
-    strategy.configure_round(1, clients)
-    results = []
-    for cid in clients:
-        trainer.rows_for(env["part"].indices(cid))
-        trainer.state.load(weights)
-        trainer.client_optimizer()  # the engine's per-client optimizer reset (buffers zeroed in place)
-        delta = trainer.state.delta_from(weights)
-        assert all_finite(delta.values())
-        results.append(ClientResult(cid, delta, 10, 1, 0.0))
-    new = strategy.aggregate(1, weights, results)
-    assert all_finite(new.values())
-    return time.perf_counter() - t0
-
-
-def overhead(args: argparse.Namespace) -> dict[str, Any]:
-    from fednlp_bench.engine.run.checkpoint import save_checkpoint
-
-    env = build(args.model, args.max_train, args.max_length, args.clients, args.batch_size, args.local_steps)
-    trainer = env["trainer"]
-    weights = trainer.state.get()
-    # The centralized loop replays exactly the batches of the same round's K clients.
-    plans = {r: round_batches(env, r, args.k) for r in range(args.repeats + 1)}
-    opt = trainer.make_optimizer()
-    fed_t, cen_t, ckpt_t, fed_steps, cen_steps = [], [], [], [], []
-    step_time = [0.0]
+def step_timer(trainer: Any) -> Iterator[list[float]]:
+    """Add the seconds of every training step the trainer takes to the yielded one-element list."""
+    spent = [0.0]
     original_step = trainer._step
 
     def timed_step(*a: Any, **kw: Any) -> float:
@@ -174,45 +65,65 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         try:
             return original_step(*a, **kw)
         finally:
-            step_time[0] += time.perf_counter() - t
+            spent[0] += time.perf_counter() - t
 
     trainer._step = timed_step
-    for rnd in range(args.repeats + 1):  # round 0 is warm-up
-        # Alternate which arm goes first so drifting machine load does not favour one of them.
-        order = ("central", "fed") if rnd % 2 == 0 else ("fed", "central")
-        times: dict[str, float] = {}
-        in_steps: dict[str, float] = {}
-        new = weights
-        for arm in order:
-            trainer.state.load(weights)
-            step_time[0] = 0.0
-            t0 = time.perf_counter()
-            if arm == "central":
-                central_steps(env, weights, rnd, plans[rnd], opt)
-            else:
+    try:
+        yield spent
+    finally:
+        del trainer._step
+
+
+def timed_arms(env: dict[str, Any], args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
+    """(round wall time, time in its training steps) of the central and FedAvg arms, interleaved by round."""
+    trainer = env["trainer"]
+    weights = trainer.state.get()
+    # The centralized loop replays exactly the batches of the same round's K clients.
+    plans = {r: round_batches(env, r, args.k) for r in range(args.repeats + 1)}
+    opt = trainer.make_optimizer()
+    with step_timer(trainer) as in_steps:
+        def arm(name: str) -> Callable[[int], tuple[float, float]]:
+            def one_round(rnd: int) -> tuple[float, float]:
+                trainer.state.load(weights)
+                in_steps[0] = 0.0
+                t0 = time.perf_counter()
+                if name == "central":
+                    central_steps(env, weights, rnd, plans[rnd], opt)
+                    return time.perf_counter() - t0, in_steps[0]
                 drawn: list[np.ndarray] = []
                 with batch_source(trainer, record=drawn):
-                    new = fedavg_round(env, weights, rnd, args.k)
-            times[arm] = time.perf_counter() - t0
-            in_steps[arm] = step_time[0]
-            if arm == "fed":
+                    fedavg_round(env, weights, rnd, args.k)
+                took = time.perf_counter() - t0, in_steps[0]
                 assert len(drawn) == len(plans[rnd]) and all(np.array_equal(a, b) for a, b in zip(drawn, plans[rnd])), \
                     "the FedAvg round drew other batches than the central arm replays"
-        t2 = time.perf_counter()
+                return took
+            return one_round
+
+        return interleaved({name: arm(name) for name in ("central", "fed")}, args.repeats, warmup=1)
+
+
+def checkpoint_write_s(weights: dict[str, torch.Tensor], repeats: int) -> float:
+    """Median seconds to write one round's checkpoint of ``weights``."""
+    from fednlp_bench.engine.run.checkpoint import save_checkpoint
+
+    seconds = []
+    for rnd in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(Path(tmp), rnd, new, {}, {"config": {}})
-        t3 = time.perf_counter()
-        if rnd > 0:
-            cen_t.append(times["central"])
-            fed_t.append(times["fed"])
-            cen_steps.append(in_steps["central"])
-            fed_steps.append(in_steps["fed"])
-            ckpt_t.append(t3 - t2)
-    del trainer._step
+            t0 = time.perf_counter()
+            save_checkpoint(Path(tmp), rnd, weights, {}, {"config": {}})
+            seconds.append(time.perf_counter() - t0)
+    return statistics.median(seconds)
+
+
+def overhead(args: argparse.Namespace) -> dict[str, Any]:
+    env = build(args.model, args.max_train, args.max_length, args.clients, args.batch_size, args.local_steps)
+    trainer = env["trainer"]
+    runs = timed_arms(env, args)
+    cen_t, cen_steps = (list(x) for x in zip(*runs["central"]))
+    fed_t, fed_steps = (list(x) for x in zip(*runs["fed"]))
     ratios = [f / c for f, c in zip(fed_t, cen_t)]
     in_round = [f / s for f, s in zip(fed_t, fed_steps)]
-    books = [bookkeeping(env, weights, args.k) for _ in range(3)]
-    book = statistics.median(books)
+    book = statistics.median(bookkeeping(env, trainer.state.get(), args.k) for _ in range(3))
     return {
         "model": args.model,
         "model_mb": trainer.state.num_bytes / 2**20,
@@ -233,7 +144,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         "step_time_ratios": [f / c for f, c in zip(fed_steps, cen_steps)],
         "bookkeeping_s": book,
         "overhead_ratio_from_bookkeeping": 1.0 + book / statistics.median(cen_t),
-        "checkpoint_write_s": statistics.median(ckpt_t),
+        "checkpoint_write_s": checkpoint_write_s(trainer.state.get(), args.repeats),
         "torch_threads": torch.get_num_threads(),
     }
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ from fednlp_bench.atomic import atomic_write_text
 from fednlp_bench.tasks import get_task
 from fednlp_bench.tasks.generation import GenerationTask
 from fednlp_bench.tasks.pointer_generator import IGNORE, PointerGeneratorEncoderDecoder
+from interleave import interleaved, medians  # benchmarks/interleave.py
 
 
 def reference_forward(self: PointerGeneratorEncoderDecoder, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -83,20 +83,23 @@ def run_phase(model: PointerGeneratorEncoderDecoder, data: list[dict[str, torch.
 
 
 def measure(model: PointerGeneratorEncoderDecoder, data: dict[str, list], repeats: int) -> dict[str, Any]:
-    seconds: dict[str, dict[str, list[float]]] = {ph: {"full": [], "label": []} for ph in data}
-    losses: dict[str, dict[str, float]] = {ph: {} for ph in data}
+    seconds: dict[str, dict[str, float]] = {}
+    losses: dict[str, dict[str, float]] = {}
     for phase, rows in data.items():
         train = phase == "train_step"
         for loss in ("full", "label"):
             run_phase(model, rows[:1], loss, train)  # warm-up
-        for rep in range(repeats):
-            for loss in (("full", "label") if rep % 2 == 0 else ("label", "full")):
+
+        def arm(loss: str, rows: list = rows, train: bool = train) -> Callable[[int], tuple[float, float]]:
+            def one_repeat(rep: int) -> tuple[float, float]:
                 torch.manual_seed(rep)  # the same dropout masks for both losses
-                took, mean = run_phase(model, rows, loss, train)
-                seconds[phase][loss].append(took)
-                losses[phase][loss] = mean
-    median = {ph: {k: statistics.median(v) for k, v in arms.items()} for ph, arms in seconds.items()}
-    return {"seconds": median, "speedup": {ph: m["full"] / m["label"] for ph, m in median.items()},
+                return run_phase(model, rows, loss, train)
+            return one_repeat
+
+        runs = interleaved({loss: arm(loss) for loss in ("full", "label")}, repeats)
+        seconds[phase] = medians({loss: [took for took, _ in r] for loss, r in runs.items()})
+        losses[phase] = {loss: r[-1][1] for loss, r in runs.items()}
+    return {"seconds": seconds, "speedup": {ph: m["full"] / m["label"] for ph, m in seconds.items()},
             "mean_loss": losses}
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+
+from interleave import interleaved, medians  # benchmarks/interleave.py
 
 ARMS = ("plain", "fp32 full", "bf16 full", "top2 cache", "lora r=8")
 #: arm -> (precision, trainable, trainable_params) for the LocalTrainer arms.
@@ -202,22 +203,16 @@ def main() -> None:
         cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp)
         arms = [plain_arm(data, device, args.lr)]
         arms += [engine_arm(n, data, device, args.lr, cache_dir, report, args.precision) for n in names[1:]]
-        train_t: dict[str, list[float]] = {a.name: [] for a in arms}
-        eval_t: dict[str, list[float]] = {a.name: [] for a in arms}
-        for rep in range(args.repeats + 1):  # repeat 0 is the warm-up
-            order = arms if rep % 2 == 0 else arms[::-1]
-            for arm in order:
-                t_train = timed(arm.train, device)
-                t_eval = timed(arm.evaluate, device)
-                if rep > 0:
-                    train_t[arm.name].append(t_train)
-                    eval_t[arm.name].append(t_eval)
+        runs = interleaved({a.name: (lambda _rep, a=a: (timed(a.train, device), timed(a.evaluate, device)))
+                            for a in arms}, args.repeats, warmup=1)
+        train_t = medians({name: [t for t, _ in r] for name, r in runs.items()})
+        eval_t = medians({name: [t for _, t in r] for name, r in runs.items()})
     n_train = sum(len(b) for b in data["batches"])
     n_eval = len(data["eval"])
     rows = []
     for arm in arms:
-        rows.append({"arm": arm.name, "train_ex_s": n_train / statistics.median(train_t[arm.name]),
-                     "eval_ex_s": n_eval / statistics.median(eval_t[arm.name]), "bytes_per_round": arm.bytes_per_round})
+        rows.append({"arm": arm.name, "train_ex_s": n_train / train_t[arm.name],
+                     "eval_ex_s": n_eval / eval_t[arm.name], "bytes_per_round": arm.bytes_per_round})
     base = rows[0]
     for row in rows:
         row["train_ratio"] = row["train_ex_s"] / base["train_ex_s"]

@@ -35,13 +35,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_engine  # noqa: E402  (the benchmark's own setup, so the diagnostic measures the same loop)
+import engine_arms  # noqa: E402  (bench_engine.py's own arms, so the diagnostic measures the same loop)
+from interleave import interleaved  # noqa: E402  (benchmarks/interleave.py)
 
 TINY = torch.finfo(torch.float32).tiny
 
@@ -112,6 +113,8 @@ def main() -> None:
     p.add_argument("--census", action="store_true", help="also count subnormal values after every step (slow)")
     p.add_argument("--json")
     args = p.parse_args()
+    if args.rounds < 2:
+        p.error(f"--rounds {args.rounds}: the first round is a warm-up; give at least 2")
     torch.set_num_threads(args.threads)
     from fednlp_bench.compute import host_memory
 
@@ -119,26 +122,29 @@ def main() -> None:
         os.environ[host_memory.SWITCH_ENV] = "default"
     setting = {"none": lambda: None, "ftz": flush_denormals_all_threads, "malloc": host_memory.keep_freed_memory,
                "engine": host_memory.configure_host_memory}[args.mode]()
-    env = bench_engine.build(args.model, args.max_train, args.max_length, 10, args.batch_size, args.local_steps)
+    env = engine_arms.build(args.model, args.max_train, args.max_length, 10, args.batch_size, args.local_steps)
     trainer = env["trainer"]
     weights = trainer.state.get()
-    plans = {r: bench_engine.round_batches(env, r, args.k) for r in range(args.rounds)}
+    plans = {r: engine_arms.round_batches(env, r, args.k) for r in range(args.rounds)}
     opt = trainer.make_optimizer()
     rows, _ = step_counters(trainer, args.census)
-    arms: dict[str, list[dict[str, float]]] = {"central": [], "fed": []}
-    for rnd in range(args.rounds):
-        for arm in (("central", "fed") if rnd % 2 == 0 else ("fed", "central")):
+
+    def arm(name: str) -> Callable[[int], list[dict[str, float]]]:
+        def one_round(rnd: int) -> list[dict[str, float]]:
             trainer.state.load(weights)
             rows.clear()
-            if arm == "central":
-                bench_engine.central_steps(env, weights, rnd, plans[rnd], opt)
+            if name == "central":
+                engine_arms.central_steps(env, weights, rnd, plans[rnd], opt)
             else:
-                bench_engine.fedavg_round(env, weights, rnd, args.k)
-            if rnd > 0:
-                arms[arm] += list(rows)
+                engine_arms.fedavg_round(env, weights, rnd, args.k)
+            return list(rows)
+        return one_round
+
+    runs = interleaved({name: arm(name) for name in ("central", "fed")}, args.rounds - 1, warmup=1)
+    arms = {name: [step for steps in r for step in steps] for name, r in runs.items()}
     del trainer._step
     result = {"mode": args.mode, "setting": setting, "threads": torch.get_num_threads(), "model": args.model,
-              "arms": {arm: summarise(r) for arm, r in arms.items()},
+              "arms": {name: summarise(r) for name, r in arms.items()},
               "per_step": arms}
     c, f = result["arms"]["central"], result["arms"]["fed"]
     print(f"mode {args.mode}, {result['threads']} thread(s), {len(arms['fed'])} timed steps per arm "

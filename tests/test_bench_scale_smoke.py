@@ -27,8 +27,9 @@ def test_bench_engine_reports_every_ratio(tmp_path: Path) -> None:
     result = _run("bench_engine.py", "--model", "tiny", "--max-train", "200", "--max-length", "32", "--repeats", "1",
                   "--threads", "1", "--skip-rss", tmp_path=tmp_path)
     for key in ("overhead_ratio_median", "overhead_in_round_median", "step_time_ratio_total",
-                "overhead_ratio_from_bookkeeping"):
+                "overhead_ratio_from_bookkeeping", "checkpoint_write_s"):
         assert result[key] > 0
+    assert len(result["overhead_ratios"]) == len(result["step_time_ratios"]) == 1  # the warm-up round is dropped
 
 
 def test_diag_engine_steps_counts_per_step(tmp_path: Path) -> None:
