@@ -44,8 +44,15 @@ def pilot_row(record: RunRecord, criterion: Criterion) -> str:
     test = record.final_metrics.get(record.primary_metric)
     cells = [record.run_id, record.algorithm, partition, f"{record.config.get('lr'):g}",
              *(value_near(record, s) for s in (0.25, 0.5, 0.75, 1.0)), status,
-             "—" if test is None else f"{test:.4f}", f"{record.wall_time_s / 60:.0f} min"]
+             "—" if test is None else f"{test:.4f}", wall_text(record)]
     return "| " + " | ".join(cells) + " |"
+
+
+def wall_text(record: RunRecord) -> str:
+    """Wall time with the machine that took it: GPU pilots' minutes are not the tier's CPU minutes."""
+    gpu = (record.hardware or {}).get("gpu")
+    minutes = record.wall_time_s / 60
+    return f"{minutes:.1f} min ({gpu})" if gpu else f"{minutes:.0f} min"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh and scripts/run_gpu_tier.sh: their --dry-run and CPU fallbacks run on a machine without a GPU."""
+"""scripts/gpu_check.sh, run_gpu_tier.sh and gpu_pilots.sh: their --dry-run and CPU fallbacks run on a machine without a GPU."""
 
 from __future__ import annotations
 
@@ -74,3 +74,32 @@ def test_run_gpu_tier_budget_stops_in_time_and_leaves_a_summary(tmp_path: Path) 
     assert "runs to do" in summary and "continue with: bash scripts/run_gpu_tier.sh" in summary
     assert "time budget reached" in out or "0 runs to do" in summary
     assert data["tier"] == "gpu" and git_status() == before
+
+
+def test_gpu_pilots_rejects_an_unknown_pilot_and_bad_numbers() -> None:
+    for args, message in ((["--only", "sq-bogus"], "--only names 'sq-bogus', not a pilot"),
+                          (["--rounds", "0"], "--rounds '0' must be a whole number >= 1"),
+                          (["--minutes", "soon"], "--minutes 'soon' must be a number")):
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_pilots.sh"), *args], capture_output=True, text=True)
+        assert done.returncode == 2 and message in done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_pilots_cpu_fallback_packs_finished_and_stopped_pilots_into_one_file(tmp_path: Path) -> None:
+    import tarfile
+
+    before = git_status()
+    env = {"OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work")}
+    out = bash("gpu_pilots.sh", "--cpu", "--minutes", "2", "--only", "ae-fedavg-iid,sq-central-iid", "--rounds", "3",
+               env=env).stdout
+    assert "ae-fedavg-iid-r3: finished" in out and "sq-central-iid-r3: finished" in out and "3 round(s) logged" in out
+    with tarfile.open(tmp_path / "out" / "gpu-pilots.tar.gz") as tar:
+        names = set(tar.getnames())
+    for pilot in ("ae-fedavg-iid-r3", "sq-central-iid-r3"):
+        assert {f"pilots/{pilot}/record.json", f"pilots/{pilot}/metrics.csv", f"logs/{pilot}.log"} <= names
+    assert not any("checkpoint" in name for name in names)
+    record = json.loads((tmp_path / "work" / "pilots" / "ae-fedavg-iid-r3" / "record.json").read_text())
+    assert record["config"]["rounds"] == 3 and record["hardware"]["device"] == "cpu"
+    stopped = bash("gpu_pilots.sh", "--cpu", "--minutes", "0.05", "--only", "ae-central-iid", env=env).stdout
+    assert "ae-central-iid: stopped (exit 124; its log holds the curve so far)" in stopped
+    assert git_status() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -156,8 +157,6 @@ def test_cost_rates_are_measured_per_shape_and_declared_otherwise() -> None:
 
 
 def test_the_tiers_own_records_measure_their_shape_before_the_pilots(monkeypatch: pytest.MonkeyPatch) -> None:
-    from types import SimpleNamespace
-
     from fednlp_bench.suite import cost, dry_run
 
     config = {**_runs()[0].config, "rounds": 4, "eval_every": 2, "clients_per_round": 5, "local_epochs": 1,
@@ -170,6 +169,19 @@ def test_the_tiers_own_records_measure_their_shape_before_the_pilots(monkeypatch
     rates = dry_run._rates(plan, records)  # type: ignore[arg-type]
     assert rates[cost.shape_key(config)].train_s == pytest.approx(10.0 / 500)   # the tier's record, not the pilot
     assert rates[cost.shape_key(other)].train_s == pytest.approx(30.0 / 500)    # a shape only a pilot measured
+
+
+def test_pilots_made_on_a_gpu_do_not_time_cpu_runs(tmp_path: Path) -> None:
+    from fednlp_bench.suite import cost
+
+    config = {**_runs()[0].config, "rounds": 4, "eval_every": 2}
+    for name, hardware in (("cpu-pilot", {"device": "cpu", "gpu": None}),
+                           ("gpu-pilot", {"device": "cuda", "gpu": "NVIDIA H200"})):
+        record = _timed_record(config, 10.0, 4.0)
+        record.run_id, record.hardware = name, hardware
+        record.save(tmp_path / name)
+    assert [r.run_id for r in cost.load_rate_records([tmp_path])] == ["cpu-pilot"]
+    assert not cost.made_on_cpu(SimpleNamespace(hardware={"device": "cuda:1", "gpu": None}))
 
 
 def test_a_validation_subset_is_timed_by_its_rows_and_keeps_old_hashes() -> None:

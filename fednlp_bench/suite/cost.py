@@ -229,8 +229,18 @@ def estimate(configs: Iterable[Mapping[str, Any]], measured: Mapping[str, Rate],
     return out
 
 
+def made_on_cpu(record: Any) -> bool:
+    """Whether a record's wall times are CPU times: no accelerator named in its hardware."""
+    hardware = getattr(record, "hardware", None) or {}
+    return not hardware.get("gpu") and str(hardware.get("device") or "cpu").startswith("cpu")
+
+
 def load_rate_records(folders: Iterable[str | Path]) -> list[Any]:
-    """Records of extra folders (pilots) that measure rates; bad or duplicate ones are skipped, not fatal."""
+    """Records of extra folders (pilots) that measure rates; bad or duplicate ones are skipped, not fatal.
+
+    Only records made on a CPU: the estimate is in CPU hours, and a pilot run on a GPU (the QA and
+    generation pilots of docs/protocol.md) would make a CPU run look 25 to 60 times cheaper than it is.
+    """
     import warnings
 
     from fednlp_bench.leaderboard.records import collect_records
@@ -240,5 +250,6 @@ def load_rate_records(folders: Iterable[str | Path]) -> list[Any]:
         if Path(folder).is_dir():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out += [i.record for i in collect_records(folder, skip_invalid=True, skip_duplicates=True)]
+                out += [i.record for i in collect_records(folder, skip_invalid=True, skip_duplicates=True)
+                        if made_on_cpu(i.record)]
     return out
