@@ -6,14 +6,9 @@ sizes, coverage), not just that the code runs.
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from pathlib import Path
-
 import numpy as np
 import pytest
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 
 from fednlp_bench.partitioners import (
     PARTITIONERS,
@@ -27,25 +22,14 @@ from fednlp_bench.partitioners import (
 )
 from fednlp_bench.partitioners import embeddings as emb
 from fednlp_bench.partitioners.feature_cluster import FeatureClusterPartitioner
+from partitioner_data import DATA_DIR, load_news, read_jsonl  # tests/partitioner_data.py
 
-DATA_DIR = Path(os.environ.get("FEDNLP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 ALPHAS = (0.1, 0.5, 1, 5, 10, 100)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
 
 
 @pytest.fixture(scope="module")
 def news() -> Dataset:
-    """20News train split: id, string label, author (the From: header) -- 11,314 real rows."""
-    rows = _read_jsonl(DATA_DIR / "20news" / "train.jsonl")
-    authors = []
-    for r in rows:
-        m = re.search(r"^From:\s*(.+)$", r["text"], re.M)
-        authors.append(m.group(1).strip() if m else "unknown")
-    return Dataset.from_dict({"id": [r["id"] for r in rows], "label": [r["label"] for r in rows], "author": authors})
+    return load_news()
 
 
 def _codes(ds: Dataset, column: str = "label") -> tuple[np.ndarray, list[str]]:
@@ -216,80 +200,6 @@ def test_fingerprint_tracks_ids_and_honours_select(news):
 # ----- bad input: clear errors before any work --------------------------------------------
 
 
-@pytest.mark.parametrize("alpha", [0, -1.0])
-def test_rejects_non_positive_alpha(news, alpha):
-    with pytest.raises(PartitionError, match=r"alpha=.* must be > 0"):
-        partition_dataset(news, "dirichlet_label", 10, label_column="label", alpha=alpha)
-
-
-@pytest.mark.parametrize("clients", [0, -3])
-def test_rejects_fewer_than_one_client(news, clients):
-    with pytest.raises(PartitionError, match=rf"num_clients={clients} is invalid: must be >= 1"):
-        partition_dataset(news, "iid", clients, label_column="label")
-
-
-def test_rejects_more_clients_than_rows(news):
-    small = news.select(range(30))
-    with pytest.raises(PartitionError, match=r"num_clients=31 exceeds the 30 rows"):
-        partition_dataset(small, "dirichlet_label", 31, label_column="label")
-
-
-def test_rejects_impossible_min_size(news):
-    with pytest.raises(PartitionError, match=r"min_size=200 is impossible: 100 clients x 200 rows = 20000 > 11314"):
-        partition_dataset(news, "iid", 100, min_size=200, label_column="label")
-
-
-def test_unknown_scheme_suggests_closest():
-    with pytest.raises(PartitionError, match=r"unknown partition scheme 'dirichlet'.*Did you mean 'dirichlet_label'"):
-        partition_dataset(Dataset.from_dict({"label": [0, 1]}), "dirichlet", 2)
-
-
-def test_unknown_parameter_suggests_closest(news):
-    with pytest.raises(PartitionError, match=r"scheme 'dirichlet_label' has no parameter 'alpah'\. Did you mean 'alpha'"):
-        partition_dataset(news, "dirichlet_label", 10, label_column="label", alpah=0.5)
-    with pytest.raises(PartitionError, match=r"exponent is only used with distribution='power_law'"):
-        partition_dataset(news, "quantity_skew", 10, label_column="label", exponent=2.0)
-
-
-def test_missing_label_column_lists_available(news):
-    with pytest.raises(PartitionError, match=r"label column 'partition_key' is not in the dataset; "
-                                             r"available columns: \['id', 'label', 'author'\]"):
-        partition_dataset(news, "dirichlet_label", 10)
-
-
-def test_rejects_dataset_dict(news):
-    with pytest.raises(PartitionError, match=r"pass one split"):
-        partition_dataset(DatasetDict({"train": news}), "iid", 10)
-
-
-def test_shard_rejects_too_many_classes_per_client(news):
-    with pytest.raises(PartitionError, match=r"classes_per_client=25 but the label column has only 20 classes"):
-        partition_dataset(news, "shard", 10, label_column="label", classes_per_client=25)
-    with pytest.raises(PartitionError, match=r"cannot cover all 20 classes"):
-        partition_dataset(news, "shard", 5, label_column="label", classes_per_client=2)
-
-
-def test_feature_cluster_checks_before_embedding(monkeypatch, news):
-    def boom(*args, **kwargs):
-        raise AssertionError("embedding must not start on bad input")
-
-    monkeypatch.setattr(emb, "embed_texts", boom)
-    tiny = Dataset.from_dict({"id": ["a", "b", "c"], "text": ["x", "y", "z"]})
-    with pytest.raises(PartitionError, match=r"clusters=5 exceeds the 3 rows"):
-        partition_dataset(tiny, "feature_cluster", 2, clusters=5)
-    with pytest.raises(PartitionError, match=r"num_clients=4 exceeds the 3 rows"):
-        partition_dataset(tiny, "feature_cluster", 4, clusters=2)
-    with pytest.raises(PartitionError, match=r"text column 'text' is not in the dataset"):
-        partition_dataset(news, "feature_cluster", 4)
-    with pytest.raises(PartitionError, match=r"alpha=-0.5 is invalid"):
-        partition_dataset(tiny, "feature_cluster", 2, alpha=-0.5)
-
-
-def test_registry_has_one_class_per_scheme():
-    assert sorted(PARTITIONERS) == ["dirichlet_label", "feature_cluster", "iid", "natural_id", "quantity_skew", "shard"]
-    assert len(set(PARTITIONERS.values())) == len(PARTITIONERS)
-
-
 def test_column_data_accepts_plain_arrays():
     labels = np.array(["b", "a", "b", "c"] * 25)
     data = ColumnData.from_labels(labels)
@@ -309,7 +219,7 @@ def _near_duplicate(tokens: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def wnut_pairs() -> Dataset:
-    rows = [r for r in _read_jsonl(DATA_DIR / "wnut17" / "train.jsonl") if len(r["tokens"]) >= 8][:120]
+    rows = [r for r in read_jsonl(DATA_DIR / "wnut17" / "train.jsonl") if len(r["tokens"]) >= 8][:120]
     texts = [" ".join(r["tokens"]) for r in rows] + [_near_duplicate(r["tokens"]) for r in rows]
     ids = [r["id"] for r in rows] + [r["id"] + "-dup" for r in rows]
     return Dataset.from_dict({"id": ids, "text": texts})
