@@ -55,6 +55,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train_epochs(task: Any, model: torch.nn.Module, opt: torch.optim.Optimizer, train_feats: Any,
+                 args: argparse.Namespace) -> tuple[list[float], int]:
+    """A bare shuffled AdamW loop (no engine), so the rate is the task's own cost; returns the losses and rows seen."""
+    model.train()
+    rng = np.random.default_rng(args.seed)
+    losses: list[float] = []
+    seen = 0
+    for _ in range(args.epochs):
+        order = rng.permutation(len(train_feats))
+        for start in range(0, len(order), args.batch_size):
+            rows = [train_feats[int(i)] for i in order[start : start + args.batch_size]]
+            loss = model(**task.collate(rows)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(loss.detach()))
+            seen += len(rows)
+    return losses, seen
+
+
 def bench_task(name: str, args: argparse.Namespace, qa_dir: str | None) -> dict[str, Any]:
     data = qa_dir if name == "qa" else None
     task = get_task(
@@ -79,22 +100,8 @@ def bench_task(name: str, args: argparse.Namespace, qa_dir: str | None) -> dict[
     before = task.evaluate(model, splits[eval_name], eval_feats, batch_size=args.batch_size)
     eval_s = time.perf_counter() - t0
 
-    model.train()
-    rng = np.random.default_rng(args.seed)
-    losses: list[float] = []
-    seen = 0
     t0 = time.perf_counter()
-    for _ in range(args.epochs):
-        order = rng.permutation(len(train_feats))
-        for start in range(0, len(order), args.batch_size):
-            rows = [train_feats[int(i)] for i in order[start : start + args.batch_size]]
-            loss = model(**task.collate(rows)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad()
-            losses.append(float(loss.detach()))
-            seen += len(rows)
+    losses, seen = train_epochs(task, model, opt, train_feats, args)
     train_s = time.perf_counter() - t0
 
     after = task.evaluate(model, splits[eval_name], eval_feats, batch_size=args.batch_size)

@@ -169,7 +169,7 @@ def timed(fn: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="minilm", help="minilm (default) or tiny (smoke tests only)")
     p.add_argument("--data", default="20news")
@@ -187,37 +187,36 @@ def main() -> None:
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of: {', '.join(ARMS)} (plain is always run)")
     p.add_argument("--cache-dir", help="frozen-bottom cache folder (default: a temporary folder, removed after)")
     p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from fednlp_bench.compute.device import device_name, resolve_device
+    return p.parse_args()
 
-    device = resolve_device(args.device)
-    names = ["plain"] + [a.strip() for a in args.arms.split(",") if a.strip() and a.strip() != "plain"]
+
+def arm_names(spec: str) -> list[str]:
+    """plain always comes first: every ratio in the report is against it."""
+    names = ["plain"] + [a.strip() for a in spec.split(",") if a.strip() and a.strip() != "plain"]
     unknown = [a for a in names if a not in ARMS]
     if unknown:
         raise SystemExit(f"unknown arm(s) {unknown}; choose from {list(ARMS)}")
-    data = load(args)
-    report: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp)
-        arms = [plain_arm(data, device, args.lr)]
-        arms += [engine_arm(n, data, device, args.lr, cache_dir, report, args.precision) for n in names[1:]]
-        runs = interleaved({a.name: (lambda _rep, a=a: (timed(a.train, device), timed(a.evaluate, device)))
-                            for a in arms}, args.repeats, warmup=1)
-        train_t = medians({name: [t for t, _ in r] for name, r in runs.items()})
-        eval_t = medians({name: [t for _, t in r] for name, r in runs.items()})
+    return names
+
+
+def rate_rows(arms: list[Arm], data: dict[str, Any], train_t: dict[str, float],
+              eval_t: dict[str, float]) -> list[dict[str, Any]]:
+    """Examples per second and bytes per arm, each also as a ratio to the plain arm (rows[0])."""
     n_train = sum(len(b) for b in data["batches"])
     n_eval = len(data["eval"])
-    rows = []
-    for arm in arms:
-        rows.append({"arm": arm.name, "train_ex_s": n_train / train_t[arm.name],
-                     "eval_ex_s": n_eval / eval_t[arm.name], "bytes_per_round": arm.bytes_per_round})
+    rows = [{"arm": arm.name, "train_ex_s": n_train / train_t[arm.name],
+             "eval_ex_s": n_eval / eval_t[arm.name], "bytes_per_round": arm.bytes_per_round} for arm in arms]
     base = rows[0]
     for row in rows:
         row["train_ratio"] = row["train_ex_s"] / base["train_ex_s"]
         row["eval_ratio"] = row["eval_ex_s"] / base["eval_ex_s"]
         row["bytes_ratio"] = row["bytes_per_round"] / base["bytes_per_round"]
+    return rows
+
+
+def print_report(args: argparse.Namespace, device: torch.device, n_eval: int,
+                 rows: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    from fednlp_bench.compute.device import device_name
 
     print(f"model {args.model}, device {device} ({device_name(device) or 'CPU'}), torch threads {torch.get_num_threads()}, "
           f"{args.steps} steps x batch {args.batch_size} x <= {args.max_length} tokens, {n_eval} eval examples, "
@@ -230,7 +229,10 @@ def main() -> None:
               f"{r['eval_ratio']:.3f} | {r['bytes_per_round'] / 2**20:.3f} | {r['bytes_ratio']:.4f} |")
     if "cache_build_s" in report:
         print(f"\nfrozen-bottom cache (top2): built once in {report['cache_build_s']:.1f} s, {report['cache_mib']:.1f} MiB")
-    by = {r["arm"]: r for r in rows}
+    print_targets({r["arm"]: r for r in rows})
+
+
+def print_targets(by: dict[str, dict[str, Any]]) -> None:
     print("\ntargets:")
     if "fp32 full" in by:
         print(f"  LocalTrainer fp32 full >= 0.95x plain: {by['fp32 full']['train_ratio']:.3f}")
@@ -239,6 +241,28 @@ def main() -> None:
     if "lora r=8" in by and "fp32 full" in by:
         share = by["lora r=8"]["bytes_per_round"] / by["fp32 full"]["bytes_per_round"]
         print(f"  LoRA bytes <= 2% of full: {100 * share:.2f}%")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from fednlp_bench.compute.device import device_name, resolve_device
+
+    device = resolve_device(args.device)
+    names = arm_names(args.arms)
+    data = load(args)
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp)
+        arms = [plain_arm(data, device, args.lr)]
+        arms += [engine_arm(n, data, device, args.lr, cache_dir, report, args.precision) for n in names[1:]]
+        runs = interleaved({a.name: (lambda _rep, a=a: (timed(a.train, device), timed(a.evaluate, device)))
+                            for a in arms}, args.repeats, warmup=1)
+        train_t = medians({name: [t for t, _ in r] for name, r in runs.items()})
+        eval_t = medians({name: [t for _, t in r] for name, r in runs.items()})
+    rows = rate_rows(arms, data, train_t, eval_t)
+    print_report(args, device, len(data["eval"]), rows, report)
     if args.json:
         result = {"args": vars(args), "device": str(device), "device_name": device_name(device),
                   "torch_threads": torch.get_num_threads(), "rows": rows, **report}

@@ -97,7 +97,7 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="minilm")
     p.add_argument("--k", type=int, default=5)
@@ -115,6 +115,24 @@ def main() -> None:
     args = p.parse_args()
     if args.rounds < 2:
         p.error(f"--rounds {args.rounds}: the first round is a warm-up; give at least 2")
+    return args
+
+
+def print_summary(args: argparse.Namespace, result: dict[str, Any], n_fed_steps: int) -> None:
+    c, f = result["arms"]["central"], result["arms"]["fed"]
+    print(f"mode {args.mode}, {result['threads']} thread(s), {n_fed_steps} timed steps per arm "
+          f"(rounds 2..{args.rounds}); machine load average {Path('/proc/loadavg').read_text().split()[0]}")
+    for key in ("wall_s", "user_s", "sys_s", "minor_faults"):
+        ratio = f[f"total_{key}"] / c[f"total_{key}"] if c[f"total_{key}"] else float("nan")
+        print(f"  {key:>13}: central total {c[f'total_{key}']:10.2f}, fedavg total {f[f'total_{key}']:10.2f}, "
+              f"fedavg/central {ratio:.3f}")
+    if args.census:
+        for key in ("subnormal_grads", "subnormal_weights", "subnormal_moments"):
+            print(f"  {key}: central {int(c[f'total_{key}'])}, fedavg {int(f[f'total_{key}'])}")
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     from fednlp_bench.compute import host_memory
 
@@ -146,16 +164,7 @@ def main() -> None:
     result = {"mode": args.mode, "setting": setting, "threads": torch.get_num_threads(), "model": args.model,
               "arms": {name: summarise(r) for name, r in arms.items()},
               "per_step": arms}
-    c, f = result["arms"]["central"], result["arms"]["fed"]
-    print(f"mode {args.mode}, {result['threads']} thread(s), {len(arms['fed'])} timed steps per arm "
-          f"(rounds 2..{args.rounds}); machine load average {Path('/proc/loadavg').read_text().split()[0]}")
-    for key in ("wall_s", "user_s", "sys_s", "minor_faults"):
-        ratio = f[f"total_{key}"] / c[f"total_{key}"] if c[f"total_{key}"] else float("nan")
-        print(f"  {key:>13}: central total {c[f'total_{key}']:10.2f}, fedavg total {f[f'total_{key}']:10.2f}, "
-              f"fedavg/central {ratio:.3f}")
-    if args.census:
-        for key in ("subnormal_grads", "subnormal_weights", "subnormal_moments"):
-            print(f"  {key}: central {int(c[f'total_{key}'])}, fedavg {int(f[f'total_{key}'])}")
+    print_summary(args, result, len(arms["fed"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
