@@ -82,13 +82,25 @@ def test_convergence_and_best_go_by_validation(tier: Path) -> None:
     assert task.best_federated(1) is None  # alpha=1: incomplete
 
 
-def test_files_markdown_csv_readme_and_figure(tier: Path, tmp_path: Path) -> None:
+def _publish(tier: Path, tmp_path: Path) -> tuple[Path, list[Path]]:
     out = tmp_path / "published"  # outside the plan's folder: links must still resolve
     files = write_tier_leaderboard(tier, out)
+    return out, files
+
+
+HALF_WIDTH = 4.302653 * 0.1 / math.sqrt(3)  # t(2) × sd 0.1 / √3: FedAvg IID's interval
+PAIRED_HALF_WIDTH = 4.302653 * 0.08 / math.sqrt(3)  # the same for its paired gap (sd of differences 0.08)
+
+
+def test_tier_writes_markdown_csv_readme_and_figure(tier: Path, tmp_path: Path) -> None:
+    _, files = _publish(tier, tmp_path)
     assert sorted(p.name for p in files) == ["README.md", "classification.csv", "classification.md", "gap_vs_alpha.png"]
+
+
+def test_markdown_cells_marks_and_tuning_table(tier: Path, tmp_path: Path) -> None:
+    out, _ = _publish(tier, tmp_path)
+    hw, paired = HALF_WIDTH, PAIRED_HALF_WIDTH
     md = (out / "classification.md").read_text()
-    hw = 4.302653 * 0.1 / math.sqrt(3)
-    paired = 4.302653 * 0.08 / math.sqrt(3)
     assert (f"0.6000 ± 0.1000<br>95% CI [{0.6 - hw:.4f}, {0.6 + hw:.4f}], n=3<br>gap -0.2200 (paired 95% CI "
             f"±{paired:.4f}, n=3; Welch ±") in md
     assert "<br>still rising (+0.1850 per round, 3/3 single seeds rising) |" in md
@@ -110,6 +122,10 @@ def test_files_markdown_csv_readme_and_figure(tier: Path, tmp_path: Path) -> Non
     assert "| IID | FedAvg | lr=0.001 | 0 | 0 | 0.6000 |  |" in md
     assert "| Dirichlet α=1 | FedAdam | lr=0.001 | 0 | 0 | pending | choice pending |" in md
 
+
+def test_csv_rows_carry_runs_gaps_and_status(tier: Path, tmp_path: Path) -> None:
+    out, _ = _publish(tier, tmp_path)
+    hw, paired = HALF_WIDTH, PAIRED_HALF_WIDTH
     rows = list(csv.DictReader((out / "classification.csv").open()))
     avg = next(r for r in rows if r["algorithm"] == "fedavg" and r["partition_index"] == "0")
     assert float(avg["mean"]) == pytest.approx(0.6) and float(avg["ci_high"]) == pytest.approx(0.6 + hw, abs=1e-6)
@@ -125,6 +141,9 @@ def test_files_markdown_csv_readme_and_figure(tier: Path, tmp_path: Path) -> Non
         ("False", "", "2", "avg-a1-s0 avg-a1-s1")
     assert {r["role"] for r in rows} == {"federated", "centralized_equal", "centralized_converged"}
 
+
+def test_readme_headline_picks_by_validation_and_links_resolve(tier: Path, tmp_path: Path) -> None:
+    out, _ = _publish(tier, tmp_path)
     readme = (out / "README.md").read_text()
     assert readme.index("## Headline") < readme.index("## Tables") < readme.index("gap_vs_alpha.png")
     assert "| classification | `20news` | `accuracy` | 0.8900 ± 0.0100 95% CI" in readme
@@ -137,6 +156,9 @@ def test_files_markdown_csv_readme_and_figure(tier: Path, tmp_path: Path) -> Non
     link = readme.split("[plan.json](")[1].split(")")[0]
     assert (out / link).resolve() == tier.resolve()
 
+
+def test_figure_is_a_png_and_rebuilding_is_byte_identical(tier: Path, tmp_path: Path) -> None:
+    out, files = _publish(tier, tmp_path)
     png = (out / "gap_vs_alpha.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
